@@ -1,0 +1,1 @@
+"""The `crlkit` command line: thin click commands over the library (installed as crlkit.cli)."""

@@ -1,0 +1,60 @@
+"""The physics-backend contract every env is written against.
+
+Env code (crlkit/envs/) never calls mujoco.mjx, mujoco C or warp directly: it holds a
+`PhysicsBackend` built from an `mujoco.MjModel` and moves a `PhysicsState` pytree through it.
+Three backends implement it: `mjx` (JAX implementation of mujoco.mjx), `native` (MuJoCo C on CPU
+threads behind a jax callback) and `warp` (MJX with impl='warp').
+
+Contract (all three backends must satisfy it; tests check them against each other):
+  * `init(qpos, qvel)` -> PhysicsState for ONE env (callers vmap), with forward kinematics done, so
+    `xpos` is valid.
+  * `step(state, ctrl)` -> PhysicsState after `n_substeps` physics steps (the env's frame skip) with
+    `ctrl` held. Pure: the same state and ctrl give the same next state, on any backend, under jit,
+    vmap and lax.scan. Everything that determines the next state rides in the pytree.
+  * Env code may edit `qpos`/`qvel` of a state (e.g. the point env moves the body before stepping)
+    and pass it back to `step`; backends must honour those edits.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import jax
+from flax import struct
+
+
+@struct.dataclass
+class PhysicsState:
+    """Integration state of one env plus the kinematics env code reads.
+
+    Attributes:
+      qpos: [nq] generalised positions.
+      qvel: [nv] generalised velocities.
+      act: [na] actuator activations (empty for the bodies we ship, kept for completeness).
+      time: [] simulation time.
+      qacc_warmstart: [nv] solver warm start; part of MuJoCo's state, so it rides along to keep
+        the step a pure function of the pytree.
+      xpos: [nbody, 3] world positions of body frames, consistent with qpos.
+    """
+
+    qpos: jax.Array
+    qvel: jax.Array
+    act: jax.Array
+    time: jax.Array
+    qacc_warmstart: jax.Array
+    xpos: jax.Array
+
+
+class PhysicsBackend(Protocol):
+    """What env code may call. Construct with (mj_model: mujoco.MjModel, n_substeps: int)."""
+
+    name: str
+    n_substeps: int
+
+    def init(self, qpos: jax.Array, qvel: jax.Array) -> PhysicsState:
+        """State for one env at (qpos, qvel), time 0, zero warm start, kinematics done."""
+        ...
+
+    def step(self, state: PhysicsState, ctrl: jax.Array) -> PhysicsState:
+        """Advance `n_substeps` physics steps with `ctrl` held; returns the new state."""
+        ...
