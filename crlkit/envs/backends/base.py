@@ -7,10 +7,12 @@ threads behind a jax callback) and `warp` (MJX with impl='warp').
 
 Contract (all three backends must satisfy it; tests check them against each other):
   * `init(qpos, qvel)` -> PhysicsState for ONE env (callers vmap), with forward kinematics done, so
-    `xpos` is valid.
+    `xpos` (and `sensordata`) are valid.
   * `step(state, ctrl)` -> PhysicsState after `n_substeps` physics steps (the env's frame skip) with
-    `ctrl` held. Pure: the same state and ctrl give the same next state, on any backend, under jit,
-    vmap and lax.scan. Everything that determines the next state rides in the pytree.
+    `ctrl` held, then kinematics and sensors refreshed for the new (qpos, qvel) so `xpos` and
+    `sensordata` describe the returned state (as ogbench's humanoid does with mj_step1).
+    Pure: the same state and ctrl give the same next state, on any backend, under jit, vmap and
+    lax.scan. Everything that determines the next state rides in the pytree.
   * Env code may edit `qpos`/`qvel` of a state (e.g. the point env moves the body before stepping)
     and pass it back to `step`; backends must honour those edits.
 """
@@ -35,6 +37,9 @@ class PhysicsState:
       qacc_warmstart: [nv] solver warm start; part of MuJoCo's state, so it rides along to keep
         the step a pure function of the pytree.
       xpos: [nbody, 3] world positions of body frames, consistent with qpos.
+      sensordata: [nsensordata] sensor readings consistent with (qpos, qvel) (position and
+        velocity stages, as after mj_forward). The humanoid observation reads its
+        `subtreelinvel` sensor here. Defaults to None for backends that predate the field.
     """
 
     qpos: jax.Array
@@ -43,6 +48,7 @@ class PhysicsState:
     time: jax.Array
     qacc_warmstart: jax.Array
     xpos: jax.Array
+    sensordata: jax.Array | None = None
 
 
 class PhysicsBackend(Protocol):

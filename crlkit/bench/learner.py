@@ -1,0 +1,294 @@
+"""`crlkit bench learner`: compile time, step time, FLOP rate and peak memory of the CRL update.
+
+Each (depth, variant) runs in a fresh Python subprocess so its peak host RSS (`ru_maxrss`) belongs
+to that depth alone; on a GPU the device's `peak_bytes_in_use` is reported instead. FLOPs are counted
+analytically: the matmul FLOPs of the update's forward and backward passes (bias, LayerNorm and
+activations are not counted; with remat the recomputed forward matmuls are counted, because they
+run). The matmul peak is measured in the same run with large float32 matmuls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from crlkit.config import LearnerConfig, NetworkConfig
+from crlkit.learner import Batch, Dims, init, make_networks, update
+from crlkit.networks import count_params
+
+# The paper's ant task sizes: its parameter counts are quoted at these dims.
+BENCH_DIMS = Dims(state_dim=29, goal_dim=2, action_dim=8)
+REMAT_MODES = ("auto", "on", "off")
+# remat=auto turns block rematerialisation on from this depth (memory over speed).
+AUTO_REMAT_DEPTH = 256
+ROW_KEYS = ("depth", "params", "compile_s", "step_s", "gflops", "peak_fraction", "peak_mem_mb")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchLearnerConfig:
+    """What `crlkit bench learner` measures."""
+
+    depths: tuple[int, ...] = (4, 64, 256, 1024)  # actor and critic depth, each run separately
+    width: int = 256  # units per layer
+    batch: int = 512  # minibatch size of the SGD step
+    repeats: int = 10  # timed steps per depth (the median is reported)
+    remat: str = "auto"  # auto: remat from AUTO_REMAT_DEPTH on; on; off
+    compare_unrolled: bool = False  # also time the Python-unrolled twin
+    unrolled_max_depth: int = 256  # skip the unrolled twin above this depth (its compile explodes)
+    timeout_s: float = 1800.0  # per-subprocess limit; a run past it is reported as timed out
+
+    def __post_init__(self) -> None:
+        if not self.depths:
+            raise ValueError("depths is empty; give e.g. 4,64,256,1024")
+        for depth in self.depths:
+            NetworkConfig(width=self.width, critic_depth=depth, actor_depth=depth)
+        if self.batch < 2:
+            raise ValueError(f"batch must be >= 2 (contrastive negatives), got {self.batch}")
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
+        if self.remat not in REMAT_MODES:
+            raise ValueError(f"unknown remat {self.remat!r}; valid: {', '.join(REMAT_MODES)}")
+
+    def remat_for(self, depth: int) -> bool:
+        """Whether blocks are rematerialised at this depth."""
+        return self.remat == "on" or (self.remat == "auto" and depth >= AUTO_REMAT_DEPTH)
+
+
+# ---- analytic FLOPs ---------------------------------------------------------------------------
+
+
+def update_matmul_flops(cfg: LearnerConfig, dims: Dims, batch: int) -> dict[str, float]:
+    """Matmul FLOPs of one `update` (sac actor loss): {'model': ..., 'executed': ...}.
+
+    A layer x[B, i] @ W[i, o] costs 2*B*i*o forward; its backward costs the same again for dW
+    and for dX (dX is skipped where the input is data). The actor loss runs the actor forward and
+    backward, phi forward and backward to its inputs only (critic params are constants there) and
+    psi forward only; the critic loss runs phi and psi forward and backward plus the B x B Gram
+    matmul. `executed` adds the forward of every scanned block recomputed under remat.
+    """
+    net, w, b = cfg.network, cfg.network.width, batch
+
+    def layers(in_dim: int, depth: int, out_dim: int) -> tuple[float, float, float]:
+        first, body, head = 2 * b * in_dim * w, 2 * b * depth * w * w, 2 * b * w * out_dim
+        return first, body, head
+
+    def fwd(parts: tuple[float, float, float]) -> float:
+        return sum(parts)
+
+    actor = layers(dims.state_dim + dims.goal_dim, net.actor_depth, 2 * dims.action_dim)
+    phi = layers(dims.state_dim + dims.action_dim, net.critic_depth, net.repr_dim)
+    psi = layers(dims.goal_dim, net.critic_depth, net.repr_dim)
+    gram = 2 * b * b * net.repr_dim
+
+    actor_loss = 3 * fwd(actor) - actor[0] + 2 * fwd(phi) + fwd(psi)
+    critic_loss = 3 * fwd(phi) - phi[0] + 3 * fwd(psi) - psi[0] + 3 * gram
+    model = actor_loss + critic_loss
+    recompute = actor[1] + 2 * phi[1] + psi[1] if net.remat else 0.0
+    return {"model": model, "executed": model + recompute}
+
+
+# ---- the machine's matmul peak and the Gram-vs-broadcast energy ---------------------------------
+
+
+def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_peak_gflops(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 10) -> float:
+    """Best median float32 GFLOP/s of jitted square matmuls (the machine's practical peak)."""
+    best = 0.0
+    for n in sizes:
+        a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+        b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+        matmul = jax.jit(jnp.matmul)
+        seconds = _median_seconds(lambda a=a, b=b, f=matmul: f(a, b), repeats)
+        best = max(best, 2 * n**3 / seconds / 1e9)
+    return best
+
+
+def gram_vs_broadcast(batch: int, repr_dim: int, repeats: int = 20) -> dict[str, float]:
+    """Seconds of the L2 energy matrix (forward, and forward+backward) in Gram vs broadcast form."""
+    from crlkit.losses import L2_EPS, energy_matrix, squared_distances_broadcast
+
+    phi = jax.random.normal(jax.random.key(0), (batch, repr_dim), jnp.float32)
+    psi = jax.random.normal(jax.random.key(1), (batch, repr_dim), jnp.float32)
+    gram = lambda a, b: energy_matrix(a, b, "l2")
+    broadcast = lambda a, b: -jnp.sqrt(squared_distances_broadcast(a, b) + L2_EPS)
+    out: dict[str, float] = {"batch": batch, "repr_dim": repr_dim}
+    for name, fn in (("gram", gram), ("broadcast", broadcast)):
+        f = jax.jit(fn)
+        g = jax.jit(jax.grad(lambda a, b, fn=fn: jnp.mean(jax.nn.logsumexp(fn(a, b), 1)), (0, 1)))
+        out[f"{name}_fwd_s"] = _median_seconds(lambda f=f: f(phi, psi), repeats)
+        out[f"{name}_grad_s"] = _median_seconds(lambda g=g: g(phi, psi), repeats)
+    out["speedup_fwd"] = out["broadcast_fwd_s"] / out["gram_fwd_s"]
+    out["speedup_grad"] = out["broadcast_grad_s"] / out["gram_grad_s"]
+    return out
+
+
+# ---- one depth (runs inside a fresh subprocess) -------------------------------------------------
+
+
+def _synthetic_batch(dims: Dims, batch: int) -> Batch:
+    ks = jax.random.split(jax.random.key(1), 4)
+    return Batch(
+        state=jax.random.normal(ks[0], (batch, dims.state_dim), jnp.float32),
+        action=jnp.tanh(jax.random.normal(ks[1], (batch, dims.action_dim), jnp.float32)),
+        goal=jax.random.normal(ks[2], (batch, dims.goal_dim), jnp.float32),
+        actor_goal=jax.random.normal(ks[3], (batch, dims.goal_dim), jnp.float32),
+    )
+
+
+def _peak_mem_mb() -> float:
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        return stats.get("peak_bytes_in_use", 0) / 2**20
+    # Linux reports ru_maxrss in KiB.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_depth(depth: int, width: int, batch: int, repeats: int, remat: bool, unrolled: bool):
+    """Compile and time the jitted, state-donating update at one depth. Returns a result row."""
+    cfg = LearnerConfig(
+        network=NetworkConfig(width=width, critic_depth=depth, actor_depth=depth, remat=remat)
+    )
+    nets = make_networks(cfg, BENCH_DIMS, unrolled=unrolled)
+    state = jax.jit(lambda k: init(nets, cfg, BENCH_DIMS, k))(jax.random.key(0))
+    data = _synthetic_batch(BENCH_DIMS, batch)
+    params = count_params(state.critic.params) + count_params(state.actor.params)
+
+    step = jax.jit(lambda s, b: update(nets, cfg, s, b), donate_argnums=0)
+    start = time.perf_counter()
+    compiled = step.lower(state, data).compile()
+    compile_s = time.perf_counter() - start
+
+    state, metrics = compiled(state, data)  # warm-up step
+    jax.block_until_ready(metrics)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        state, metrics = compiled(state, data)
+        jax.block_until_ready((state, metrics))
+        times.append(time.perf_counter() - start)
+    step_s = statistics.median(times)
+    flops = update_matmul_flops(cfg, BENCH_DIMS, batch)
+    return {
+        "depth": depth,
+        "params": params,
+        "compile_s": compile_s,
+        "step_s": step_s,
+        "gflops": flops["executed"] / step_s / 1e9,
+        "model_gflops": flops["model"] / step_s / 1e9,
+        "peak_mem_mb": _peak_mem_mb(),
+        "remat": remat,
+        "variant": "unrolled" if unrolled else "scanned",
+        "finite": bool(jnp.isfinite(metrics["critic_loss"])),
+    }
+
+
+def _run_subprocess(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """Run `measure_depth(**spec)` in a fresh interpreter; returns its row (or a failure row)."""
+    cmd = [sys.executable, "-m", "crlkit.bench.learner", json.dumps(spec)]
+    failed = {"depth": spec["depth"], "variant": "unrolled" if spec["unrolled"] else "scanned"}
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=os.environ)
+    except subprocess.TimeoutExpired:
+        return {**failed, "error": f"timed out after {timeout_s:.0f} s"}
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {**failed, "error": f"exit {proc.returncode}: {last}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_bench(cfg: BenchLearnerConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Measure every depth (and the unrolled twins if asked); returns the JSON-ready result."""
+    peak = matmul_peak_gflops()
+    log(f"float32 matmul peak: {peak:.1f} GFLOP/s on {jax.devices()[0].device_kind}")
+    gram = gram_vs_broadcast(cfg.batch, NetworkConfig().repr_dim)
+    log(
+        f"L2 energy at B={cfg.batch}: Gram form {gram['speedup_fwd']:.0f}x faster than broadcast "
+        f"(forward), {gram['speedup_grad']:.0f}x (forward+backward)"
+    )
+    rows = []
+    variants = [False, True] if cfg.compare_unrolled else [False]
+    log(HEADER)
+    for depth in cfg.depths:
+        for unrolled in variants:
+            if unrolled and depth > cfg.unrolled_max_depth:
+                continue
+            spec = {
+                "depth": depth,
+                "width": cfg.width,
+                "batch": cfg.batch,
+                "repeats": cfg.repeats,
+                "remat": cfg.remat_for(depth),
+                "unrolled": unrolled,
+            }
+            row = _run_subprocess(spec, cfg.timeout_s)
+            if "gflops" in row:
+                row["peak_fraction"] = row["gflops"] / peak
+            rows.append(row)
+            log(format_row(row))
+    return {
+        "device": jax.devices()[0].device_kind,
+        "platform": jax.devices()[0].platform,
+        "matmul_peak_gflops": peak,
+        "width": cfg.width,
+        "batch": cfg.batch,
+        "dims": dataclasses.asdict(BENCH_DIMS),
+        "gram_vs_broadcast": gram,
+        "results": rows,
+    }
+
+
+def write_json(path: str, result: dict[str, Any]) -> None:
+    """Write the result atomically (temp file in the same folder, then rename)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(tmp, path)
+
+
+HEADER = (
+    f"{'depth':>6} {'variant':>9} {'remat':>5} {'params':>12} {'compile_s':>9} {'step_s':>8} "
+    f"{'gflops':>7} {'peak%':>6} {'peak_mem_mb':>11}"
+)
+
+
+def format_row(row: dict[str, Any]) -> str:
+    """One table line for a result row."""
+    if "error" in row:
+        return f"{row['depth']:>6} {row['variant']:>9} {row['error']}"
+    return (
+        f"{row['depth']:>6} {row['variant']:>9} {str(row['remat']):>5} {row['params']:>12,} "
+        f"{row['compile_s']:>9.2f} {row['step_s']:>8.4f} {row['gflops']:>7.1f} "
+        f"{100 * row['peak_fraction']:>5.1f}% {row['peak_mem_mb']:>11.0f}"
+    )
+
+
+def _worker_main() -> None:
+    spec = json.loads(sys.argv[1])
+    print(json.dumps(measure_depth(**spec)))
+
+
+if __name__ == "__main__":
+    _worker_main()

@@ -1,0 +1,235 @@
+"""Learner configuration: frozen dataclasses, validated once, that also define the CLI options.
+
+Each field carries its documentation in `metadata["help"]` (and `metadata["choices"]` for names), so
+the docstring, the validation and the `--help` text of every CLI come from one place.
+`click_options(LearnerConfig)` adds one click option per field; `config_from_options` builds the
+config back from what click parsed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+ACTIVATIONS = ("swish", "relu", "gelu")
+ENERGIES = ("l2", "l2_squared", "l1", "dot", "cosine")
+CONTRASTIVE_LOSSES = ("fwd_infonce", "bwd_infonce", "sym_infonce", "binary_nce")
+ACTOR_LOSSES = ("sac", "ddpg_bc")
+
+
+def _field(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field whose documentation (and allowed names) travel with it."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(choices)}")
+
+
+def _check_depth(name: str, value: int) -> None:
+    if not isinstance(value, int) or value <= 0 or value % 4:
+        raise ValueError(
+            f"{name} must be a positive multiple of 4 (residual blocks of 4 layers), got {value!r}"
+        )
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Shape of the three residual towers: the actor, phi(s, a) and psi(g)."""
+
+    width: int = _field(256, "Units per Dense layer of every tower.")
+    critic_depth: int = _field(
+        4, "Dense layers inside the residual blocks of phi and psi (positive multiple of 4)."
+    )
+    actor_depth: int = _field(
+        4, "Dense layers inside the residual blocks of the actor (positive multiple of 4)."
+    )
+    repr_dim: int = _field(64, "Size of the phi/psi representation the energy compares.")
+    activation: str = _field("swish", "Nonlinearity after every Dense layer.", ACTIVATIONS)
+    layer_norm: bool = _field(True, "LayerNorm after every Dense layer (paper: on).")
+    residual: bool = _field(True, "Skip connection around each block of 4 layers (paper: on).")
+    remat: bool = _field(
+        False, "Recompute each block's activations in the backward pass (less memory, ~1/3 more FLOPs)."
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.width, int) or self.width < 1:
+            raise ValueError(f"width must be an integer >= 1, got {self.width!r}")
+        if not isinstance(self.repr_dim, int) or self.repr_dim < 1:
+            raise ValueError(f"repr_dim must be an integer >= 1, got {self.repr_dim!r}")
+        _check_depth("critic_depth", self.critic_depth)
+        _check_depth("actor_depth", self.actor_depth)
+        _check_choice("activation", self.activation, ACTIVATIONS)
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnerConfig:
+    """Everything `crlkit.learner.update` needs besides the networks' input sizes."""
+
+    network: NetworkConfig = dataclasses.field(
+        default_factory=NetworkConfig, metadata={"help": "Tower shapes (see NetworkConfig)."}
+    )
+    energy: str = _field(
+        "l2", "Critic energy f(s,a,g) between phi(s,a) and psi(g) (l2 = -||phi-psi||).", ENERGIES
+    )
+    contrastive_loss: str = _field(
+        "fwd_infonce",
+        "Critic loss over the B x B energy matrix (diagonal = positives).",
+        CONTRASTIVE_LOSSES,
+    )
+    logsumexp_coef: float = _field(
+        0.1, "Weight of the mean(logsumexp_row^2) penalty added to InfoNCE losses."
+    )
+    actor_loss: str = _field(
+        "sac", "sac: entropy-regularised (online); ddpg_bc: Q plus behaviour cloning.", ACTOR_LOSSES
+    )
+    bc_alpha: float = _field(0.1, "Behaviour-cloning weight of the ddpg_bc actor loss.")
+    target_entropy_scale: float = _field(
+        0.5, "SAC target entropy is -scale * action_dim (alpha is tuned toward it)."
+    )
+    actor_lr: float = _field(3e-4, "Adam learning rate of the actor.")
+    critic_lr: float = _field(3e-4, "Adam learning rate of phi and psi.")
+    alpha_lr: float = _field(3e-4, "Adam learning rate of log alpha (sac only).")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.network, NetworkConfig):
+            raise ValueError(f"network must be a NetworkConfig, got {type(self.network).__name__}")
+        _check_choice("energy", self.energy, ENERGIES)
+        _check_choice("contrastive_loss", self.contrastive_loss, CONTRASTIVE_LOSSES)
+        _check_choice("actor_loss", self.actor_loss, ACTOR_LOSSES)
+        for name in ("actor_lr", "critic_lr", "alpha_lr"):
+            _check_positive(name, getattr(self, name))
+        if self.logsumexp_coef < 0 or self.bc_alpha < 0:
+            raise ValueError(
+                f"logsumexp_coef and bc_alpha must be >= 0, got "
+                f"{self.logsumexp_coef!r} and {self.bc_alpha!r}"
+            )
+
+
+# ---- CLI options generated from the dataclasses ------------------------------------------------
+
+# `--depth N` is the one option that is not a field: it sets actor and critic depth together.
+DEPTH_OPTION = "depth"
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _leaf_fields(cls: type) -> list[dataclasses.Field]:
+    """Fields of `cls`, nested config dataclasses flattened into their own fields."""
+    out: list[dataclasses.Field] = []
+    for f in dataclasses.fields(cls):
+        nested = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if nested is not None and dataclasses.is_dataclass(nested):
+            out.extend(_leaf_fields(nested))
+        else:
+            out.append(f)
+    return out
+
+
+def _option_for(f: dataclasses.Field) -> Callable:
+    import click
+
+    help_text = f.metadata.get("help", "")
+    kwargs: dict[str, Any] = {"default": None, "help": help_text, "show_default": str(f.default)}
+    choices = f.metadata.get("choices")
+    if f.type in (bool, "bool"):
+        return click.option(f"{_flag(f.name)}/--no-{f.name.replace('_', '-')}", **kwargs)
+    if choices:
+        kwargs["type"] = click.Choice(choices)
+    else:
+        kwargs["type"] = {"int": int, "float": float, "str": str}.get(str(f.type), f.type)
+    return click.option(_flag(f.name), **kwargs)
+
+
+def click_options(cls: type) -> Callable[[Callable], Callable]:
+    """Decorator adding one click option per (flattened) field of a config dataclass.
+
+    Options default to None so only flags the user gave override the dataclass defaults; build the
+    config with `config_from_options(cls, kwargs)`. For configs holding a NetworkConfig, `--depth`
+    sets both --actor-depth and --critic-depth.
+    """
+    import click
+
+    fields = _leaf_fields(cls)
+    decorators = [_option_for(f) for f in fields]
+    if {"actor_depth", "critic_depth"} <= {f.name for f in fields}:
+        decorators.append(
+            click.option(
+                _flag(DEPTH_OPTION),
+                type=int,
+                default=None,
+                help="Sets both --actor-depth and --critic-depth (each may still override it).",
+            )
+        )
+
+    def apply(fn: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+
+    return apply
+
+
+def config_from_options(cls: type, options: dict[str, Any]) -> Any:
+    """Build `cls` from click kwargs, consuming (popping) the keys `click_options(cls)` added.
+
+    Raises ValueError (one line) when a value is invalid.
+    """
+    depth = options.pop(DEPTH_OPTION, None)
+    return _build(cls, options, depth)
+
+
+def _build(cls: type, options: dict[str, Any], depth: int | None) -> Any:
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        nested = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if nested is not None and dataclasses.is_dataclass(nested):
+            kwargs[f.name] = _build(nested, options, depth)
+            continue
+        value = options.pop(f.name, None)
+        if value is None and depth is not None and f.name in ("actor_depth", "critic_depth"):
+            value = depth
+        if value is not None:
+            kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def config_from_cli(cls: type, options: dict[str, Any]) -> Any:
+    """`config_from_options` for click commands: a bad value becomes a usage error (exit code 2)."""
+    import click
+
+    try:
+        return config_from_options(cls, options)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict of a config (for config.json)."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Inverse of `to_dict`: rebuild a (nested) config dataclass, validating it."""
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        nested = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if nested is not None and dataclasses.is_dataclass(nested):
+            kwargs[f.name] = from_dict(nested, data[f.name])
+        else:
+            kwargs[f.name] = data[f.name]
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}")
+    return cls(**kwargs)

@@ -1,0 +1,52 @@
+"""Episode limit + auto-reset with a fresh start and goal on every reset (what training steps)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from crlkit.envs.api import BatchMixin, EnvState, GoalEnv
+
+
+class AutoReset(BatchMixin):
+    """Ends an episode after `spec.episode_length` steps or on termination, then starts a new one.
+
+    On the step that ends an episode the returned state already holds the NEXT episode's first
+    observation, goal and physics (drawn fresh from the state's rng: never the old start/goal),
+    while `done`, `truncation`, `success` and `dist_to_goal` describe the step just taken.
+    """
+
+    def __init__(self, env: GoalEnv):
+        self.env = env
+        self.spec = env.spec
+
+    @property
+    def unwrapped(self) -> GoalEnv:
+        """The bare env (no episode limit, no auto-reset), e.g. for evaluation."""
+        return self.env
+
+    def reset(self, key: jax.Array) -> EnvState:
+        """A fresh episode (start and goal drawn by the env's task sampler)."""
+        return self.env.reset(key)
+
+    def reset_to_task(self, key: jax.Array, task_id) -> EnvState:
+        """An episode of OGBench's evaluation task `task_id` (1..spec.num_tasks)."""
+        return self.env.reset_to_task(key, task_id)
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        """One control step; resets the env when the episode ends."""
+        nxt = self.env.step(state, action)
+        truncation = ((nxt.steps >= self.spec.episode_length) & (nxt.done == 0)).astype(
+            jnp.float32
+        )
+        done = jnp.maximum(nxt.done, truncation)
+        rng, reset_key = jax.random.split(state.rng)
+        fresh = self.env.reset(reset_key)
+        out = jax.tree.map(lambda new, old: jnp.where(done > 0, new, old), fresh, nxt)
+        return out.replace(
+            done=done,
+            truncation=truncation,
+            success=nxt.success,
+            dist_to_goal=nxt.dist_to_goal,
+            rng=rng,
+        )
