@@ -12,10 +12,13 @@ from crlkit.data.collect import CollectConfig
 @click_options(CollectConfig)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def collect(quiet: bool, **options) -> None:
-    """Collect a goal-conditioned dataset, e.g. the shipped pointmaze sample:
+    """Roll out a policy and write a goal-conditioned dataset (see docs/datasets.md).
 
-    crlkit collect --env pointmaze-medium --policy expert --steps 150000 --noise 0.5
-    --out datasets/pointmaze-medium-navigate-sample.npz
+    \b
+    The shipped sample was made with:
+    crlkit collect --env pointmaze-medium --policy expert --style navigate \\
+      --steps 200000 --episode-length 1000 --noise 0.5 --num-envs 55 --seed 0 \\
+      --format ogbench --out datasets/pointmaze-medium-navigate-sample.npz
     """
     from crlkit.data import collect as collect_lib
 

@@ -56,7 +56,8 @@ class NetworkConfig:
     layer_norm: bool = _field(True, "LayerNorm after every Dense layer (paper: on).")
     residual: bool = _field(True, "Skip connection around each block of 4 layers (paper: on).")
     remat: bool = _field(
-        False, "Recompute each block's activations in the backward pass (less memory, ~1/3 more FLOPs)."
+        False,
+        "Recompute each block's activations in the backward pass (less memory, ~1/3 more FLOPs).",
     )
 
     def __post_init__(self) -> None:

@@ -1,7 +1,7 @@
 """The one CRL learner the online and offline loops share.
 
-`update(nets, cfg, state, batch)` is pure and contains no `jax.jit`: callers jit it (usually inside a
-scan over minibatches) and donate `state`. Static things, the flax modules in `Networks` and the
+`update(nets, cfg, state, batch)` is pure and contains no `jax.jit`: callers jit it (usually
+inside a scan over minibatches) and donate `state`. Static things, the flax modules in `Networks` and the
 config, never ride in the `CRLState` pytree; optimizers are rebuilt from the config inside `update`
 (cheap, and it keeps closures out of the pytree).
 """
@@ -162,7 +162,7 @@ def critic_loss_fn(
 def update(
     nets: Networks, cfg: LearnerConfig, state: CRLState, batch: Batch
 ) -> tuple[CRLState, losses.Metrics]:
-    """One SGD step: actor and alpha, then the critic, on the same minibatch. Pure; jit it outside."""
+    """One SGD step: actor and alpha, then the critic, on one minibatch. Pure; jit it outside."""
     critic_tx, actor_tx, alpha_tx = _optimizers(cfg)
     key, actor_key = jax.random.split(state.key)
     log_alpha = state.alpha.params["log_alpha"]
@@ -187,9 +187,7 @@ def update(
     )
     critic = _apply(state.critic, critic_grads, critic_tx)
 
-    new_state = state.replace(
-        critic=critic, actor=actor, alpha=alpha, step=state.step + 1, key=key
-    )
+    new_state = state.replace(critic=critic, actor=actor, alpha=alpha, step=state.step + 1, key=key)
     return new_state, {**critic_metrics, **actor_metrics, **alpha_metrics}
 
 

@@ -20,7 +20,7 @@ Metrics = dict[str, jax.Array]
 
 
 def squared_distances(a: jax.Array, b: jax.Array) -> jax.Array:
-    """All-pairs squared Euclidean distances [Ba, Bb] in Gram form |a|^2 + |b|^2 - 2ab, clamped >= 0.
+    """All-pairs squared distances [Ba, Bb] in Gram form |a|^2 + |b|^2 - 2ab, clamped at 0.
 
     One [Ba, D] x [D, Bb] matmul instead of a [Ba, Bb, D] broadcast; float rounding can make the
     Gram form slightly negative, hence the clamp.
@@ -92,7 +92,9 @@ def _infonce(logits: jax.Array, logsumexp_coef: float) -> tuple[jax.Array, jax.A
     return ce, logsumexp_coef * jnp.mean(lse**2)
 
 
-def contrastive_loss(logits: jax.Array, loss: str, logsumexp_coef: float) -> tuple[jax.Array, Metrics]:
+def contrastive_loss(
+    logits: jax.Array, loss: str, logsumexp_coef: float
+) -> tuple[jax.Array, Metrics]:
     """Critic loss over the B x B energy matrix.
 
     fwd_infonce: each row i (state-action) picks its goal i among the batch's goals;
@@ -122,7 +124,7 @@ def contrastive_loss(logits: jax.Array, loss: str, logsumexp_coef: float) -> tup
 def tanh_gaussian_sample(
     mean: jax.Array, log_std: jax.Array, key: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """Reparameterised action tanh(mean + std * eps) and its log-prob (tanh-corrected), [.., A] / [..]."""
+    """Reparameterised action tanh(mean + std * eps) [.., A] and its tanh-corrected log-prob [..]."""
     eps = jax.random.normal(key, mean.shape, mean.dtype)
     pre = mean + jnp.exp(log_std) * eps
     gauss = -0.5 * eps**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi)
@@ -142,7 +144,9 @@ def tanh_gaussian_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Arra
     return jnp.sum(gauss - _log_tanh_jacobian(pre), -1)
 
 
-def sac_actor_loss(log_prob: jax.Array, q: jax.Array, alpha: jax.Array) -> tuple[jax.Array, Metrics]:
+def sac_actor_loss(
+    log_prob: jax.Array, q: jax.Array, alpha: jax.Array
+) -> tuple[jax.Array, Metrics]:
     """mean(alpha * log pi(a|s,g) - Q(s,a,g)) with alpha held fixed."""
     alpha = jax.lax.stop_gradient(alpha)
     loss = jnp.mean(alpha * log_prob - q)

@@ -5,7 +5,7 @@ A tower is `Dense(width) -> LayerNorm -> act`, then depth/4 residual blocks of
 The blocks are identical, so their parameters are stacked on a leading axis and the tower runs them
 with `nn.scan`: the compiled graph holds one block whatever the depth, so compile time and memory do
 not grow with depth. `unrolled=True` builds the same tower as a Python loop of separately named
-blocks (the reference implementation's way); it exists for the twin test and `bench --compare-unrolled`.
+blocks (the reference implementation's way), for the twin test and `bench --compare-unrolled`.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ import numpy as np
 import ogbench
 import pytest
 from click.testing import CliRunner
-
 from crlkit.cli.main import cli
+
 from crlkit.data import catalog, minari_io, ogbench_io
 from crlkit.data.dataset import DatasetError, check_env, from_raw, load_dataset
 
@@ -164,8 +164,15 @@ def _foreign_minari(dataset_id, observation, achieved):
         truncations=np.eye(steps, dtype=bool)[-1],
     )
     minari.create_dataset_from_buffers(
-        dataset_id, [buf], observation_space=space, action_space=box(2),
-        algorithm_name="t", author="t", author_email="t", code_permalink="t", description="t",
+        dataset_id,
+        [buf],
+        observation_space=space,
+        action_space=box(2),
+        algorithm_name="t",
+        author="t",
+        author_email="t",
+        code_permalink="t",
+        description="t",
     )
 
 
@@ -265,7 +272,9 @@ def _serve_truncated_once(body: bytes, claimed: int) -> int:
 def test_short_names_resolve_with_the_resolution_printed():
     cards = catalog.load_catalog()
     assert catalog.resolve("antmaze-large", cards)[0].name == "antmaze-large-navigate-v0"
-    assert catalog.resolve("antmaze-large", cards)[1] == "antmaze-large -> antmaze-large-navigate-v0"
+    assert (
+        catalog.resolve("antmaze-large", cards)[1] == "antmaze-large -> antmaze-large-navigate-v0"
+    )
     assert catalog.resolve("antmaze-large-stitch", cards)[0].name == "antmaze-large-stitch-v0"
     assert catalog.resolve("humanoidmaze-giant-navigate-v0", cards)[1] is None
     with pytest.raises(DatasetError, match="did you mean 'antmaze-large'"):
@@ -276,8 +285,11 @@ def test_every_card_names_a_registered_env_with_matching_sizes():
     from crlkit.envs import list_envs, make_spec
 
     cards = catalog.load_catalog()
-    names = {f"{r}-{m}-navigate-v0" for r in ("pointmaze", "antmaze", "humanoidmaze")
-             for m in ("medium", "large", "giant")}
+    names = {
+        f"{r}-{m}-navigate-v0"
+        for r in ("pointmaze", "antmaze", "humanoidmaze")
+        for m in ("medium", "large", "giant")
+    }
     assert names | {SAMPLE} <= set(cards)
     for env in {c.env for c in cards.values()}:
         assert env in list_envs()
@@ -293,7 +305,7 @@ def test_sample_resolves_without_a_path_and_matches_its_card():
     card = catalog.load_catalog()[SAMPLE]
     ds = load_dataset(SAMPLE)
     assert (ds.num_episodes, ds.num_rows) == (card.episodes, card.transitions)
-    assert ds.metadata["env"] == card.env and ds.metadata["collect"] in card.collect
+    assert ds.metadata["env"] == card.env and ds.metadata["collect"] == card.collect
     assert load_dataset(SAMPLE, split="val").num_episodes == card.episodes // 10
 
 
@@ -337,7 +349,10 @@ BAD = {
         lambda a: a.update(observations=np.zeros(6, np.float32)),
         "observations must be 2-D",
     ),
-    "row mismatch": (lambda a: a.update(actions=np.zeros((5, 2), np.float32)), "actions has 5 rows"),
+    "row mismatch": (
+        lambda a: a.update(actions=np.zeros((5, 2), np.float32)),
+        "actions has 5 rows",
+    ),
     "no terminal": (
         lambda a: a.update(terminals=np.zeros(6, bool)),
         "no complete episode",

@@ -48,7 +48,9 @@ def test_scanned_tower_equals_unrolled_twin_on_same_params(overrides):
     loss = lambda f: lambda p: jnp.sum(f(p) ** 2)
     g_scan = unstack_blocks(jax.grad(loss(scanned))(params))
     g_unrolled = jax.grad(loss(unrolled))(twin_params)
-    for a, b in zip(jax.tree_util.tree_leaves(g_scan), jax.tree_util.tree_leaves(g_unrolled)):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(g_scan), jax.tree_util.tree_leaves(g_unrolled), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
@@ -109,6 +111,7 @@ def test_remat_changes_nothing_but_memory():
     for a, b in zip(
         jax.tree_util.tree_leaves(jax.grad(f(plain))(params)),
         jax.tree_util.tree_leaves(jax.grad(f(remat))(params)),
+        strict=True,
     ):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 

@@ -1,8 +1,8 @@
 """`crlkit bench learner`: compile time, step time, FLOP rate and peak memory of the CRL update.
 
 Each (depth, variant) runs in a fresh Python subprocess so its peak host RSS (`ru_maxrss`) belongs
-to that depth alone; on a GPU the device's `peak_bytes_in_use` is reported instead. FLOPs are counted
-analytically: the matmul FLOPs of the update's forward and backward passes (bias, LayerNorm and
+to that depth alone; on a GPU the device's `peak_bytes_in_use` is reported instead. FLOPs are
+counted analytically: the matmul FLOPs of the update's forward and backward passes (bias, LayerNorm and
 activations are not counted; with remat the recomputed forward matmuls are counted, because they
 run). The matmul peak is measured in the same run with large float32 matmuls.
 """
@@ -209,7 +209,9 @@ def _run_subprocess(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "crlkit.bench.learner", json.dumps(spec)]
     failed = {"depth": spec["depth"], "variant": "unrolled" if spec["unrolled"] else "scanned"}
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=os.environ)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout_s, env=os.environ
+        )
     except subprocess.TimeoutExpired:
         return {**failed, "error": f"timed out after {timeout_s:.0f} s"}
     if proc.returncode != 0:

@@ -1,5 +1,5 @@
-"""`crlkit collect`: vectorized rollouts of a policy in a crlkit env, written as an OGBench or Minari
-dataset.
+"""`crlkit collect`: vectorized rollouts of a policy in a crlkit env, written as an OGBench or
+Minari dataset.
 
 Episodes follow OGBench's data generation: every episode stores `episode_length + 1` rows (the
 observation before each step and the action taken), the goal logic comes from the style:
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import sys
 import time
@@ -72,7 +73,9 @@ class CollectConfig:
     val_fraction: float = _field(
         0.1, "Extra val episodes, as a fraction of the train episodes (ogbench format only)."
     )
-    format: str = _field("ogbench", "ogbench: NAME.npz + NAME-val.npz; minari: a Minari dataset.", FORMATS)
+    format: str = _field(
+        "ogbench", "ogbench: NAME.npz + NAME-val.npz; minari: a Minari dataset.", FORMATS
+    )
     out: str = _field(
         "",
         "Output: NAME.npz (ogbench), or a directory whose name is the Minari id (name-v0), or "
@@ -102,7 +105,9 @@ class CollectConfig:
             )
         for name in ("steps", "num_envs", "explore_every", "stitch_cells"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
+                )
         if self.episode_length < 0 or self.noise < 0 or not 0 <= self.val_fraction < 1:
             raise ValueError(
                 "--episode-length and --noise must be >= 0 and --val-fraction in [0, 1), got "
@@ -111,7 +116,7 @@ class CollectConfig:
 
 
 class Rows(NamedTuple):
-    """What one env step records (the row before the step, and whether the step ended the episode)."""
+    """One env step's record: the row before the step, and whether the step ended the episode."""
 
     obs: jax.Array
     action: jax.Array
@@ -262,11 +267,61 @@ def checkpoint_policy(run_dir: str, spec, explore: bool):
     return policy
 
 
-def load_actor(run_dir: str, spec):
-    """(networks, actor params) of a run directory's latest checkpoint, checked against `spec`."""
+def load_actor(run_dir: str | Path, spec):
+    """(networks, actor params) of a run directory's newest checkpoint, checked against `spec`.
+
+    The run's `config.json` holds the learner config under `learner`; the checkpoint (written by
+    `crlkit.train.rundir`) holds a `CRLState` somewhere in its tree: its `.actor.params` leaves
+    are found by path suffix, so the loop may store the learner state under any key.
+
+    Raises:
+      ValueError: one line naming the run and the problem (no config, no checkpoint, wrong env).
+    """
+    from crlkit import learner
+    from crlkit.config import LearnerConfig, from_dict
     from crlkit.train import rundir
 
-    return rundir.load_actor(run_dir, spec)
+    run = Path(run_dir)
+    config_file = run / rundir.CONFIG_FILE
+    if not config_file.is_file():
+        raise ValueError(f"{run}: not a crlkit run directory (no {rundir.CONFIG_FILE})")
+    learner_cfg = from_dict(LearnerConfig, json.loads(config_file.read_text()).get("learner", {}))
+    found = rundir.list_checkpoints(run / rundir.CHECKPOINT_DIR)
+    if not found:
+        raise ValueError(f"{run}: no checkpoint in {rundir.CHECKPOINT_DIR}/ yet")
+    path = found[-1][1]
+    dims = learner.Dims(spec.state_dim, spec.goal_dim, spec.action_dim)
+    nets = learner.make_networks(learner_cfg, dims)
+    template = jax.eval_shape(
+        lambda k: learner.init(nets, learner_cfg, dims, k).actor.params, jax.random.PRNGKey(0)
+    )
+    stored = _checkpoint_leaves(path)
+    leaves = []
+    flat, treedef = jax.tree_util.tree_flatten_with_path(template)
+    for key_path, like in flat:
+        suffix = ".actor.params" + jax.tree_util.keystr(key_path)
+        hits = [name for name in stored if name.endswith(suffix)]
+        if len(hits) != 1:
+            raise ValueError(f"{path}: holds no actor parameter {suffix} (not a CRL checkpoint?)")
+        value = stored[hits[0]]
+        if value.shape != like.shape:
+            raise ValueError(
+                f"{path}: actor parameter {suffix} has shape {value.shape}, env {spec.name!r} "
+                f"needs {like.shape} (was the run trained on another env?)"
+            )
+        leaves.append(jnp.asarray(value, like.dtype))
+    return nets, jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _checkpoint_leaves(path: Path) -> dict[str, np.ndarray]:
+    """Leaf path -> array of a rundir checkpoint file."""
+    from crlkit.train import rundir
+
+    try:
+        header, arrays = rundir._read_checkpoint_file(path)
+    except rundir.RunDirError as err:
+        raise ValueError(str(err)) from None
+    return {leaf["path"]: arrays[f"leaf_{i:05d}"] for i, leaf in enumerate(header["leaves"])}
 
 
 # ------------------------------------------------------------------------------------ goal logic
@@ -280,7 +335,7 @@ class Goals:
         self.ogbench = env.spec.ogbench_env_id is not None
 
     def navigate(self, key: jax.Array) -> jax.Array:
-        """A fresh navigate goal: an OGBench vertex cell with its cell noise (else the env's draw)."""
+        """A new navigate goal: an OGBench vertex cell plus cell noise (else the env's own draw)."""
         maze = self.env.spec.maze
         if maze is None or not self.ogbench:
             return self.env.tasks.sample(key)[1]
@@ -384,7 +439,9 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     length = cfg.episode_length or spec.episode_length
     train_eps = math.ceil(cfg.steps / length)
     val_eps = math.ceil(train_eps * cfg.val_fraction) if cfg.format == "ogbench" else 0
-    episodes, env_steps, rate = _roll_out(cfg, env, policy, graph, length, train_eps + val_eps, progress)
+    episodes, env_steps, rate = _roll_out(
+        cfg, env, policy, graph, length, train_eps + val_eps, progress
+    )
     meta = _metadata(cfg, spec, length, out)
     train = _to_dataset(episodes[:train_eps], spec, {**meta, "split": "train"})
     val = _to_dataset(episodes[train_eps:], spec, {**meta, "split": "val"}) if val_eps else None
@@ -393,7 +450,10 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     else:
         paths = [
             minari_io.write_minari(
-                train, cfg.out, env_name=spec.name, ogbench_env_id=spec.ogbench_env_id,
+                train,
+                cfg.out,
+                env_name=spec.name,
+                ogbench_env_id=spec.ogbench_env_id,
                 overwrite=cfg.overwrite,
             )
         ]
@@ -428,8 +488,13 @@ def _roll_out(cfg, env, policy, graph, length, num_episodes, progress):
     reset, run = make_rollout(cfg, env, policy, Goals(env, graph, cfg))
     total = rounds * chunks * CHUNK * num_envs
     bar = tqdm(
-        total=total, unit="step", unit_scale=True, disable=not progress, file=sys.stderr,
-        desc=f"collect {env.spec.name}", smoothing=0.1,
+        total=total,
+        unit="step",
+        unit_scale=True,
+        disable=not progress,
+        file=sys.stderr,
+        desc=f"collect {env.spec.name}",
+        smoothing=0.1,
     )
     episodes: list[dict[str, np.ndarray]] = []
     key = jax.random.PRNGKey(cfg.seed)
@@ -494,15 +559,27 @@ def _metadata(cfg: CollectConfig, spec, length: int, out: Path) -> dict[str, Any
 
 def command_line(cfg: CollectConfig) -> str:
     """The `crlkit collect` command that reproduces `cfg` (the main flags always, others if set)."""
-    always = ("env", "policy", "style", "steps", "episode_length", "noise", "num_envs", "seed",
-              "format", "out")
+    always = (
+        "env",
+        "policy",
+        "style",
+        "steps",
+        "episode_length",
+        "noise",
+        "num_envs",
+        "seed",
+        "format",
+        "out",
+    )
     fields = {f.name: f for f in dataclasses.fields(cfg)}
     names = [*always, *(n for n in fields if n not in always and n != "overwrite")]
     parts = ["crlkit collect"]
     for name in names:
         value = getattr(cfg, name)
-        if name in always and not (name == "episode_length" and value == 0) or (
-            value != fields[name].default
+        if (
+            name in always
+            and not (name == "episode_length" and value == 0)
+            or (value != fields[name].default)
         ):
             parts.append(f"--{name.replace('_', '-')} {value}")
     return " ".join(parts)

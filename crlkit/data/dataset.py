@@ -1,4 +1,4 @@
-"""The one in-memory dataset layout: OGBench's compact flat layout, plus episode bounds and a goal slice.
+"""The one in-memory dataset layout: OGBench's compact flat layout + episode bounds + a goal slice.
 
 Every reader (OGBench `.npz`, Minari HDF5, `crlkit collect`) maps into `Dataset`; the offline loop's
 goal samplers read from it. Rows are time steps; episodes lie back to back:
@@ -246,9 +246,7 @@ def load_dataset(
     # Imported here because the readers import this module's layout.
     from crlkit.data import catalog
 
-    return catalog.load(
-        spec, split=split, data_dir=data_dir, goal_indices=goal_indices, echo=echo
-    )
+    return catalog.load(spec, split=split, data_dir=data_dir, goal_indices=goal_indices, echo=echo)
 
 
 # ---------------------------------------------------------------------------------- validation
@@ -279,7 +277,9 @@ def _check_terminals(terminals: Any, n: int, source: Any) -> np.ndarray:
         raise DatasetError(source, f"terminals must have shape ({n},), got {terminals.shape}")
     if terminals.dtype != np.bool_:
         if not np.issubdtype(terminals.dtype, np.number):
-            raise DatasetError(source, f"terminals must be bool or 0/1, got dtype {terminals.dtype}")
+            raise DatasetError(
+                source, f"terminals must be bool or 0/1, got dtype {terminals.dtype}"
+            )
         if not np.isin(terminals, (0, 1)).all():
             raise DatasetError(source, "terminals must hold only 0 and 1")
     final = terminals.astype(bool)
@@ -290,7 +290,9 @@ def _check_terminals(terminals: Any, n: int, source: Any) -> np.ndarray:
         raise DatasetError(source, f"ends mid-episode: {tail} rows after the last terminal")
     lone = np.flatnonzero(final & np.insert(final[:-1], 0, True))
     if lone.size:
-        raise DatasetError(source, f"episode ending at row {lone[0]} has a single row (no transition)")
+        raise DatasetError(
+            source, f"episode ending at row {lone[0]} has a single row (no transition)"
+        )
     return final
 
 

@@ -3,12 +3,12 @@
 Minari stores each episode as `observations` (T+1 rows) and `actions`, `rewards`, `terminations`,
 `truncations` (T rows). An episode maps onto T+1 rows of the compact layout; the final row gets a
 zero action (it belongs to no transition). Goal-conditioned dict observations (`observation`,
-`achieved_goal`, `desired_goal`) are flattened: the layout's observation is `observation`, and the goal
-slice is the columns of it that equal `achieved_goal` (or `achieved_goal` appended when no columns
-do); `desired_goal` becomes the `desired_goals` extra.
+`achieved_goal`, `desired_goal`) are flattened: the layout's observation is `observation`, and the
+goal slice is the columns of it that equal `achieved_goal` (or `achieved_goal` appended when no
+columns do); `desired_goal` becomes the `desired_goals` extra.
 
-crlkit writes `observation` = the env state (OGBench's observation), `achieved_goal` = its goal slice,
-`desired_goal` = the commanded goal, `infos/qpos`, `infos/qvel` when known, and metadata keys
+crlkit writes `observation` = the env state (OGBench's observation), `achieved_goal` = its goal
+slice, `desired_goal` = the commanded goal, `infos/qpos`, `infos/qvel` when known, and metadata keys
 `crlkit_version`, `crlkit_env`, `goal_indices` and `desired_goal` (`commanded` or `episode_final`).
 """
 
@@ -138,7 +138,8 @@ def _open(data_dir: Path, source: Any):
             warnings.simplefilter("ignore")
             return MinariDataset(data_dir)
     except Exception as err:  # h5py/json/space errors from deep inside minari
-        raise DatasetError(source, f"not a readable Minari dataset ({type(err).__name__}: {err})")
+        problem = f"not a readable Minari dataset ({type(err).__name__}: {err})"
+        raise DatasetError(source, problem) from None
 
 
 def _to_layout(mds, source: Any, goal_indices: Sequence[int] | None) -> Dataset:
@@ -153,7 +154,8 @@ def _to_layout(mds, source: Any, goal_indices: Sequence[int] | None) -> Dataset:
     except DatasetError:
         raise
     except Exception as err:  # truncated/corrupt HDF5 surfaces here, mid-iteration
-        raise DatasetError(source, f"unreadable episode data ({type(err).__name__}: {err})")
+        problem = f"unreadable episode data ({type(err).__name__}: {err})"
+        raise DatasetError(source, problem) from None
     if not columns:
         raise DatasetError(source, "no complete episode (the dataset holds no episodes)")
     arrays = {k: np.concatenate(v) for k, v in columns.items()}
@@ -212,7 +214,9 @@ def _flatten_obs(
     if goal_indices:
         return obs, goal_indices
     if achieved is None:
-        raise DatasetError(source, "records no goal slice and has no achieved_goal; pass goal_indices")
+        raise DatasetError(
+            source, "records no goal slice and has no achieved_goal; pass goal_indices"
+        )
     achieved = np.asarray(achieved, np.float32).reshape(len(obs), -1)
     g = achieved.shape[1]
     for start in range(obs.shape[1] - g + 1):
@@ -240,7 +244,7 @@ def resolve_out(out: str | os.PathLike) -> tuple[Path, str]:
         parse_dataset_id(dataset_id)
     except ValueError:
         raise ValueError(
-            f"Minari dataset id {dataset_id!r} must look like name-v0 (optionally namespace/name-v0)"
+            f"Minari dataset id {dataset_id!r} must look like name-v0 (or namespace/name-v0)"
         ) from None
     return path, dataset_id
 

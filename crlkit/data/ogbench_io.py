@@ -3,9 +3,9 @@
 On disk OGBench keeps two compressed files per dataset, `NAME.npz` and `NAME-val.npz`, with keys
 `observations`, `actions`, `terminals` (True on each episode's final row) and optional `qpos`,
 `qvel`. crlkit writes the same keys, so `ogbench.utils.load_dataset` and
-`ogbench.make_env_and_datasets(..., dataset_path=...)` read our files, plus two keys OGBench ignores:
-`desired_goals` (the goal the collector was commanded toward) and `crlkit_metadata` (a JSON string
-with the goal slice, the env and how the data was made).
+`ogbench.make_env_and_datasets(..., dataset_path=...)` read our files, plus two keys OGBench
+ignores: `desired_goals` (the goal the collector was commanded toward) and `crlkit_metadata` (a
+JSON string with the goal slice, the env and how the data was made).
 """
 
 from __future__ import annotations

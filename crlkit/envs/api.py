@@ -1,7 +1,8 @@
 """Goal-conditioned env API: EnvSpec (static), EnvState (pytree), GoalEnv (pure reset/step).
 
-`GoalEnv` is the bare env: no episode limit, no auto-reset (what evaluation uses); the registry wraps
-it with `wrappers.AutoReset`. Both handle ONE env; callers `jax.vmap` (or use `reset_batch`).
+`GoalEnv` is the bare env: no episode limit, no auto-reset (what evaluation uses); the
+registry wraps it with `wrappers.AutoReset`. Both handle ONE env; callers `jax.vmap` (or use
+`reset_batch`).
 """
 
 from __future__ import annotations

@@ -76,9 +76,7 @@ class Point(Body):
 
     def control(self, physics: PhysicsState, action: jax.Array) -> tuple[PhysicsState, jax.Array]:
         # ogbench: qpos += 0.2 * action, qvel = 0, then mj_step with the actuators left at 0.
-        moved = physics.replace(
-            qpos=physics.qpos + 0.2 * action, qvel=jnp.zeros_like(physics.qvel)
-        )
+        moved = physics.replace(qpos=physics.qpos + 0.2 * action, qvel=jnp.zeros_like(physics.qvel))
         return moved, jnp.zeros_like(action)
 
     def reset_qpos_qvel(self, key, qpos0, model):

@@ -22,7 +22,8 @@ class MazeInfo:
     Attributes:
       grid: rows of 0/1 (1 = wall); row i along world y, column j along world x.
       unit: side of one cell in metres.
-      offset: (offset_x, offset_y): cell (i, j) is centred at (j*unit - offset_x, i*unit - offset_y).
+      offset: (offset_x, offset_y); cell (i, j) is centred at
+        (j * unit - offset_x, i * unit - offset_y).
       height: wall height in units (the wall box is height * unit tall).
       start_cells: cells an episode may start in (drawn uniformly).
       goal_cells: cells a goal may be drawn in (drawn uniformly).
@@ -60,7 +61,7 @@ class MazeInfo:
         return jnp.stack([x, y], axis=-1)
 
     def xy_to_cell(self, xy):
-        """Cell (i, j) containing world xy (array [..., 2]) as int32 [..., 2] (OGBench's xy_to_ij)."""
+        """Cell (i, j) holding world xy (array [..., 2]), int32 [..., 2] (OGBench's xy_to_ij)."""
         xy = jnp.asarray(xy, dtype=jnp.float32)
         j = jnp.floor((xy[..., 0] + self.offset[0] + 0.5 * self.unit) / self.unit)
         i = jnp.floor((xy[..., 1] + self.offset[1] + 0.5 * self.unit) / self.unit)

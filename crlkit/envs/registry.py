@@ -14,7 +14,7 @@ import mujoco
 
 from crlkit.envs import layouts
 from crlkit.envs.api import EnvSpec, GoalEnv
-from crlkit.envs.backends import make_backend, resolve_backend
+from crlkit.envs.backends import BACKENDS, make_backend, resolve_backend
 from crlkit.envs.bodies import BODIES, FRAME_SKIP
 from crlkit.envs.maze import MazeInfo, add_maze, add_target
 from crlkit.envs.tasks import MazeTasks, OpenFloorTasks
@@ -102,7 +102,7 @@ def canonical_name(name: str) -> str:
     raise ValueError(f"unknown env {name!r}{hint} see: crlkit envs")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build_model(name: str) -> mujoco.MjModel:
     """The compiled MuJoCo model of a registered env: ogbench's body asset + maze + target."""
     entry = REGISTRY[canonical_name(name)]
@@ -138,16 +138,32 @@ def make_spec(name: str, backend: str = "auto") -> EnvSpec:
     )
 
 
-def make(name: str, backend: str = "auto") -> AutoReset:
+def make(name: str, backend: str = "auto", episode_length: int | None = None) -> AutoReset:
     """A registered env with episode limit and auto-reset (`.unwrapped` for the bare env).
 
     Args:
       name: a name from `list_envs()` (underscores accepted: `ant_big_maze`).
       backend: 'auto' (native MuJoCo on CPU, mjx on GPU), 'mjx', 'native' or 'warp'.
+      episode_length: overrides the registered episode length (None: keep it).
     """
     spec = make_spec(name, backend)
     entry = REGISTRY[spec.name]
     model = build_model(spec.name)
     tasks = MazeTasks(entry.maze) if entry.maze is not None else entry.open_floor
     physics = make_backend(spec.backend, model, FRAME_SKIP)
-    return AutoReset(GoalEnv(spec, BODIES[entry.body], tasks, physics, model))
+    env = GoalEnv(spec, BODIES[entry.body], tasks, physics, model)
+    return AutoReset(env, episode_length)
+
+
+def available_backends() -> list[str]:
+    """Backends whose modules and dependencies are installed here ('auto' not included)."""
+    import importlib.util
+
+    needs = {"mjx": ("mujoco.mjx",), "native": ("mujoco",), "warp": ("warp", "mujoco_warp")}
+    found = []
+    for name in BACKENDS:
+        module = BACKENDS[name].split(":")[0]
+        deps = (module, *needs.get(name, ()))
+        if all(importlib.util.find_spec(d) is not None for d in deps):
+            found.append(name)
+    return found

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
@@ -16,9 +18,14 @@ class AutoReset(BatchMixin):
     while `done`, `truncation`, `success` and `dist_to_goal` describe the step just taken.
     """
 
-    def __init__(self, env: GoalEnv):
+    def __init__(self, env: GoalEnv, episode_length: int | None = None):
+        bad = not isinstance(episode_length, int) or episode_length < 1
+        if episode_length is not None and bad:
+            raise ValueError(f"episode_length must be an integer >= 1, got {episode_length!r}")
         self.env = env
         self.spec = env.spec
+        if episode_length is not None:
+            self.spec = dataclasses.replace(env.spec, episode_length=episode_length)
 
     @property
     def unwrapped(self) -> GoalEnv:
@@ -36,9 +43,7 @@ class AutoReset(BatchMixin):
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         """One control step; resets the env when the episode ends."""
         nxt = self.env.step(state, action)
-        truncation = ((nxt.steps >= self.spec.episode_length) & (nxt.done == 0)).astype(
-            jnp.float32
-        )
+        truncation = ((nxt.steps >= self.spec.episode_length) & (nxt.done == 0)).astype(jnp.float32)
         done = jnp.maximum(nxt.done, truncation)
         rng, reset_key = jax.random.split(state.rng)
         fresh = self.env.reset(reset_key)

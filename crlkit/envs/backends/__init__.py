@@ -36,5 +36,11 @@ def make_backend(name: str, mj_model, n_substeps: int) -> PhysicsBackend:
     return getattr(importlib.import_module(module), cls)(mj_model, n_substeps)
 
 
-__all__ = ["BACKENDS", "BACKEND_CHOICES", "PhysicsBackend", "PhysicsState", "make_backend",
-           "resolve_backend"]
+__all__ = [
+    "BACKENDS",
+    "BACKEND_CHOICES",
+    "PhysicsBackend",
+    "PhysicsState",
+    "make_backend",
+    "resolve_backend",
+]

@@ -1,7 +1,7 @@
 """The `mjx` physics backend: MuJoCo's JAX implementation (mujoco.mjx, impl='jax').
 
 Pure JAX, so it jits, vmaps and scans anywhere; the fast path on a GPU. On a CPU it is slow for
-maze models (every robot geom is checked against every wall box), where `native` is the better choice.
+maze models (every robot geom is checked against every wall box); use `native` there.
 """
 
 from __future__ import annotations
@@ -60,10 +60,11 @@ class MjxBackend:
 
     def init(self, qpos: jax.Array, qvel: jax.Array) -> PhysicsState:
         """State for one env at (qpos, qvel), time 0, zero warm start, kinematics done."""
-        d = self._template.replace(
-            qpos=jnp.asarray(qpos, jnp.float32), qvel=jnp.asarray(qvel, jnp.float32)
-        )
-        return self._state(self._refresh(d))
+        qpos = jnp.asarray(qpos, jnp.float32)
+        d = self._refresh(self._template.replace(qpos=qpos, qvel=jnp.asarray(qvel, jnp.float32)))
+        # mjx.kinematics writes normalised quaternions back into qpos; MuJoCo C leaves qpos as
+        # given (ogbench observes the raw, noisy quaternion after reset), so keep the input.
+        return self._state(d.replace(qpos=qpos))
 
     def step(self, state: PhysicsState, ctrl: jax.Array) -> PhysicsState:
         """Advance `n_substeps` physics steps with `ctrl` held; kinematics refreshed after."""

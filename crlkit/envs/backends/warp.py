@@ -63,7 +63,9 @@ class WarpBackend:
                 mj_model, impl="warp", naconmax=CONTACTS_PER_ENV * self.max_envs
             )
         except NotImplementedError as err:
-            raise ValueError(f"backend 'warp' cannot run this model ({err}); use --backend native")
+            raise ValueError(
+                f"backend 'warp' cannot run this model ({err}); use --backend native"
+            ) from None
         # Models without sensors need only body positions after a step; sensors need forward.
         self._has_sensors = mj_model.nsensordata > 0
 

@@ -1,0 +1,313 @@
+"""The offline loop: per-dataset defaults, samplers, one compilation, run dirs, CLI, learning."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from crlkit.cli.main import cli
+
+from crlkit import learner
+from crlkit.config import LearnerConfig, NetworkConfig
+from crlkit.data import ogbench_io
+from crlkit.data.dataset import from_raw, load_dataset
+from crlkit.train import evaluate_gym, offline
+
+SAMPLE = "pointmaze-medium-navigate-sample"
+TINY_NET = NetworkConfig(width=16, actor_depth=4, critic_depth=4, repr_dim=8)
+TINY = LearnerConfig(network=TINY_NET, actor_loss="ddpg_bc")
+
+
+def episodes_dataset(lengths=(6, 4, 9), name="toy-navigate", env="pointmaze-medium", obs_dim=2):
+    """Observations encode (episode, time): column 0 = episode id, column 1 = step in episode."""
+    n = sum(lengths)
+    episode = np.repeat(np.arange(len(lengths)), lengths)
+    step = np.concatenate([np.arange(k) for k in lengths])
+    obs = np.zeros((n, obs_dim), np.float32)
+    obs[:, 0], obs[:, 1] = episode, step
+    final = np.zeros(n, bool)
+    final[np.cumsum(lengths) - 1] = True
+    actions = np.random.default_rng(0).uniform(-0.9, 0.9, (n, 2)).astype(np.float32)
+    meta = {"name": name, "env": env} if env else {"name": name}
+    return from_raw(obs, actions, final, goal_indices=(0, 1), source=name, metadata=meta)
+
+
+def resolved(ds, **kw):
+    return offline.resolve(offline.OfflineConfig(dataset=ds.name, **kw), TINY, ds)
+
+
+# ------------------------------------------------------------------------------ defaults
+
+
+@pytest.mark.parametrize(
+    "name, env, alpha, discount, p_random",
+    [
+        ("pointmaze-medium-navigate-v0", "pointmaze-medium", 0.03, 0.99, 0.0),
+        ("antmaze-large-navigate-v0", "antmaze-large", 0.1, 0.99, 0.0),
+        ("antmaze-giant-stitch-v0", "antmaze-giant", 0.1, 0.995, 0.5),
+        ("antmaze-medium-explore-v0", "antmaze-medium", 0.003, 0.99, 0.5),
+        ("humanoidmaze-medium-navigate-v0", "humanoidmaze-medium", 0.1, 0.995, 0.0),
+        ("cube-single-play-v0", None, 3.0, 0.99, 0.0),
+    ],
+)
+def test_ogbench_defaults_per_family(name, env, alpha, discount, p_random):
+    cfg, lcfg = resolved(episodes_dataset(name=name, env=env))
+    assert (cfg.alpha, lcfg.bc_alpha, cfg.discount, cfg.actor_p_random) == (
+        alpha, alpha, discount, p_random,
+    )  # fmt: skip
+    assert cfg.steps == offline.OGBENCH_STEPS and cfg.batch_size == 1024
+
+
+def test_explicit_settings_win_and_samples_get_the_quick_budget():
+    ds = load_dataset(SAMPLE)
+    cfg, lcfg = resolved(ds)
+    assert cfg.steps == offline.SAMPLE_STEPS and lcfg.bc_alpha == 0.03
+    cfg, lcfg = resolved(ds, steps=7, alpha=0.0, discount=0.9, actor_p_random=0.25)
+    assert (cfg.steps, lcfg.bc_alpha, cfg.discount, cfg.actor_goals().p_random) == (7, 0, 0.9, 0.25)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"eval_episodes": 0}, "--eval-episodes must be an integer >= 1"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"discount": 1.0}, "--discount"),
+        ({"sampler": "gpu"}, "unknown sampler"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(kw, match):
+    with pytest.raises(ValueError, match=match) as err:
+        offline.OfflineConfig(dataset=SAMPLE, **kw)
+    assert "\n" not in str(err.value)
+
+
+def test_goal_shares_must_leave_room_for_trajectory_goals():
+    with pytest.raises(ValueError, match="--actor-p-current 0.7 and --actor-p-random 0.5"):
+        resolved(episodes_dataset(), actor_p_current=0.7, actor_p_random=0.5)
+
+
+# ------------------------------------------------------------------------------ sampling
+
+
+@pytest.mark.parametrize("sampler", ["device", "host"])
+def test_batches_pair_states_with_goals_from_their_own_future(sampler):
+    ds = episodes_dataset()
+    cfg, _ = resolved(ds, batch_size=512)
+    data = offline.dataset_arrays(ds)
+    if sampler == "device":
+        batch = offline.sample_batch(cfg, jax.device_put(data), jax.random.PRNGKey(3))
+    else:
+        block = offline.sample_host_block(cfg, data, np.random.default_rng(3), 1)
+        batch = jax.tree.map(lambda x: x[0], block)
+    state, goal, actor_goal = map(np.asarray, (batch.state, batch.goal, batch.actor_goal))
+    for g in (goal, actor_goal):
+        assert (g[:, 0] == state[:, 0]).all()  # same episode
+        assert (g[:, 1] > state[:, 1]).all()  # strictly later: never a final row as the state
+    # Actor goals are uniform over the future; critic goals geometric (gamma 0.99 ~ uniform here).
+    assert batch.action.shape == (512, 2)
+
+
+def test_chunks_of_any_length_compile_once_and_steps_add_up():
+    ds = episodes_dataset()
+    cfg, lcfg = resolved(ds, batch_size=8)
+    nets = learner.make_networks(lcfg, offline.dims_of(ds))
+    for sampler in ("device", "host"):
+        trainer = offline.Trainer(nets, lcfg, cfg, offline.dataset_arrays(ds), sampler)
+        state = learner.init(nets, lcfg, offline.dims_of(ds), jax.random.PRNGKey(0))
+        carry = offline.Carry(learner=state, key=jax.random.PRNGKey(1))
+        for start, n in ((0, 3), (3, 5), (8, 1)):
+            carry, metrics = trainer.run(carry, start, n)
+        assert int(carry.learner.step) == 9
+        assert np.isfinite(metrics["critic_loss"]) and "actor_bc_loss" in metrics
+        assert trainer._chunk._cache_size() == 1
+
+
+def test_host_and_device_chunks_apply_the_same_update():
+    """Feeding the device sampler's own batches through the host chunk gives the same params."""
+    ds = episodes_dataset()
+    cfg, lcfg = resolved(ds, batch_size=8)
+    nets = learner.make_networks(lcfg, offline.dims_of(ds))
+    data = jax.device_put(offline.dataset_arrays(ds))
+    state = learner.init(nets, lcfg, offline.dims_of(ds), jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(1)
+    device = offline.make_device_chunk(nets, lcfg, cfg)
+    copy = jax.tree.map(jnp.copy, state)
+    out, _ = device(offline.Carry(learner=copy, key=key), data, jnp.int32(2))
+    keys = [jax.random.split(key)[1], jax.random.split(jax.random.split(key)[0])[1]]
+    stacked = jax.tree.map(
+        lambda *x: jnp.stack(x), *[offline.sample_batch(cfg, data, k) for k in keys]
+    )
+    host = offline.make_host_chunk(nets, lcfg)
+    out_host, _ = host(offline.Carry(learner=state, key=key), stacked, jnp.int32(2))
+    for a, b in zip(jax.tree.leaves(out.learner), jax.tree.leaves(out_host.learner), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_chunk_boundaries_hit_every_log_eval_and_checkpoint_step():
+    ends, step = [], 0
+    while step < 23:
+        step = offline.next_boundary(step, 23, 5, 10, 0)
+        ends.append(step)
+    assert ends == [5, 10, 15, 20, 23]
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+
+def test_eval_target_prefers_crlkit_envs_and_falls_back_to_ogbench_gym():
+    cfg = offline.OfflineConfig(dataset="x")
+    assert offline.eval_target(cfg, episodes_dataset()) == ("crlkit", "pointmaze-medium")
+    cube = episodes_dataset(name="cube-single-play-v0", env=None)
+    assert offline.eval_target(cfg, cube) == ("ogbench", "cube-single-v0")
+    via_id = episodes_dataset(name="antmaze-large-navigate-v0", env=None)
+    assert offline.eval_target(cfg, via_id) == ("crlkit", "antmaze-large")
+    with pytest.raises(ValueError, match="names no env to evaluate in; pass --env"):
+        offline.eval_target(cfg, episodes_dataset(name="mine", env=None))
+
+
+def test_gym_fallback_is_seeded_and_reports_every_task():
+    ds = episodes_dataset(name="pointmaze-medium-navigate-v0")
+    cfg, lcfg = resolved(ds, eval_episodes=2)
+    evaluator = offline._gym_evaluator(cfg, ds, "pointmaze-medium-v0")
+    nets = learner.make_networks(lcfg, offline.dims_of(ds))
+    params = learner.init(nets, lcfg, offline.dims_of(ds), jax.random.PRNGKey(0)).actor.params
+    first = evaluator(nets, params, jax.random.PRNGKey(5))
+    assert set(first) == {"success", *(f"task{k}_success" for k in range(1, 6))}
+    assert first == evaluator(nets, params, jax.random.PRNGKey(5))
+
+
+def test_gym_fallback_checks_sizes():
+    ds = episodes_dataset(name="pointmaze-medium-navigate-v0", obs_dim=3)
+    cfg, _ = resolved(ds, eval_episodes=1)
+    with pytest.raises(ValueError, match="observation size 3 does not match env"):
+        offline._gym_evaluator(cfg, ds, "pointmaze-medium-v0")
+
+
+def test_gym_envs_without_tasks_are_refused():
+    env = evaluate_gym.make_gym_env("pointmaze-medium-v0")
+    assert evaluate_gym.env_sizes(env) == (2, 2, 5)
+    with pytest.raises(ValueError, match="cannot make OGBench env 'nomaze-v0'"):
+        evaluate_gym.make_gym_env("nomaze-v0")
+
+
+# ------------------------------------------------------------------------------ CLI and run dirs
+
+TINY_FLAGS = ["--width", "16", "--depth", "4", "--repr-dim", "8", "--batch-size", "16"]
+
+
+def write_npz(path, ds):
+    ogbench_io.write_npz(ds, ds, path)
+    return str(path)
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(cli, ["offline", *args, "--quiet"], env=env)
+
+
+def test_cli_trains_evaluates_checkpoints_and_resumes(tmp_path):
+    data = write_npz(tmp_path / "toy-navigate.npz", episodes_dataset(lengths=(30, 40, 50)))
+    out = tmp_path / "run"
+    flags = [*TINY_FLAGS, "--dataset", data, "--env", "pointmaze-medium", "--out", str(out)]
+    first = invoke(*flags, "--steps", "6", "--log-every", "3", "--eval-episodes", "1")
+    assert first.exit_code == 0, first.output
+    assert "success" in first.output and str(out) in first.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["learner"]["actor_loss"] == "ddpg_bc" and config["offline"]["alpha"] == 0.03
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt-000000000006.npz"]
+    again = invoke(*flags, "--steps", "9", "--log-every", "3", "--eval-episodes", "1", "--resume")
+    assert again.exit_code == 0, again.output
+    events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if "critic_loss" in e] == [3, 6, 9]
+    assert [e["step"] for e in events if "eval/success" in e] == [6, 9]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 9 and 0.0 <= summary["success"] <= 1.0
+    changed = invoke(*flags, "--steps", "9", "--eval-episodes", "2", "--resume")
+    assert changed.exit_code == 2 and "offline.eval_episodes" in changed.output
+
+
+def one_line_error(result):
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def test_cli_bad_input_is_one_line_with_exit_code_2(tmp_path):
+    wide = write_npz(tmp_path / "wide.npz", episodes_dataset(obs_dim=3))
+    line = one_line_error(invoke("--dataset", wide, "--env", "pointmaze-medium"))
+    assert "observation size 3 does not match env 'pointmaze-medium'" in line
+    raw = tmp_path / "open.npz"
+    np.savez(raw, observations=np.zeros((5, 2), np.float32),
+             actions=np.zeros((5, 2), np.float32), terminals=np.zeros(5, bool))  # fmt: skip
+    assert "no complete episode" in one_line_error(invoke("--dataset", str(raw)))
+    assert "--eval-episodes" in invoke("--dataset", SAMPLE, "--eval-episodes", "0").output
+    assert invoke("--dataset", SAMPLE, "--eval-episodes", "0").exit_code == 2
+    assert "--dataset is required" in one_line_error(invoke())
+    line = one_line_error(invoke("--dataset", SAMPLE, "--env", "pointmaze-mediun"))
+    assert "did you mean 'pointmaze-medium'" in line
+
+
+def test_cli_antmaze_large_offline_message_when_files_are_missing(tmp_path):
+    line = one_line_error(invoke("--dataset", "antmaze-large", "--data-dir", str(tmp_path)))
+    assert "antmaze-large-navigate-v0" in line and "not found in" in line
+
+
+def test_cli_antmaze_large_as_written_when_the_files_are_present(tmp_path):
+    """OGBench's cache holding antmaze-large-navigate-v0 (here: a tiny stand-in) is all it needs."""
+    from crlkit.data import collect
+
+    cache = tmp_path / "home" / ".ogbench" / "data"
+    cache.mkdir(parents=True)
+    target = cache / "antmaze-large-navigate-v0.npz"
+    collect.collect(
+        collect.CollectConfig(
+            env="antmaze-large", steps=40, episode_length=20, num_envs=2, out=str(target)
+        ),
+        progress=False,
+    )
+    out = tmp_path / "run"
+    result = invoke(
+        "--dataset", "antmaze-large", "--steps", "2", "--eval-episodes", "1", "--out", str(out),
+        *TINY_FLAGS, env={"HOME": str(tmp_path / "home")},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"]["name"] == "antmaze-large-navigate-v0"
+    assert config["learner"]["bc_alpha"] == 0.1 and config["dataset"]["obs_dim"] == 29
+
+
+def test_cli_help_documents_every_flag_and_the_offline_defaults():
+    result = CliRunner().invoke(cli, ["offline", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for flag in ("--dataset", "--data-dir", "--depth", "--actor-depth", "--critic-depth",
+                 "--width", "--batch-size", "--steps", "--alpha", "--energy",
+                 "--contrastive-loss", "--eval-every", "--eval-episodes", "--seed", "--out",
+                 "--resume", "--backend"):  # fmt: skip
+        assert flag in result.output
+    assert "--bc-alpha" not in result.output and "default: ddpg_bc" in result.output
+
+
+# ------------------------------------------------------------------------------ learning
+
+
+@pytest.mark.slow
+def test_offline_crl_learns_pointmaze_from_the_shipped_sample(tmp_path):
+    """Beats the untrained actor by >= 0.2 success on OGBench's 5 tasks (10 episodes each)."""
+    ds = load_dataset(SAMPLE)
+    cfg = offline.OfflineConfig(
+        dataset=SAMPLE, eval_episodes=10, out=str(tmp_path / "run"), seed=0, eval_every=0
+    )
+    cfg, lcfg = offline.resolve(cfg, LearnerConfig(actor_loss="ddpg_bc"), ds)
+    evaluator = offline.make_evaluator(cfg, ds)
+    nets = learner.make_networks(lcfg, offline.dims_of(ds))
+    untrained = learner.init(nets, lcfg, offline.dims_of(ds), jax.random.PRNGKey(0))
+    before = evaluator(nets, untrained.actor.params, jax.random.PRNGKey(1))["success"]
+    summary = offline.train(cfg, lcfg, ds, evaluator, progress=False)
+    assert summary["steps"] == offline.SAMPLE_STEPS
+    assert summary["success"] >= before + 0.2, (before, summary)
+    assert dataclasses.asdict(cfg)["steps"] == offline.SAMPLE_STEPS
