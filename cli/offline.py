@@ -1,4 +1,4 @@
-"""`crlkit offline`: train CRL on a fixed OGBench/Minari dataset, evaluated with OGBench's protocol."""
+"""`crlkit offline`: train CRL on a fixed OGBench/Minari dataset, evaluated as OGBench does."""
 
 from __future__ import annotations
 
@@ -45,7 +45,6 @@ def offline(resume: bool, quiet: bool, **options) -> None:
     1M steps unless --steps says otherwise; --dataset also takes an .npz path or minari:<id>.
     """
     from crlkit.train import offline as offline_lib
-    from crlkit.train.rundir import RunDirError
 
     options.setdefault("actor_loss", None)
     options["actor_loss"] = options["actor_loss"] or OFFLINE_ACTOR_LOSS
@@ -54,17 +53,18 @@ def offline(resume: bool, quiet: bool, **options) -> None:
     echo = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
     try:
         summary = offline_lib.run(cfg, lcfg, resume=resume, progress=not quiet, echo=echo)
-    except (ValueError, RunDirError) as err:  # DatasetError and bad settings are ValueErrors
+    except ValueError as err:  # DatasetError, RunDirError and bad settings are ValueErrors
         raise InputError(str(err)) from None
-    tasks = " ".join(
-        f"{summary[k]:.2f}" for k in sorted(summary) if k.startswith("task") and "success" in k
-    )
+    tasks = " ".join(f"{summary[f'eval/task{k}_success']:.2f}" for k in _task_ids(summary))
     click.echo(
-        f"success {summary['success']:.3f} (tasks {tasks}) after {summary['steps']:,} SGD steps; "
-        f"{summary['sgd_steps_per_s']:.1f} steps/s; run dir {summary['out']}"
-        if summary.get("sgd_steps_per_s")
-        else f"success {summary['success']:.3f} (tasks {tasks}); run dir {summary['out']}"
+        f"success {summary['eval/success']:.3f} (tasks {tasks}) after {summary['sgd_steps']:,} "
+        f"SGD steps ({summary['sgd_steps_per_s']:.1f}/s); run dir {summary['run_dir']}"
     )
+
+
+def _task_ids(summary: dict) -> list[int]:
+    names = (k.removeprefix("eval/task").removesuffix("_success") for k in summary)
+    return sorted(int(n) for n in names if n.isdigit())
 
 
 offline.help = offline.help.replace("%(sample)s", f"{SAMPLE_STEPS:,}").replace("%%", "%")

@@ -1,7 +1,7 @@
 """The one CRL learner the online and offline loops share.
 
-`update(nets, cfg, state, batch)` is pure and contains no `jax.jit`: callers jit it (usually
-inside a scan over minibatches) and donate `state`. Static things, the flax modules in `Networks` and the
+`update(nets, cfg, state, batch)` is pure and contains no `jax.jit`: callers jit it (usually inside
+a scan over minibatches) and donate `state`. Static things, the flax modules in `Networks` and the
 config, never ride in the `CRLState` pytree; optimizers are rebuilt from the config inside `update`
 (cheap, and it keeps closures out of the pytree).
 """

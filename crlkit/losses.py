@@ -124,7 +124,7 @@ def contrastive_loss(
 def tanh_gaussian_sample(
     mean: jax.Array, log_std: jax.Array, key: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """Reparameterised action tanh(mean + std * eps) [.., A] and its tanh-corrected log-prob [..]."""
+    """Reparameterised action tanh(mean + std * eps) [.., A] and its tanh-corrected log-prob."""
     eps = jax.random.normal(key, mean.shape, mean.dtype)
     pre = mean + jnp.exp(log_std) * eps
     gauss = -0.5 * eps**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi)

@@ -2,8 +2,8 @@
 
 Each (depth, variant) runs in a fresh Python subprocess so its peak host RSS (`ru_maxrss`) belongs
 to that depth alone; on a GPU the device's `peak_bytes_in_use` is reported instead. FLOPs are
-counted analytically: the matmul FLOPs of the update's forward and backward passes (bias, LayerNorm and
-activations are not counted; with remat the recomputed forward matmuls are counted, because they
+counted analytically: the matmul FLOPs of the update's forward and backward passes (bias, LayerNorm
+and activations are not counted; with remat the recomputed forward matmuls are counted, because they
 run). The matmul peak is measured in the same run with large float32 matmuls.
 """
 

@@ -1,4 +1,4 @@
-"""OGBench's protocol in OGBench's own gymnasium env: the fallback for datasets whose env crlkit lacks.
+"""OGBench's protocol in OGBench's own gymnasium env: the fallback for envs crlkit lacks.
 
 `crlkit.train.evaluate.evaluate_tasks` evaluates in crlkit's jitted envs; datasets collected in an
 env crlkit does not register with OGBench parity (antsoccer, cube, scene, puzzle, ...) are evaluated
@@ -22,7 +22,7 @@ HostPolicy = Callable[[np.ndarray, np.ndarray], np.ndarray]  # ([N, S], [N, G]) 
 
 
 def make_gym_env(env_id: str) -> Any:
-    """OGBench's gymnasium env `env_id` (e.g. 'antsoccer-arena-v0'); one-line ValueError if unknown."""
+    """OGBench's gymnasium env `env_id` (e.g. 'antsoccer-arena-v0'); one-line error if unknown."""
     import gymnasium
 
     with contextlib.redirect_stdout(io.StringIO()):

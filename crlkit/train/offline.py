@@ -1,4 +1,4 @@
-"""The offline loop: the shared CRL learner trained on a fixed dataset, evaluated with OGBench's protocol.
+"""The offline loop: the shared CRL learner on a fixed dataset, evaluated with OGBench's protocol.
 
 ```
 load dataset -> resolve per-dataset defaults -> RunDir (config.json, resume) -> loop:
@@ -326,24 +326,41 @@ def make_host_chunk(
 
 
 class Trainer:
-    """Runs chunks of SGD steps with the chosen sampler; one compilation whatever the chunk sizes."""
+    """Runs chunks of SGD steps with the chosen sampler: compiled once, for any chunk length."""
 
     def __init__(
         self, nets, lcfg: LearnerConfig, cfg: OfflineConfig, data: DeviceData, sampler: str
     ):
         self.cfg = cfg
         self.sampler = sampler
-        if sampler == "device":
-            self.data = jax.device_put(data)
-            self._chunk = make_device_chunk(nets, lcfg, cfg)
+        self.data = jax.device_put(data) if sampler == "device" else data
+        self._jitted = (
+            make_device_chunk(nets, lcfg, cfg)
+            if sampler == "device"
+            else make_host_chunk(nets, lcfg)
+        )
+        self.compiled: Any = None
+
+    def compile(self, carry: Carry) -> float:
+        """Compile the chunk ahead of time (a traced chunk length: no later recompilation)."""
+        t0 = time.perf_counter()
+        if self.sampler == "device":
+            source = self.data
         else:
-            self.data = data
-            self._chunk = make_host_chunk(nets, lcfg)
+            block = (HOST_BLOCK, self.cfg.batch_size)
+            example = sample_host_block(self.cfg, self.data, np.random.default_rng(0), 1)
+            source = jax.tree.map(
+                lambda x: jax.ShapeDtypeStruct(block + x.shape[2:], x.dtype), example
+            )
+        self.compiled = self._jitted.lower(carry, source, jnp.int32(0)).compile()
+        return time.perf_counter() - t0
 
     def run(self, carry: Carry, start_step: int, n: int) -> tuple[Carry, dict[str, float]]:
         """n SGD steps from `start_step`; returns the new carry and the chunk's mean metrics."""
+        if self.compiled is None:
+            self.compile(carry)
         if self.sampler == "device":
-            carry, means = self._chunk(carry, self.data, jnp.int32(n))
+            carry, means = self.compiled(carry, self.data, jnp.int32(n))
             return carry, {k: float(v) for k, v in means.items()}
         totals: dict[str, float] = {}
         done = 0
@@ -352,7 +369,7 @@ class Trainer:
             rng = np.random.default_rng([self.cfg.seed, start_step + done])
             count = min(HOST_BLOCK, n - done)
             block = sample_host_block(self.cfg, self.data, rng, HOST_BLOCK)
-            carry, sums = self._chunk(carry, jax.device_put(block), jnp.int32(count))
+            carry, sums = self.compiled(carry, jax.device_put(block), jnp.int32(count))
             for k, v in sums.items():
                 totals[k] = totals.get(k, 0.0) + float(v)
             done += count
@@ -501,7 +518,7 @@ def train(
     evaluator: Evaluator,
     *,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | None = True,
     echo: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
     """Train on `ds` with resolved configs (see `resolve`); returns the summary (also summary.json).
@@ -511,84 +528,146 @@ def train(
       ds: the dataset.
       evaluator: evaluator(nets, actor_params, key) -> metrics with at least `success`
         (see `make_evaluator`).
-      resume: continue the run in cfg.out from its newest checkpoint.
-      progress: show a progress bar (when stderr is a terminal).
-      echo: called with one-line notes (run dir, sampler).
+      resume: continue the run in cfg.out from its newest checkpoint; the stored config must
+        equal this one except `--steps`.
+      progress: progress bar (None: only on a terminal).
+      echo: called with one-line notes (run dir, sampler, resume).
     """
     echo = echo or (lambda _: None)
     nets = learner.make_networks(lcfg, dims_of(ds))
     out = Path(cfg.out) if cfg.out else default_out(cfg, lcfg, ds)
     cfg = dataclasses.replace(cfg, out=str(out))
-    config = {"learner": lcfg, "offline": cfg, "dataset": _dataset_info(ds)}
+    config = {"offline": cfg, "learner": lcfg, "dataset": _dataset_info(ds)}
     run = rundir.RunDir.create(
-        out, config, resume=resume, ignore_on_resume=("offline.steps",),
+        out, config, resume=resume, ignore_on_resume=RESUMABLE_FIELDS,
         keep_checkpoints=cfg.keep_checkpoints,
     )  # fmt: skip
     with run:
-        root = jax.random.PRNGKey(cfg.seed)
-        init_key, sample_key, eval_root = jax.random.split(root, 3)
-        carry = Carry(learner=learner.init(nets, lcfg, dims_of(ds), init_key), key=sample_key)
-        step = 0
-        if resume:
-            restored = run.restore(carry)
-            if restored is not None:
-                carry, step, _ = restored
         data = dataset_arrays(ds)
-        sampler = choose_sampler(cfg, data)
-        echo(f"run dir {out}; {ds.num_transitions:,} transitions, sampler {sampler}")
-        trainer = Trainer(nets, lcfg, cfg, data, sampler)
-        summary = _loop(cfg, nets, run, trainer, carry, step, evaluator, eval_root, progress)
-        summary.update(dataset=_dataset_info(ds), sampler=sampler, out=str(out))
+        trainer = Trainer(nets, lcfg, cfg, data, choose_sampler(cfg, data))
+        loop = _Loop(cfg, nets, run, trainer, evaluator, progress)
+        carry = loop.start(dims_of(ds), lcfg, resume, echo)
+        echo(f"run dir {out}; {ds.num_transitions:,} transitions; sampler {trainer.sampler}")
+        carry = loop.run(carry)
+        summary = loop.summary(carry, ds)
         run.write_summary(summary)
     return summary
 
 
-def _loop(cfg, nets, run, trainer, carry, step, evaluator, eval_root, progress) -> dict[str, Any]:
-    """The host loop: chunks, logging, evaluation, checkpoints. Returns the summary."""
-    ckpt_every = cfg.checkpoint_every or cfg.eval_every
-    last_eval: dict[str, float] = {}
-    train_seconds, start_step = 0.0, step
-    with rundir.Progress(
-        cfg.steps, unit="SGD steps", initial=step, disable=None if progress else True
-    ) as bar:
-        while step < cfg.steps:
-            end = next_boundary(step, cfg.steps, cfg.log_every, cfg.eval_every, ckpt_every)
-            t0 = time.perf_counter()
-            carry, metrics = trainer.run(carry, step, end - step)
-            jax.block_until_ready(carry)
-            seconds = time.perf_counter() - t0
-            train_seconds += seconds
-            metrics["sgd_steps_per_s"] = (end - step) / seconds
-            step = end
-            bar.update(step)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                run.log(step, metrics)
-            if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
-                last_eval = _evaluate(nets, carry, evaluator, eval_root, step, run)
-                bar.set_eval(success=last_eval["success"])
-            if (ckpt_every and step % ckpt_every == 0) or step == cfg.steps:
-                run.save_checkpoint(carry, step)
-    if not last_eval:  # resumed a finished run: evaluate what it holds
-        last_eval = _evaluate(nets, carry, evaluator, eval_root, step, run)
-    steps_done = step - start_step
-    return {
-        "steps": step,
-        **last_eval,
-        "train_seconds": train_seconds,
-        "sgd_steps_per_s": steps_done / train_seconds if train_seconds else None,
-        "device": str(jax.devices()[0]),
-    }
+RESUMABLE_FIELDS = ("offline.steps",)
 
 
-def _evaluate(nets, carry: Carry, evaluator, eval_root, step: int, run) -> dict[str, float]:
-    """Evaluate the deterministic actor; log `eval/...` metrics and the wall time it took."""
-    t0 = time.perf_counter()
-    # Evaluation keys depend only on (seed, step): reruns and resumed runs evaluate alike.
-    metrics = evaluator(nets, carry.learner.actor.params, jax.random.fold_in(eval_root, step))
-    metrics = {f"eval/{k}": float(v) for k, v in metrics.items()}
-    metrics["eval/seconds"] = time.perf_counter() - t0
-    run.log(step, metrics)
-    return {k.removeprefix("eval/"): v for k, v in metrics.items()}
+@dataclasses.dataclass
+class _Clock:
+    """Seconds spent so far (carried across resumes in the checkpoint meta)."""
+
+    wall: float = 0.0
+    train: float = 0.0
+    compile: float = 0.0
+
+
+class _Loop:
+    """The host side of one run: chunks, logging, evaluation, checkpoints, the summary."""
+
+    def __init__(self, cfg, nets, run: rundir.RunDir, trainer: Trainer, evaluator, progress):
+        self.cfg, self.nets, self.run, self.trainer = cfg, nets, run, trainer
+        self.evaluator, self.progress = evaluator, progress
+        self.ckpt_every = cfg.checkpoint_every or cfg.eval_every
+        self.clock = _Clock()
+        self.step = 0
+        self.last_eval: dict[str, float] = {}
+        # Evaluation keys depend only on (seed, step): reruns and resumed runs evaluate alike.
+        self.eval_root = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1)
+
+    def start(self, dims, lcfg: LearnerConfig, resume: bool, echo) -> Carry:
+        """Fresh learner state, or the newest checkpoint's when resuming."""
+        init_key, sample_key = jax.random.split(jax.random.PRNGKey(self.cfg.seed))
+        fresh = Carry(learner=learner.init(self.nets, lcfg, dims, init_key), key=sample_key)
+        restored = self.run.restore(fresh) if resume else None
+        if restored is None:
+            return fresh
+        carry, self.step, meta = restored
+        self.clock = _Clock(
+            wall=meta.get("wall_seconds", 0.0),
+            train=meta.get("train_seconds", 0.0),
+            compile=meta.get("compile_seconds", 0.0),
+        )
+        echo(f"resumed {self.run.path} at SGD step {self.step:,}")
+        return carry
+
+    def run(self, carry: Carry) -> Carry:
+        """Chunks of SGD steps up to cfg.steps, with log/eval/checkpoint events between them."""
+        t_start, wall0 = time.perf_counter(), self.clock.wall
+        self.clock.compile += self.trainer.compile(carry)
+        cfg, disable = self.cfg, None if self.progress is None else not self.progress
+        with rundir.Progress(
+            cfg.steps, unit="SGD steps", initial=self.step, disable=disable
+        ) as bar:
+            while self.step < cfg.steps:
+                end = next_boundary(
+                    self.step, cfg.steps, cfg.log_every, cfg.eval_every, self.ckpt_every
+                )
+                t0 = time.perf_counter()
+                carry, means = self.trainer.run(carry, self.step, end - self.step)
+                jax.block_until_ready(carry)
+                seconds = time.perf_counter() - t0
+                self.clock.train += seconds
+                event = {f"train/{k}": v for k, v in means.items()}
+                event["perf/sgd_steps_per_s"] = (end - self.step) / max(seconds, 1e-9)
+                self.step = end
+                bar.update(end)
+                if _due(cfg.eval_every, end) or end == cfg.steps:
+                    event.update(self.evaluate(carry))
+                    bar.set_eval(success=event["eval/success"])
+                if _due(cfg.log_every, end) or "eval/success" in event or end == cfg.steps:
+                    self.run.log(end, event)
+                self.clock.wall = wall0 + time.perf_counter() - t_start
+                if _due(self.ckpt_every, end) or end == cfg.steps:
+                    self.checkpoint(carry)
+        if not self.last_eval:  # resumed a finished run: evaluate what it holds
+            self.evaluate(carry)
+        self.clock.wall = wall0 + time.perf_counter() - t_start
+        return carry
+
+    def evaluate(self, carry: Carry) -> dict[str, float]:
+        """OGBench's task evaluation of the deterministic actor, as `eval/...` metrics."""
+        t0 = time.perf_counter()
+        key = jax.random.fold_in(self.eval_root, self.step)
+        metrics = self.evaluator(self.nets, carry.learner.actor.params, key)
+        out = {f"eval/{k}": float(v) for k, v in metrics.items()}
+        out["eval/seconds"] = time.perf_counter() - t0
+        self.last_eval = out
+        return out
+
+    def checkpoint(self, carry: Carry) -> Path:
+        meta = {
+            "sgd_steps": self.step,
+            "wall_seconds": self.clock.wall,
+            "train_seconds": self.clock.train,
+            "compile_seconds": self.clock.compile,
+        }
+        return self.run.save_checkpoint(carry, self.step, meta)
+
+    def summary(self, carry: Carry, ds: Dataset) -> dict[str, Any]:
+        """summary.json: final evaluation, steps, seconds, throughput, sampler, device."""
+        train_s = max(self.clock.train, 1e-9)
+        d = jax.devices()[0]
+        return {
+            "dataset": ds.name,
+            "run_dir": str(self.run.path),
+            "sgd_steps": int(carry.learner.step),
+            "wall_seconds": round(self.clock.wall, 3),
+            "train_seconds": round(self.clock.train, 3),
+            "compile_seconds": round(self.clock.compile, 3),
+            "sgd_steps_per_s": int(carry.learner.step) / train_s,
+            "sampler": self.trainer.sampler,
+            "device": f"{d.platform}:{getattr(d, 'device_kind', '') or d.platform}",
+            **self.last_eval,
+        }
+
+
+def _due(every: int, step: int) -> bool:
+    return every > 0 and step % every == 0
 
 
 def _dataset_info(ds: Dataset) -> dict[str, Any]:

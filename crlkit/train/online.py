@@ -22,6 +22,7 @@ as a checkpoint and raises `NonFiniteLoss` naming the SGD and env step.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -226,15 +227,21 @@ class Setup:
         return self.env.spec
 
 
-def make_setup(online: OnlineConfig, learner: LearnerConfig) -> Setup:
-    """Build the env and networks for a run (ValueError on an unusable combination)."""
+@functools.lru_cache(maxsize=8)
+def _make_env(name: str, backend: str):
+    """One env object per (name, backend) in a process, so jitted evaluation compiles once."""
     from crlkit.envs import make
 
+    return make(name, backend=backend)
+
+
+def make_setup(online: OnlineConfig, learner: LearnerConfig) -> Setup:
+    """Build the env and networks for a run (ValueError on an unusable combination)."""
     if learner.actor_loss != "sac":
         raise ValueError(
             f"actor_loss {learner.actor_loss!r} needs dataset actions; online training uses 'sac'"
         )
-    env = make(online.env, backend=online.backend)
+    env = _make_env(online.env, online.backend)
     spec = env.spec
     dims = learner_lib.Dims(spec.state_dim, spec.goal_dim, spec.action_dim)
     return Setup(online, learner, env, dims, learner_lib.make_networks(learner, dims))
@@ -271,6 +278,7 @@ def _empty_replay(setup: Setup) -> replay_lib.ReplayState:
 # The jitted epoch
 
 _EPOCH_TRACES = [0]  # times `epoch` was traced (tests assert one compile per run)
+_COMPILED: dict[Any, Any] = {}  # (setup, state shapes) -> compiled epoch, reused within a process
 
 
 def epoch(setup: Setup, state: OnlineState, num_steps: jax.Array) -> tuple[OnlineState, EpochStats]:
@@ -443,12 +451,16 @@ class _Loop:
         return None
 
     def compile(self, state: OnlineState):
-        """AOT-compile the epoch once; any later number of steps reuses it."""
-        t0 = time.perf_counter()
-        fn = jax.jit(lambda s, n: epoch(self.setup, s, n), donate_argnums=0)
-        compiled = fn.lower(state, jnp.int32(0)).compile()
-        self.clock.compile += time.perf_counter() - t0
-        return compiled
+        """AOT-compile the epoch once; any number of steps (and a later run of the same setup
+        in this process) reuses it."""
+        shapes = tuple((x.shape, x.dtype) for x in jax.tree.leaves(state))
+        key = (self.setup, jax.tree.structure(state), shapes)
+        if key not in _COMPILED:
+            t0 = time.perf_counter()
+            fn = jax.jit(functools.partial(epoch, self.setup), donate_argnums=0)
+            _COMPILED[key] = fn.lower(state, jnp.int32(0)).compile()
+            self.clock.compile += time.perf_counter() - t0
+        return _COMPILED[key]
 
     # -- events -------------------------------------------------------------------------------
 

@@ -59,10 +59,7 @@ def refresh_fn(m: mujoco.MjModel) -> Callable[[mujoco.MjModel, mujoco.MjData], N
     """The cheapest MuJoCo call chain that makes xpos and pos/vel sensors match (qpos, qvel)."""
     if m.nsensordata == 0:
         return mujoco.mj_kinematics
-    stage = m.sensor_needstage
-    live = m.sensor_type[
-        (stage == mujoco.mjtStage.mjSTAGE_POS) | (stage == mujoco.mjtStage.mjSTAGE_VEL)
-    ]
+    live = m.sensor_type[m.sensor_needstage <= int(mujoco.mjtStage.mjSTAGE_VEL)]
     if all(int(t) in _KINEMATIC_SENSORS for t in live):
         return _refresh_kinematic
     return _refresh_full

@@ -1,0 +1,414 @@
+"""`crlkit sweep`: a grid of runs (regime x depth x width x batch size x seed), one run dir each.
+
+```
+DIR/
+  sweep.json               the grid, the base configs and the command that made it
+  cells/online-d4-s0.json  per cell: its request, status (running / done / failed), sweep wall time
+  online-d4-s0/            one run dir per cell (docs/runs.md), made by crlkit.train.online.train
+    failed.json            only for a failed cell: its reason
+  offline-d4-s0/           made by crlkit.train.offline.run
+  ...
+  report.md, *.png         written by `crlkit report DIR` (and at the end of a sweep)
+```
+
+Every cell runs through the library entry points of `crlkit online` / `crlkit offline`, one cell
+after the other in this process (seeds run sequentially: neither loop trains several seeds in one
+program). Cells are ordered seed-major (all regimes and depths of seed 0 first), so a sweep stopped
+early already holds a complete picture for its first seeds.
+
+Re-running the same command continues the sweep: a cell marked done is skipped, a cell that was
+running when the sweep died resumes from its newest checkpoint (the loops' resume), a failed cell
+is skipped unless `retry_failed`. A cell whose stored request differs from the new one only in its
+step budget is resumed with the new budget; any other difference is an error naming the fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from crlkit.config import LearnerConfig, _field, to_dict
+from crlkit.train import rundir
+
+REGIMES = ("online", "offline")
+SWEEP_FILE = "sweep.json"
+CELLS_DIR = "cells"
+FAILED_FILE = "failed.json"
+# A cell whose request differs from the stored one only here is resumed with the new budget.
+BUDGET_FIELDS = ("online.steps", "offline.steps")
+
+
+class SweepError(ValueError):
+    """A sweep the user must fix before it can run (bad grid, foreign or changed cell dirs)."""
+
+
+class Diverged(RuntimeError):
+    """A cell whose logged metrics or final numbers are not finite."""
+
+
+def _check_ints(name: str, values: Sequence[int], minimum: int = 1) -> None:
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < minimum]
+    if bad:
+        raise SweepError(f"{name} must be integers >= {minimum}, got {bad[0]!r}")
+    if len(set(values)) != len(values):
+        raise SweepError(f"{name} lists a value twice: {list(values)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """The grid and where it goes; the runs' own settings come from the base configs."""
+
+    out: str = _field("", "Sweep directory: one run dir per cell, plus sweep.json.")
+    regimes: tuple[str, ...] = _field(REGIMES, "Regimes to run: online, offline or both.")
+    depths: tuple[int, ...] = _field((4, 16, 64), "Critic depths (and actor depths, see below).")
+    widths: tuple[int, ...] = _field((), "Widths to sweep; empty: the base learner's width.")
+    batch_sizes: tuple[int, ...] = _field(
+        (), "Minibatch sizes to sweep; empty: each regime's base batch size."
+    )
+    seeds: int = _field(3, "Seeds 0 .. seeds-1 of every cell.")
+    actor_depth: int = _field(0, "Actor depth of every cell; 0: the cell's depth.")
+    retry_failed: bool = _field(False, "Run cells that failed before again (from scratch).")
+
+    def __post_init__(self) -> None:
+        if not self.out:
+            raise SweepError("the sweep needs an output directory (--out DIR)")
+        if not self.regimes:
+            raise SweepError(f"no regimes given; valid: {', '.join(REGIMES)}")
+        for regime in self.regimes:
+            if regime not in REGIMES:
+                raise SweepError(f"unknown regime {regime!r}; valid: {', '.join(REGIMES)}")
+        if len(set(self.regimes)) != len(self.regimes):
+            raise SweepError(f"regimes lists a value twice: {list(self.regimes)}")
+        if not self.depths:
+            raise SweepError("no depths given (e.g. --depths 4,16,64)")
+        _check_ints("depths", self.depths)
+        _check_ints("widths", self.widths)
+        _check_ints("batch sizes", self.batch_sizes)
+        _check_ints("seeds", [self.seeds])
+        _check_ints("actor depth", [self.actor_depth], minimum=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One grid point: a regime at a depth, width, batch size and seed; `name` is its folder."""
+
+    regime: str
+    depth: int
+    width: int
+    batch_size: int
+    seed: int
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CellPlan:
+    """A cell with the configs its run gets (`run` is an OnlineConfig or OfflineConfig)."""
+
+    cell: Cell
+    run: Any
+    learner: LearnerConfig
+
+    def request(self) -> dict[str, Any]:
+        """What the cell was asked to run (its record; compared when a sweep is re-run)."""
+        return {self.cell.regime: to_dict(self.run), "learner": to_dict(self.learner)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Grid
+
+
+def cell_name(regime: str, depth: int, width: int, batch: int, seed: int, tags: set[str]) -> str:
+    """`online-d16-s0`; `-w<width>` / `-b<batch>` only when those axes were given."""
+    name = f"{regime}-d{depth}"
+    name += f"-w{width}" if "width" in tags else ""
+    name += f"-b{batch}" if "batch" in tags else ""
+    return f"{name}-s{seed}"
+
+
+def expand_grid(
+    sweep: SweepConfig, learner: LearnerConfig, online: Any = None, offline: Any = None
+) -> list[CellPlan]:
+    """Every cell of the grid with its configs, seed-major; ValueError (one line) on bad values.
+
+    Args:
+      sweep: the grid.
+      learner: the base learner (its actor loss is set per regime: sac online, ddpg_bc offline).
+      online: base OnlineConfig (needed when the grid holds the online regime).
+      offline: base OfflineConfig with a dataset (needed for the offline regime).
+    """
+    bases = {"online": online, "offline": offline}
+    for regime in sweep.regimes:
+        if bases[regime] is None:
+            what = "--env" if regime == "online" else "--dataset"
+            raise SweepError(f"the {regime} regime needs {what}")
+    tags = {"width"} if sweep.widths else set()
+    tags |= {"batch"} if sweep.batch_sizes else set()
+    widths = sweep.widths or (learner.network.width,)
+    plans = []
+    for seed in range(sweep.seeds):
+        for width in widths:
+            for depth in sweep.depths:
+                for regime in sweep.regimes:
+                    for batch in sweep.batch_sizes or (bases[regime].batch_size,):
+                        name = cell_name(regime, depth, width, batch, seed, tags)
+                        cell = Cell(regime, depth, width, batch, seed, name)
+                        plans.append(_plan(cell, sweep, learner, bases[regime]))
+    return plans
+
+
+def _plan(cell: Cell, sweep: SweepConfig, learner: LearnerConfig, base: Any) -> CellPlan:
+    """The cell's configs (validated by their dataclasses)."""
+    network = dataclasses.replace(
+        learner.network,
+        width=cell.width,
+        critic_depth=cell.depth,
+        actor_depth=sweep.actor_depth or cell.depth,
+    )
+    actor_loss = "sac" if cell.regime == "online" else "ddpg_bc"
+    lcfg = dataclasses.replace(learner, network=network, actor_loss=actor_loss)
+    run = dataclasses.replace(base, seed=cell.seed, batch_size=cell.batch_size)
+    return CellPlan(cell, run, lcfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cell folders on disk
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from `path`, or None when it is missing or unreadable."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def record_path(run_dir: Path) -> Path:
+    """The sweep's record of the cell whose run dir is `run_dir`: DIR/cells/<cell>.json."""
+    return run_dir.parent / CELLS_DIR / f"{run_dir.name}.json"
+
+
+def cell_state(path: Path, plan: CellPlan) -> str:
+    """What to do with a cell's run dir: 'new', 'resume', 'extend', 'done', 'failed' or 'restart'.
+
+    Raises SweepError when the folder was not made by a sweep, or holds a cell asked with other
+    settings (its failed attempts excepted: those just start over).
+    """
+    stored = read_json(record_path(path))
+    if stored is None:
+        if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+            return "new"
+        raise SweepError(
+            f"{path} exists but is not a cell of this sweep (no {CELLS_DIR}/{path.name}.json); "
+            f"choose another --out"
+        )
+    diff = rundir.config_diff(stored.get("request", {}), plan.request())
+    budget_only = all(d.split(" ")[0] in BUDGET_FIELDS for d in diff)
+    status = stored.get("status")
+    if diff and not budget_only:
+        if status == "failed":
+            return "restart"
+        raise SweepError(
+            f"cell {path} was run with other settings ({'; '.join(diff)}); "
+            f"use the same flags or another --out"
+        )
+    if status == "failed":
+        return "failed" if not diff else "restart"
+    if not (path / rundir.CONFIG_FILE).is_file():
+        return "restart"  # died before the loop wrote its config: nothing to keep
+    if status == "done" and (path / rundir.SUMMARY_FILE).is_file():
+        return "extend" if diff else "done"
+    return "resume"
+
+
+def _write_record(path: Path, plan: CellPlan, status: str, wall: float, attempts: int) -> None:
+    record = {
+        "cell": {k: v for k, v in dataclasses.asdict(plan.cell).items() if k != "name"},
+        "status": status,
+        "attempts": attempts,
+        "wall_seconds": round(wall, 3),
+        "request": plan.request(),
+    }
+    target = record_path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    rundir.atomic_write_json(target, record)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running one cell
+
+
+def train_cell(plan: CellPlan, path: Path, resume: bool, echo: Callable[[str], None]) -> dict:
+    """Train one cell through the entry point its regime's CLI command uses; returns the summary."""
+    if plan.cell.regime == "online":
+        from crlkit.train import online
+
+        return online.train(plan.run, plan.learner, path, resume=resume, progress=False, echo=echo)
+    from crlkit.train import offline
+
+    cfg = dataclasses.replace(plan.run, out=str(path))
+    return offline.run(cfg, plan.learner, resume=resume, progress=False, echo=echo)
+
+
+def nonfinite_problem(path: Path, summary: dict[str, Any]) -> str | None:
+    """Where a finished run's numbers stopped being finite ('critic/loss at step 300'), or None.
+
+    Non-finite values are stored as null in metrics.jsonl and summary.json (strict JSON).
+    """
+    for line in (path / rundir.METRICS_JSONL).read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        bad = sorted(k for k, v in event.items() if v is None or _nonfinite(v))
+        if bad:
+            return f"non-finite {', '.join(bad)} at step {event.get('step')}"
+    bad = sorted(k for k, v in summary.items() if "success" in k and (v is None or _nonfinite(v)))
+    return f"non-finite final {', '.join(bad)}" if bad else None
+
+
+def _nonfinite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def run_cell(plan: CellPlan, path: Path, resume: bool, echo: Callable[[str], None]) -> dict:
+    """Run (or resume) one cell; a failure is recorded in failed.json, never raised.
+
+    Returns {"status": "done" | "failed", "reason": ..., "summary": ..., "seconds": ...}.
+    KeyboardInterrupt and other BaseExceptions propagate (the cell stays resumable).
+    """
+    stored = read_json(record_path(path)) or {}
+    wall0, attempts = float(stored.get("wall_seconds", 0.0)), int(stored.get("attempts", 0)) + 1
+    _write_record(path, plan, "running", wall0, attempts)
+    t0 = time.perf_counter()
+    try:
+        summary = train_cell(plan, path, resume, lambda line: echo(f"    {line}"))
+        problem = nonfinite_problem(path, summary)
+        if problem:
+            raise Diverged(problem)
+    except Exception as err:  # any failure of one cell is recorded; the sweep goes on
+        seconds = time.perf_counter() - t0
+        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        failure = {
+            "reason": reason,
+            "type": type(err).__name__,
+            "time": time.time(),
+            "traceback": traceback.format_exc(),
+        }
+        path.mkdir(parents=True, exist_ok=True)
+        rundir.atomic_write_json(path / FAILED_FILE, failure)
+        _write_record(path, plan, "failed", wall0 + seconds, attempts)
+        return {"status": "failed", "reason": reason, "seconds": seconds}
+    finally:
+        _release_compiled_programs()
+    seconds = time.perf_counter() - t0
+    _write_record(path, plan, "done", wall0 + seconds, attempts)
+    return {"status": "done", "summary": summary, "seconds": seconds}
+
+
+def _release_compiled_programs() -> None:
+    """Drop JAX's caches between cells: jitted evaluators keep each cell's env alive otherwise."""
+    import jax
+
+    jax.clear_caches()
+
+
+# ---------------------------------------------------------------------------------------------
+# The sweep
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """Per-cell outcome names: done (ran now), skipped (done before), failed (now or before)."""
+
+    out: Path
+    done: list[str] = dataclasses.field(default_factory=list)
+    skipped: list[str] = dataclasses.field(default_factory=list)
+    failed: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def run_sweep(
+    sweep: SweepConfig,
+    learner: LearnerConfig,
+    online: Any = None,
+    offline: Any = None,
+    *,
+    command: str = "",
+    echo: Callable[[str], None] = print,
+) -> SweepResult:
+    """Run every cell of the grid not done yet; returns what happened to each.
+
+    Args:
+      sweep, learner, online, offline: the grid and the base configs (see `expand_grid`).
+      command: the command line that started the sweep (recorded in sweep.json for the report).
+      echo: where one line per cell goes.
+
+    Raises SweepError before anything runs when the grid or the sweep folder is unusable.
+    """
+    out = Path(sweep.out)
+    plans = expand_grid(sweep, learner, online, offline)
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"--out {out} is a file, not a directory")
+    states = {p.cell.name: cell_state(out / p.cell.name, p) for p in plans}
+    out.mkdir(parents=True, exist_ok=True)
+    _write_manifest(out, sweep, learner, online, offline, plans, command)
+    result = SweepResult(out)
+    for i, plan in enumerate(plans, 1):
+        name = plan.cell.name
+        state = states[name]
+        head = f"[{i}/{len(plans)}] {name}"
+        if state == "done" or (state == "failed" and not sweep.retry_failed):
+            _skip(out / name, head, name, state, result, echo)
+            continue
+        if state in ("restart", "failed") and (out / name).exists():
+            shutil.rmtree(out / name)  # a failed or never-configured attempt of this sweep
+        resume = state in ("resume", "extend")
+        echo(f"{head}: {'resuming' if resume else 'starting'}")
+        outcome = run_cell(plan, out / name, resume, echo)
+        if outcome["status"] == "failed":
+            result.failed[name] = outcome["reason"]
+            echo(f"{head}: FAILED after {outcome['seconds']:.0f} s: {outcome['reason']}")
+        else:
+            result.done.append(name)
+            echo(f"{head}: done in {outcome['seconds']:.0f} s; {_headline(outcome['summary'])}")
+    return result
+
+
+def _skip(path: Path, head: str, name: str, state: str, result: SweepResult, echo) -> None:
+    if state == "done":
+        result.skipped.append(name)
+        echo(f"{head}: already done, skipped")
+        return
+    reason = (read_json(path / FAILED_FILE) or {}).get("reason", "unknown")
+    result.failed[name] = reason
+    echo(f"{head}: failed before ({reason}); skipped (--retry-failed runs it again)")
+
+
+def _headline(summary: dict[str, Any]) -> str:
+    """'success 0.42' from either loop's summary."""
+    for key in ("eval_tasks/success", "eval/success", "success"):
+        if isinstance(summary.get(key), (int, float)):
+            return f"{key} {summary[key]:.3f}"
+    return "no success metric"
+
+
+def _write_manifest(out, sweep, learner, online, offline, plans, command) -> None:
+    manifest = {
+        "command": command,
+        "sweep": to_dict(sweep),
+        "base": {
+            "learner": to_dict(learner),
+            "online": to_dict(online) if online is not None else None,
+            "offline": to_dict(offline) if offline is not None else None,
+        },
+        "cells": [p.cell.name for p in plans],
+        "written": time.time(),
+    }
+    rundir.atomic_write_json(out / SWEEP_FILE, manifest)

@@ -1,0 +1,64 @@
+"""`crlkit bench learner` end to end (tiny) and its bad-input errors."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from crlkit.bench.learner import ROW_KEYS, BenchLearnerConfig, update_matmul_flops
+from crlkit.cli.main import cli
+from crlkit.config import LearnerConfig, NetworkConfig
+from crlkit.learner import Dims
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--depths", "4,6"], "6"),
+        (["--depths", "4,x"], "4,x"),
+        (["--width", "0"], "width"),
+        (["--batch", "1"], "batch"),
+        (["--remat", "maybe"], "maybe"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, fragment):
+    result = CliRunner().invoke(cli, ["bench", "learner", *args])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and fragment in errors[0]
+
+
+def test_tiny_bench_writes_json_rows(tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["--depths", "4,8", "--width", "8", "--batch", "8", "--repeats", "1"]
+    result = CliRunner().invoke(cli, ["bench", "learner", *args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    rows = data["results"]
+    assert [r["depth"] for r in rows] == [4, 8]
+    for row in rows:
+        assert set(ROW_KEYS) <= set(row) and row["finite"]
+        assert row["step_s"] > 0 and row["compile_s"] > 0 and row["peak_mem_mb"] > 0
+        assert 0 < row["peak_fraction"] < 2
+    assert rows[1]["params"] > rows[0]["params"]
+    assert data["matmul_peak_gflops"] > 0 and data["gram_vs_broadcast"]["speedup_grad"] > 0
+    assert "Gram form" in result.output
+
+
+def test_flop_count_by_hand():
+    # width 2, depth 4, B=1, repr 1, dims (1, 1, 1): per-layer forward 2*B*in*out.
+    # actor: in 2 -> 2 (8), 4 blocks layers 2x2 (32), head 2 -> 2 (8): fwd 48, +bwd: 3*48 - 8 = 136
+    # phi: in 2 -> 2 (8), body 32, head 2 -> 1 (4): fwd 44; psi: in 1 -> 2 (4), 32, 4: fwd 40
+    # actor loss: 136 + 2*44 + 40 = 264; critic: 3*44 - 8 + 3*40 - 4 + 3 * (2*1*1*1) = 246
+    cfg = LearnerConfig(network=NetworkConfig(width=2, critic_depth=4, actor_depth=4, repr_dim=1))
+    flops = update_matmul_flops(cfg, Dims(1, 1, 1), batch=1)
+    assert flops["model"] == flops["executed"] == 264 + 246
+    # remat recomputes the blocks (32 each) of actor, phi (twice) and psi: +128 executed
+    remat = LearnerConfig(network=NetworkConfig(width=2, repr_dim=1, remat=True))
+    assert update_matmul_flops(remat, Dims(1, 1, 1), batch=1)["executed"] == 264 + 246 + 128
+
+
+def test_auto_remat_turns_on_for_deep_networks():
+    cfg = BenchLearnerConfig(depths=(4, 1024))
+    assert not cfg.remat_for(4) and cfg.remat_for(1024)
+    assert BenchLearnerConfig(remat="on").remat_for(4)

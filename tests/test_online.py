@@ -1,0 +1,252 @@
+"""`crlkit online`: evaluation counting, the run dir, presets, bad input, non-finite losses,
+kill-and-resume, and (slow) that the quickstart actually learns."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from crlkit.cli.main import cli
+from crlkit.cli.online import _apply_flags, _base_configs
+
+from crlkit.envs import make
+from crlkit.train import evaluate, online, rundir
+
+# A tiny run: 4 envs x 8 steps = 32 env steps per training step, a 16-wide depth-4 learner.
+TINY = [
+    "--env", "pointmaze-medium", "--num-envs", "4", "--unroll-length", "8",
+    "--batch-size", "16", "--updates-per-step", "2", "--width", "16", "--depth", "4",
+    "--replay-steps-per-env", "32", "--eval-episodes", "2", "--eval-episodes-per-task", "1",
+    "--quiet",
+]  # fmt: skip
+
+
+def _run(args: list[str]):
+    return CliRunner().invoke(cli, ["online", *args], catch_exceptions=False)
+
+
+def _events(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _final_checkpoint(run_dir: Path) -> dict[str, np.ndarray]:
+    step, path = rundir.list_checkpoints(run_dir / "checkpoints")[-1]
+    with np.load(path) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation: counted with scripted policies whose outcome is known
+
+
+def _head_to_goal(params, state, goal):
+    """Point mass: move straight at the goal (the arena has no walls in between)."""
+    return jnp.clip(params * (goal - state[:2]), -1.0, 1.0)
+
+
+def _stand_still(params, state, goal):
+    return jnp.zeros_like(goal)
+
+
+def test_evaluate_counts_success_and_time_at_goal():
+    env = make("pointmaze-arena")
+    length = env.spec.episode_length
+    key = jax.random.PRNGKey(0)
+    reach = evaluate.Policy(apply=_head_to_goal, params=jnp.float32(1.0))
+    out = evaluate.evaluate_fresh_goals(env, reach, key, 8)
+    assert out["success"] == 1.0 and out["final_success"] == 1.0
+    # At 0.2 per axis per step it takes at most ~150 steps to cross the arena, then it stays.
+    assert 0.8 < out["time_at_goal"] < 1.0
+    assert out["steps_at_goal"] == pytest.approx(out["time_at_goal"] * length)
+    assert out["episode_steps"] == length and out["final_distance"] < env.spec.success_radius
+
+    still = evaluate.evaluate_fresh_goals(env, evaluate.Policy(_stand_still, None), key, 8)
+    # Standing still, an episode is either at the goal for all steps or for none.
+    assert still["steps_at_goal"] / length == pytest.approx(still["success"])
+    assert still["final_success"] == still["success"] < 0.5
+
+    tasks = evaluate.evaluate_tasks(env, reach, key, 3)
+    assert tasks == {"success": 1.0, "task1_success": 1.0}
+
+
+def test_evaluate_tasks_has_one_metric_per_ogbench_task():
+    env = make("pointmaze-medium")
+    out = evaluate.evaluate_tasks(env, evaluate.Policy(_stand_still, None), jax.random.key(1), 2)
+    assert sorted(out) == ["success"] + [f"task{k}_success" for k in range(1, 6)]
+    assert out["success"] == 0.0  # OGBench's task goals are far from their starts
+    with pytest.raises(ValueError, match="num_episodes must be an integer >= 1"):
+        evaluate.evaluate_fresh_goals(env, evaluate.Policy(_stand_still, None), None, 0)
+    with pytest.raises(ValueError, match="no fixed evaluation tasks"):
+        evaluate.evaluate_tasks(make("ant"), evaluate.Policy(_stand_still, None), None, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets and flags
+
+
+def test_bare_command_is_quickstart_and_env_flag_gives_paper_defaults():
+    base, name = _base_configs("auto", {}, None)
+    assert name == "quickstart" and base == online.QUICKSTART
+    given = {"env": "humanoid", "depth": 512}
+    base, name = _base_configs("auto", given, None)
+    cfg, learner = _apply_flags(base, given)
+    assert name == "paper" and cfg.env == "humanoid"
+    assert (cfg.num_envs, cfg.unroll_length, cfg.batch_size, cfg.gamma) == (512, 62, 512, 0.99)
+    assert (cfg.replay_steps_per_env, cfg.updates_per_step) == (10_000, 800)
+    assert learner.network.actor_depth == learner.network.critic_depth == 512
+    _, learner = _apply_flags(base, {"depth": 8, "actor_depth": 4})
+    assert (learner.network.actor_depth, learner.network.critic_depth) == (4, 8)
+
+
+def test_paper_humanoid_depth_512_sets_up_without_allocating():
+    given = {"env": "humanoid", "depth": 512}
+    cfg, learner = _apply_flags(_base_configs("auto", given, None)[0], given)
+    setup = online.make_setup(cfg, learner)
+    state = jax.eval_shape(lambda k: online.init_state(setup, k), jax.random.PRNGKey(0))
+    assert state.replay.data["state"].shape == (10_000, 512, setup.dims.state_dim)
+    assert cfg.train_steps == -(-100_000_000 // 31_744)
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny run end to end
+
+
+def test_tiny_run_writes_the_run_dir(tmp_path):
+    out = tmp_path / "run"
+    traces = online._EPOCH_TRACES[0]
+    # 100 steps -> ceil(100 / 32) = 4 training steps = 128 env steps exactly.
+    args = [*TINY, "--steps", "100", "--log-every", "32", "--eval-every", "64",
+            "--checkpoint-every", "64", "--out", str(out)]  # fmt: skip
+    result = _run(args)
+    assert result.exit_code == 0, result.output
+    assert online._EPOCH_TRACES[0] == traces + 1  # epochs of 1 and 2 steps: one compile
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env_steps"] == 128 and summary["train_steps"] == 4
+    assert summary["sgd_steps"] == 8 and summary["stopped"] == "budget"
+    assert summary["backend"] == "native" and summary["device"].startswith("cpu")
+    for name in ("eval/success", "eval/time_at_goal", "eval_tasks/task5_success"):
+        assert 0.0 <= summary[name] <= 1.0
+    events = _events(out)
+    assert [e["step"] for e in events] == [0, 32, 64, 96, 128]
+    assert ["eval/success" in e for e in events] == [True, False, True, False, True]
+    assert all(np.isfinite(e["train/critic_loss"]) for e in events[1:])
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"step", "train/critic_loss", "eval/success", "perf/env_steps_per_s"} <= set(header)
+    assert [s for s, _ in rundir.list_checkpoints(out / "checkpoints")] == [64, 128]
+    stored = json.loads((out / "config.json").read_text())
+    assert (
+        stored["online"]["env"] == "pointmaze-medium"
+        and stored["learner"]["network"]["width"] == 16
+    )
+
+    # Resuming a finished run with a larger budget continues it; a different config is refused.
+    result = _run([*TINY, "--steps", "160", "--resume", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text())["env_steps"] == 160
+    result = CliRunner().invoke(cli, ["online", *TINY, "--width", "32", "--resume", str(out)])
+    assert result.exit_code == 2
+    assert "learner.network.width (stored 16, now 32)" in result.output
+    # The same dir without --resume is refused.
+    result = CliRunner().invoke(cli, ["online", *TINY, "--steps", "32", "--out", str(out)])
+    assert result.exit_code == 2 and "already exists" in result.output
+
+
+def test_bad_input_is_one_line(tmp_path):
+    result = CliRunner().invoke(cli, ["online", "--env", "pointmaze-medum", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "unknown env 'pointmaze-medum'; did you mean 'pointmaze-medium'?" in result.output
+    result = CliRunner().invoke(cli, ["online", *TINY, "--depth", "6"])
+    assert result.exit_code == 2 and "multiple of 4" in result.output
+    result = CliRunner().invoke(cli, ["online", *TINY, "--replay-steps-per-env", "4"])
+    assert result.exit_code == 2 and "must be >= unroll_length" in result.output
+    result = CliRunner().invoke(cli, ["online", "--resume", str(tmp_path / "nothing")])
+    assert result.exit_code == 2 and "no config.json" in result.output
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_finite_state(tmp_path):
+    out = tmp_path / "run"
+    # Adam moves every weight by ~lr per update: at 1e30 the next forward pass overflows.
+    args = [*TINY, "--steps", "320", "--critic-lr", "1e30", "--actor-lr", "1e30", "--out", str(out)]
+    result = CliRunner().invoke(cli, ["online", *args])
+    assert result.exit_code == 1
+    assert "non-finite loss or parameters at SGD step" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped"] == "non_finite" and summary["env_steps"] < 320
+    leaves = _final_checkpoint(out)
+    floats = [v for k, v in leaves.items() if k != "__meta__" and v.dtype.kind == "f"]
+    assert floats and all(np.all(np.isfinite(v)) for v in floats)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kill and resume
+
+
+def test_sigkilled_run_resumes_to_the_same_parameters(tmp_path):
+    # 40 training steps of 32 env steps; a checkpoint every 4; evaluation only at both ends.
+    args = [*TINY, "--env", "pointmaze-arena", "--steps", "1280", "--seed", "3",
+            "--log-every", "32", "--eval-every", "0", "--checkpoint-every", "128"]  # fmt: skip
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from crlkit.cli.main import cli; cli()",
+            "online",
+            *args,
+            "--out",
+            str(killed),
+        ],  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 600
+    while not rundir.list_checkpoints(killed / "checkpoints"):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "summary.json").exists(), "the run finished before it was killed"
+    killed_at = rundir.list_checkpoints(killed / "checkpoints")[-1][0]
+    assert killed_at < 1280
+
+    result = _run([*args, "--resume", str(killed)])
+    assert result.exit_code == 0, result.output
+    assert f"resumed {killed} at env step {killed_at:,}" in result.output
+    unbroken = tmp_path / "unbroken"
+    assert _run([*args, "--out", str(unbroken)]).exit_code == 0
+
+    a, b = _final_checkpoint(unbroken), _final_checkpoint(killed)
+    meta = json.loads(str(a.pop("__meta__")))
+    b.pop("__meta__")
+    assert meta["step"] == 1280 and sorted(a) == sorted(b)
+    names = {f"leaf_{i:05d}": leaf["path"] for i, leaf in enumerate(meta["leaves"])}
+    assert any(".learner.critic.params" in p for p in names.values())
+    for k in a:  # params, optimizer states, alpha, RNG, env state and buffer, bit for bit
+        np.testing.assert_array_equal(a[k], b[k], err_msg=names[k])
+    summary = json.loads((killed / "summary.json").read_text())
+    assert summary["env_steps"] == 1280
+    assert [e["step"] for e in _events(killed)] == [32 * i for i in range(41)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning
+
+
+@pytest.mark.slow
+def test_quickstart_learns_to_reach_fresh_goals(tmp_path):
+    result = _run(["--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["env"] == "pointmaze-arena"
+    assert summary["eval/success"] >= 0.9, summary
