@@ -32,7 +32,8 @@ def _parse_depths(ctx: click.Context, param: click.Parameter, value: str) -> tup
     type=click.Choice(["auto", "on", "off"]),
     default="auto",
     show_default=True,
-    help="Block rematerialisation; auto turns it on from depth 256 (keeps depth 1024 in memory).",
+    help="Block rematerialisation; auto: on at every depth on a CPU (faster there), "
+    "from depth 256 elsewhere.",
 )
 @click.option(
     "--compare-unrolled",

@@ -176,6 +176,7 @@ def test_mjx_and_native_agree_over_short_horizon(name, horizon, tol):
     assert native[2].shape == mjx[2].shape
 
 
+@pytest.mark.slow
 def test_warp_and_native_agree_on_point():
     pytest.importorskip("warp")
     native = _trajectory("pointmaze-medium", "native", 10)

@@ -4,9 +4,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from crlkit.cli.main import cli
 
 from crlkit.bench.learner import ROW_KEYS, BenchLearnerConfig, update_matmul_flops
-from crlkit.cli.main import cli
 from crlkit.config import LearnerConfig, NetworkConfig
 from crlkit.learner import Dims
 
@@ -60,5 +60,6 @@ def test_flop_count_by_hand():
 
 def test_auto_remat_turns_on_for_deep_networks():
     cfg = BenchLearnerConfig(depths=(4, 1024))
-    assert not cfg.remat_for(4) and cfg.remat_for(1024)
-    assert BenchLearnerConfig(remat="on").remat_for(4)
+    assert not cfg.remat_for(4, "gpu") and cfg.remat_for(1024, "gpu") and cfg.remat_for(4, "cpu")
+    assert BenchLearnerConfig(remat="on").remat_for(4, "gpu")
+    assert not BenchLearnerConfig(remat="off").remat_for(1024, "cpu")

@@ -220,7 +220,8 @@ def test_sigkilled_run_resumes_to_the_same_parameters(tmp_path):
     killed_at = rundir.list_checkpoints(killed / "checkpoints")[-1][0]
     assert killed_at < 1280
 
-    result = _run([*args, "--resume", str(killed)])
+    loud = [a for a in args if a != "--quiet"]  # keep the status line saying where it resumed
+    result = _run([*loud, "--resume", str(killed)])
     assert result.exit_code == 0, result.output
     assert f"resumed {killed} at env step {killed_at:,}" in result.output
     unbroken = tmp_path / "unbroken"

@@ -130,3 +130,19 @@ def add_target(spec: mujoco.MjSpec) -> None:
         contype=0,
         conaffinity=0,
     )
+
+
+def limit_wall_pairs(spec: mujoco.MjSpec, model: mujoco.MjModel) -> int:
+    """Caps MJX's per-type geom-pair checks at 4 x (robot geoms of one type); returns the cap.
+
+    MJX (impl='jax') tests every robot geom against every wall unless the model carries the
+    numeric `max_geom_pairs`, which keeps the k pairs whose bounding spheres are nearest. Only
+    pairs with overlapping bounding spheres can touch, and a robot geom in a free cell overlaps at
+    most 3 wall cells (those around its nearest cell corner), so k = 4 x (robot geoms of a type)
+    keeps every pair that can touch: contacts are unchanged. MuJoCo C ignores the numeric.
+    """
+    robot = model.geom_bodyid != 0
+    counts = np.bincount(model.geom_type[robot], minlength=int(mujoco.mjtGeom.mjNGEOMTYPES))
+    cap = int(4 * counts.max())
+    spec.add_numeric(name="max_geom_pairs", data=[float(cap)])
+    return cap

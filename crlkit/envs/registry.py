@@ -16,7 +16,7 @@ from crlkit.envs import layouts
 from crlkit.envs.api import EnvSpec, GoalEnv
 from crlkit.envs.backends import BACKENDS, make_backend, resolve_backend
 from crlkit.envs.bodies import BODIES, FRAME_SKIP
-from crlkit.envs.maze import MazeInfo, add_maze, add_target
+from crlkit.envs.maze import MazeInfo, add_maze, add_target, limit_wall_pairs
 from crlkit.envs.tasks import MazeTasks, OpenFloorTasks
 from crlkit.envs.wrappers import AutoReset
 
@@ -107,9 +107,11 @@ def build_model(name: str) -> mujoco.MjModel:
     """The compiled MuJoCo model of a registered env: ogbench's body asset + maze + target."""
     entry = REGISTRY[canonical_name(name)]
     spec = BODIES[entry.body].load_spec()
-    if entry.maze is not None:
-        add_maze(spec, entry.maze)
     add_target(spec)
+    if entry.maze is None:
+        return spec.compile()
+    add_maze(spec, entry.maze)
+    limit_wall_pairs(spec, spec.compile())
     return spec.compile()
 
 

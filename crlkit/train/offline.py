@@ -411,7 +411,7 @@ def eval_target(cfg: OfflineConfig, ds: Dataset) -> tuple[str, str]:
 def ogbench_env_id(dataset_name: str) -> str:
     """OGBench's env id for one of its dataset names (the data-type word removed), else ''."""
     parts = Path(dataset_name).name.removesuffix(".npz").split("-")
-    if len(parts) < 3 or not _VERSIONED.fullmatch(parts[-1]):
+    if len(parts) < 3 or not re.fullmatch(r"v\d+", parts[-1]):
         return ""
     return "-".join(parts[:-2] + parts[-1:])
 

@@ -124,12 +124,12 @@ def read_run(path: Path) -> Run | None:
     elif summary is not None and (cell is None or cell.get("status") == "done"):
         run.status = "done"
     if summary is not None:
-        _read_summary(run, summary, cell)
+        _read_summary(run, summary)
     run.curve = _curve(path / rundir.METRICS_JSONL, regime)
     return run
 
 
-def _read_summary(run: Run, summary: dict[str, Any], cell: dict | None) -> None:
+def _read_summary(run: Run, summary: dict[str, Any]) -> None:
     """Final numbers from summary.json (the two loops name some of them differently)."""
     if run.regime == "online":
         run.success = _num(summary.get("eval_tasks/success", summary.get("eval/success")))
@@ -138,14 +138,12 @@ def _read_summary(run: Run, summary: dict[str, Any], cell: dict | None) -> None:
         run.steps = _num(summary.get("env_steps"))
         run.env_steps_per_s = _num(summary.get("env_steps_per_s"))
     else:
-        run.success = _num(summary.get("success"))
-        run.steps = _num(summary.get("steps"))
+        run.success = _num(summary.get("eval/success"))
+        run.steps = _num(summary.get("sgd_steps"))
     run.sgd_steps_per_s = _num(summary.get("sgd_steps_per_s"))
-    # The loop's own wall clock (carried across resumes) where it keeps one, else the sweep's.
-    wall = summary.get("wall_seconds")
-    if wall is None and cell is not None:
-        wall = cell.get("wall_seconds")
-    run.wall_seconds = _num(wall)
+    # The loop's own wall clock: carried across resumes, so a killed-and-resumed run counts
+    # only the time it trained, compiled and evaluated.
+    run.wall_seconds = _num(summary.get("wall_seconds"))
 
 
 def _num(value: Any) -> Any:

@@ -89,6 +89,11 @@ class SweepConfig:
         if not self.depths:
             raise SweepError("no depths given (e.g. --depths 4,16,64)")
         _check_ints("depths", self.depths)
+        for depth in (*self.depths, *([self.actor_depth] if self.actor_depth else [])):
+            if depth % 4:
+                raise SweepError(
+                    f"depths must be multiples of 4 (residual blocks of 4 layers), got {depth}"
+                )
         _check_ints("widths", self.widths)
         _check_ints("batch sizes", self.batch_sizes)
         _check_ints("seeds", [self.seeds])
@@ -393,7 +398,7 @@ def _skip(path: Path, head: str, name: str, state: str, result: SweepResult, ech
 
 def _headline(summary: dict[str, Any]) -> str:
     """'success 0.42' from either loop's summary."""
-    for key in ("eval_tasks/success", "eval/success", "success"):
+    for key in ("eval_tasks/success", "eval/success"):
         if isinstance(summary.get(key), (int, float)):
             return f"{key} {summary[key]:.3f}"
     return "no success metric"

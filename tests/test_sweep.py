@@ -1,0 +1,287 @@
+"""`crlkit sweep` and `crlkit report`: grid expansion, bad input, failed cells, kill-and-resume,
+and tiny end-to-end sweeps through both loops."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from crlkit.cli.main import cli
+
+from crlkit.config import LearnerConfig, NetworkConfig
+from crlkit.train import report, rundir, sweep
+from crlkit.train.offline import OfflineConfig
+from crlkit.train.online import OnlineConfig
+
+DATASET = "pointmaze-medium-navigate-sample"
+# Tiny offline cells: a 16-wide learner, 1 evaluation episode per task.
+TINY_OFFLINE = [
+    "--dataset", DATASET, "--regimes", "offline", "--widths", "16",
+    "--offline-log-every", "20", "--offline-eval-episodes", "1", "--quiet",
+]  # fmt: skip
+# Tiny online cells: 4 envs x 8 steps per training step, 2 updates of 16 transitions each.
+TINY_ONLINE = [
+    "--env", "pointmaze-medium", "--online-num-envs", "4", "--online-unroll-length", "8",
+    "--online-updates-per-step", "2", "--online-replay-steps-per-env", "32",
+    "--online-steps", "64", "--online-log-every", "32", "--online-eval-every", "0",
+    "--online-eval-episodes", "2", "--online-eval-episodes-per-task", "1",
+]  # fmt: skip
+
+
+def _sweep(args: list[str]):
+    return CliRunner().invoke(cli, ["sweep", *args], catch_exceptions=False)
+
+
+def _record(out: Path, name: str) -> dict:
+    return json.loads((out / sweep.CELLS_DIR / f"{name}.json").read_text())
+
+
+def _steps(run_dir: Path) -> list[int]:
+    lines = (run_dir / rundir.METRICS_JSONL).read_text().splitlines()
+    return [json.loads(line)["step"] for line in lines]
+
+
+# ---------------------------------------------------------------------------------------------
+# Grid expansion and bad input (no training)
+
+
+def test_grid_is_seed_major_with_per_regime_configs():
+    cfg = sweep.SweepConfig(out="x", depths=(4, 16), seeds=2)
+    learner = LearnerConfig(network=NetworkConfig(width=32))
+    plans = sweep.expand_grid(
+        cfg, learner, OnlineConfig(env="pointmaze-medium"), OfflineConfig(dataset=DATASET)
+    )
+    names = [p.cell.name for p in plans]
+    assert names == [
+        "online-d4-s0", "offline-d4-s0", "online-d16-s0", "offline-d16-s0",
+        "online-d4-s1", "offline-d4-s1", "online-d16-s1", "offline-d16-s1",
+    ]  # fmt: skip
+    for plan in plans:
+        net = plan.learner.network
+        assert net.critic_depth == net.actor_depth == plan.cell.depth and net.width == 32
+        assert plan.run.seed == plan.cell.seed
+        online = plan.cell.regime == "online"
+        assert plan.learner.actor_loss == ("sac" if online else "ddpg_bc")
+        assert plan.run.batch_size == (OnlineConfig().batch_size if online else 1024)
+
+
+def test_width_and_batch_axes_name_cells_and_actor_depth_can_stay_fixed():
+    cfg = sweep.SweepConfig(
+        out="x", regimes=("offline",), depths=(8,), widths=(16, 32), batch_sizes=(64,),
+        seeds=1, actor_depth=4,
+    )  # fmt: skip
+    plans = sweep.expand_grid(cfg, LearnerConfig(), offline=OfflineConfig(dataset=DATASET))
+    assert [p.cell.name for p in plans] == ["offline-d8-w16-b64-s0", "offline-d8-w32-b64-s0"]
+    assert [p.learner.network.width for p in plans] == [16, 32]
+    assert all(p.learner.network.actor_depth == 4 and p.run.batch_size == 64 for p in plans)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--depths", "4,6"], "depths must be multiples of 4 (residual blocks of 4 layers), got 6"),
+        (["--depths", "4,x"], "expected comma-separated integers, got '4,x'"),
+        (["--regimes", "online,bandit"], "unknown regime 'bandit'; valid: online, offline"),
+        (["--regimes", "online"], "the online regime needs --env"),
+        (["--seeds", "0"], "seeds must be integers >= 1, got 0"),
+        (["--depths", "4,4"], "depths lists a value twice"),
+        (["--env", "pointmaze-mediun", "--regimes", "online"], "pointmaze-mediun"),
+    ],
+)
+def test_bad_grid_is_one_line_with_exit_code_2(tmp_path, args, message):
+    base = ["--dataset", DATASET, "--regimes", "offline", "--out", str(tmp_path / "s")]
+    result = CliRunner().invoke(cli, ["sweep", *base, *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "s").exists()  # nothing ran, nothing was written
+
+
+def test_foreign_folder_in_the_sweep_dir_is_refused(tmp_path):
+    (tmp_path / "offline-d4-w16-s0").mkdir(parents=True)
+    (tmp_path / "offline-d4-w16-s0" / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(cli, ["sweep", *TINY_OFFLINE, "--depths", "4", "--seeds", "1",
+                                      "--out", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 2
+    assert "is not a cell of this sweep" in result.output
+    assert (tmp_path / "offline-d4-w16-s0" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "foreign"])
+def test_report_on_a_dir_without_runs_is_one_line_with_exit_code_2(tmp_path, make):
+    target = tmp_path / "d"
+    if make != "missing":
+        target.mkdir()
+    if make == "foreign":
+        (target / "photos").mkdir()
+        (target / "photos" / "config.json").write_text('{"camera": "x"}')
+        (target / "notes.txt").write_text("hello")
+    result = CliRunner().invoke(cli, ["report", str(target)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert (f"{target} does not exist" if make == "missing" else "no crlkit runs in") in (
+        result.output
+    )
+    assert not (target / report.REPORT_FILE).exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Failed cells
+
+
+def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path):
+    bad = tmp_path / "broken.npz"
+    bad.write_bytes(b"not an npz file")
+    out = tmp_path / "s"
+    args = ["--dataset", str(bad), "--regimes", "offline", "--depths", "4,8", "--seeds", "1",
+            "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(cli, ["sweep", *args])
+    assert result.exit_code == 1, result.output
+    assert "2 cell(s) failed" in result.output and "Traceback" not in result.output
+    for name in ("offline-d4-s0", "offline-d8-s0"):  # the second ran after the first failed
+        failed = json.loads((out / name / sweep.FAILED_FILE).read_text())
+        assert str(bad) in failed["reason"] and failed["type"] and failed["traceback"]
+        assert _record(out, name)["status"] == "failed"
+    text = (out / report.REPORT_FILE).read_text()
+    assert "0/1 (1 failed)" in text and "offline-d4-s0`: failed" in text
+
+    # Re-running leaves failed cells alone unless asked to retry them.
+    again = CliRunner().invoke(cli, ["sweep", *args])
+    assert again.exit_code == 1 and "failed before" in again.stderr
+    retry = CliRunner().invoke(cli, ["sweep", *args, "--retry-failed"])
+    assert retry.exit_code == 1 and "starting" in retry.stderr
+    assert _record(out, "offline-d4-s0")["attempts"] == 2
+
+
+def test_non_finite_metrics_mark_a_finished_run_as_diverged(tmp_path):
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    events = [{"step": 10, "time": 1.0, "train/critic_loss": 1.5},
+              {"step": 20, "time": 2.0, "train/critic_loss": None}]  # fmt: skip
+    (run_dir / rundir.METRICS_JSONL).write_text("".join(json.dumps(e) + "\n" for e in events))
+    problem = sweep.nonfinite_problem(run_dir, {"eval/success": 0.0})
+    assert problem == "non-finite train/critic_loss at step 20"
+    (run_dir / rundir.METRICS_JSONL).write_text(json.dumps(events[0]) + "\n")
+    assert sweep.nonfinite_problem(run_dir, {"eval/success": 0.5}) is None
+    assert sweep.nonfinite_problem(run_dir, {"eval/success": None}) == (
+        "non-finite final eval/success"
+    )
+
+
+@pytest.mark.slow
+def test_a_diverging_cell_is_recorded_as_failed(tmp_path):
+    out = tmp_path / "s"
+    args = [*TINY_OFFLINE, "--depths", "4", "--seeds", "1", "--offline-steps", "40",
+            "--critic-lr", "1e30", "--actor-lr", "1e30", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(cli, ["sweep", *args])
+    assert result.exit_code == 1, result.output
+    reason = json.loads((out / "offline-d4-w16-s0" / sweep.FAILED_FILE).read_text())["reason"]
+    assert reason.startswith(("Diverged: non-finite", "NonFiniteLoss")), reason
+
+
+# ---------------------------------------------------------------------------------------------
+# Kill and resume
+
+
+def _sweep_process(args: list[str], log: Path) -> subprocess.Popen:
+    code = "import sys; from crlkit.cli.main import cli; cli(sys.argv[1:])"
+    with open(log, "wb") as f:
+        return subprocess.Popen([sys.executable, "-c", code, "sweep", *args], stdout=f, stderr=f)
+
+
+def _wait_for(condition, proc: subprocess.Popen, log: Path, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"sweep ended early:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"timed out:\n{log.read_text()}"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_reruns_only_the_missing_cells(tmp_path):
+    out = tmp_path / "s"
+    args = [*TINY_OFFLINE, "--depths", "4", "--seeds", "2", "--offline-steps", "600",
+            "--offline-checkpoint-every", "20", "--offline-eval-every", "0", "--no-report",
+            "--out", str(out)]  # fmt: skip
+    first, second = out / "offline-d4-w16-s0", out / "offline-d4-w16-s1"
+    proc = _sweep_process(args, tmp_path / "log.txt")
+    try:
+        # Kill once the first cell is done and the second has saved a checkpoint mid-run.
+        _wait_for(
+            lambda: rundir.list_checkpoints(second / rundir.CHECKPOINT_DIR), proc,
+            tmp_path / "log.txt",
+        )  # fmt: skip
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (first / rundir.SUMMARY_FILE).is_file() and _record(out, first.name)["status"] == "done"
+    assert not (second / rundir.SUMMARY_FILE).exists(), "the kill came too late to test resume"
+    assert _record(out, second.name)["status"] == "running"
+    first_summary = (first / rundir.SUMMARY_FILE).read_bytes()
+    killed_at = rundir.list_checkpoints(second / rundir.CHECKPOINT_DIR)[-1][0]
+
+    result = _sweep(args)
+    assert result.exit_code == 0, result.output
+    assert f"[1/2] {first.name}: already done, skipped" in result.stderr
+    assert f"[2/2] {second.name}: resuming" in result.stderr
+    assert "1 ran, 1 were done before, 0 failed" in result.output
+    assert (first / rundir.SUMMARY_FILE).read_bytes() == first_summary  # not run again
+    summary = json.loads((second / rundir.SUMMARY_FILE).read_text())
+    assert summary["sgd_steps"] == 600 and killed_at < 600
+    steps = _steps(second)
+    assert steps == sorted(set(steps)) and steps[-1] == 600  # continued, nothing logged twice
+    assert _record(out, second.name)["status"] == "done"
+    assert _record(out, second.name)["attempts"] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end through both loops
+
+
+@pytest.mark.slow
+def test_sweep_both_regimes_then_report(tmp_path):
+    out = tmp_path / "s"
+    args = [*TINY_ONLINE, *TINY_OFFLINE[:2], "--regimes", "online,offline", "--widths", "16",
+            "--offline-steps", "40", "--offline-log-every", "20", "--offline-eval-episodes", "1",
+            "--depths", "4,8", "--batch-sizes", "16", "--seeds", "1",
+            "--out", str(out)]  # fmt: skip
+    result = _sweep(args)
+    assert result.exit_code == 0, result.output
+    names = [f"{r}-d{d}-w16-b16-s0" for d in (4, 8) for r in ("online", "offline")]
+    assert json.loads((out / sweep.SWEEP_FILE).read_text())["cells"] == names
+    for name in names:
+        assert (out / name / rundir.SUMMARY_FILE).is_file()
+        assert _record(out, name)["status"] == "done"
+    online_cfg = json.loads((out / names[0] / rundir.CONFIG_FILE).read_text())
+    assert online_cfg["online"]["env"] == "pointmaze-medium"
+    assert online_cfg["learner"]["network"]["critic_depth"] == 4
+    offline_cfg = json.loads((out / names[3] / rundir.CONFIG_FILE).read_text())
+    assert offline_cfg["learner"]["actor_loss"] == "ddpg_bc"
+    assert offline_cfg["learner"]["network"]["actor_depth"] == 8
+
+    text = (out / report.REPORT_FILE).read_text()
+    assert "crlkit sweep --env pointmaze-medium" in text  # the command that made it
+    rows = [line for line in text.splitlines() if line.startswith(("| online |", "| offline |"))]
+    assert len(rows) == 4 and all("| 1/1 |" in row for row in rows)
+    for png in report.PLOTS.values():
+        data = (out / png).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) < 200_000
+
+    # The same command again: everything is done, nothing trains.
+    mtimes = {n: (out / n / rundir.SUMMARY_FILE).stat().st_mtime_ns for n in names}
+    again = _sweep(args)
+    assert again.exit_code == 0 and "0 ran, 4 were done before" in again.output
+    assert mtimes == {n: (out / n / rundir.SUMMARY_FILE).stat().st_mtime_ns for n in names}
+
+    # Other settings in the same dir are refused, naming the field.
+    changed = _sweep([*args, "--offline-eval-episodes", "2"])
+    assert changed.exit_code == 2 and "offline.eval_episodes (stored 1, now 2)" in changed.output
