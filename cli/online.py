@@ -20,8 +20,8 @@ PRESET_CHOICES = ("auto", "quickstart", "paper")
     type=click.Choice(PRESET_CHOICES),
     default="auto",
     show_default=True,
-    help="Defaults the flags start from. quickstart: pointmaze-arena, 204,800 env steps, "
-    "32 envs, width 128, depth 4 (learns in a few CPU minutes); paper: the paper's settings "
+    help="Defaults the flags start from. quickstart: pointmaze-arena, 307,200 env steps, "
+    "32 envs, width 64, depth 4 (learns in a few CPU minutes); paper: the paper's settings "
     "(512 envs, unroll 62, batch 512, 800 updates per step, 100M steps). auto: quickstart "
     "when --env is not given, else paper.",
 )
@@ -60,7 +60,7 @@ def online(
     """Train CRL online: explore from scratch, learn to reach commanded goals, no rewards.
 
     A bare `crlkit online` runs the quickstart preset: the point mass in the open
-    pointmaze-arena for 204,800 env steps, which reaches >= 0.9 success on fresh goals in a few
+    pointmaze-arena for 307,200 env steps, which reaches >= 0.9 success on fresh goals in a few
     minutes on a laptop CPU. With --env the defaults are the paper's, e.g.
 
         crlkit online --env humanoid --depth 64

@@ -2,14 +2,17 @@
 
 A tower is `Dense(width) -> LayerNorm -> act`, then depth/4 residual blocks of
 4 x `[Dense(width) -> LayerNorm -> act]` with the block input added after the last activation.
-The blocks are identical, so their parameters are stacked on a leading axis and the tower runs them
-with `nn.scan`: the compiled graph holds one block whatever the depth, so compile time and memory do
-not grow with depth. `unrolled=True` builds the same tower as a Python loop of separately named
-blocks (the reference implementation's way), for the twin test and `bench --compare-unrolled`.
+The blocks are identical, so their parameters live stacked in one pytree with leading axis
+[depth/4, 4] and the tower runs them with `lax.scan`: the compiled graph holds one block whatever
+the depth, so compile time does not grow with depth. With `remat`, each block is recomputed in the
+backward pass; past NESTED_REMAT_BLOCKS blocks the scan is split into ~sqrt(n) checkpointed groups
+so that only ~2 sqrt(n) block inputs are stored. `unrolled=True` runs the same parameters with a
+Python loop (the reference implementation's way), for the twin test and `bench --compare-unrolled`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +24,7 @@ from crlkit.config import NetworkConfig
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 BLOCK_LAYERS = 4
-SCANNED_BLOCKS = "blocks"  # name of the stacked-parameter subtree of a scanned tower
+BLOCKS = "blocks"  # name of a tower's stacked block parameters
 
 # The paper's init: variance scaling 1/3, fan-in, uniform; biases zero (flax's default).
 kernel_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
@@ -48,24 +51,81 @@ class DenseNormAct(nn.Module):
         return _ACTIVATIONS[self.activation](x)
 
 
-class ResidualBlock(nn.Module):
-    """4 x DenseNormAct plus the skip connection; scan-shaped: (carry, _) -> (carry, None)."""
+BlockParams = dict[str, jax.Array]
+# From this many blocks on, remat checkpoints groups of blocks as well as blocks (two levels).
+NESTED_REMAT_BLOCKS = 128
+LAYER_NORM_EPS = 1e-6  # flax's LayerNorm default, so the input layer and the blocks agree
 
-    width: int
-    activation: str
-    layer_norm: bool
-    residual: bool
 
-    @nn.compact
-    def __call__(self, h: jax.Array, _: Any = None) -> tuple[jax.Array, None]:
-        x = h
-        for _layer in range(BLOCK_LAYERS):
-            x = DenseNormAct(self.width, self.activation, self.layer_norm)(x)
-        return (x + h if self.residual else x), None
+def _init_blocks(key: jax.Array, n_blocks: int, width: int, layer_norm: bool) -> BlockParams:
+    # Kernels [n, 4, w, w]; fan-in is the second-to-last axis, the first two are batch axes.
+    init = nn.initializers.variance_scaling(
+        1 / 3, "fan_in", "uniform", in_axis=-2, out_axis=-1, batch_axis=(0, 1)
+    )
+    params = {
+        "kernel": init(key, (n_blocks, BLOCK_LAYERS, width, width), jnp.float32),
+        "bias": jnp.zeros((n_blocks, BLOCK_LAYERS, width), jnp.float32),
+    }
+    if layer_norm:
+        params["scale"] = jnp.ones((n_blocks, BLOCK_LAYERS, width), jnp.float32)
+        params["shift"] = jnp.zeros((n_blocks, BLOCK_LAYERS, width), jnp.float32)
+    return params
+
+
+def _layer_norm(x: jax.Array, scale: jax.Array, shift: jax.Array) -> jax.Array:
+    mean = jnp.mean(x, -1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), -1, keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + LAYER_NORM_EPS) * scale + shift
+
+
+def residual_block(p: BlockParams, h: jax.Array, cfg: NetworkConfig) -> jax.Array:
+    """One block: 4 x [Dense -> LayerNorm -> act], plus the skip connection. `p` has axis [4]."""
+    act = _ACTIVATIONS[cfg.activation]
+    x = h
+    for i in range(BLOCK_LAYERS):
+        x = x @ p["kernel"][i] + p["bias"][i]
+        if cfg.layer_norm:
+            x = _layer_norm(x, p["scale"][i], p["shift"][i])
+        x = act(x)
+    return x + h if cfg.residual else x
+
+
+def _remat_groups(n_blocks: int) -> int:
+    """Number of checkpointed groups: the largest divisor of n_blocks not above sqrt(n_blocks)."""
+    if n_blocks < NESTED_REMAT_BLOCKS:
+        return 1
+    return max(g for g in range(1, int(n_blocks**0.5) + 1) if n_blocks % g == 0)
+
+
+def run_blocks(params: BlockParams, h: jax.Array, cfg: NetworkConfig, unrolled: bool) -> jax.Array:
+    """Apply the stacked blocks in order: scanned (optionally rematerialised) or unrolled."""
+    n = params["kernel"].shape[0]
+    if unrolled:
+        for i in range(n):
+            h = residual_block(jax.tree_util.tree_map(lambda p, i=i: p[i], params), h, cfg)
+        return h
+
+    def step(carry: jax.Array, p: BlockParams) -> tuple[jax.Array, None]:
+        return residual_block(p, carry, cfg), None
+
+    if not cfg.remat:
+        return jax.lax.scan(step, h, params)[0]
+    # prevent_cse=False is safe under scan, which already keeps the recomputation apart.
+    step = jax.checkpoint(step, prevent_cse=False)
+    groups = _remat_groups(n)
+    if groups == 1:
+        return jax.lax.scan(step, h, params)[0]
+
+    @functools.partial(jax.checkpoint, prevent_cse=False)
+    def group_step(carry: jax.Array, group: BlockParams) -> tuple[jax.Array, None]:
+        return jax.lax.scan(step, carry, group)[0], None
+
+    grouped = jax.tree_util.tree_map(lambda p: p.reshape(groups, n // groups, *p.shape[1:]), params)
+    return jax.lax.scan(group_step, h, grouped)[0]
 
 
 class Tower(nn.Module):
-    """Input layer then `depth / 4` residual blocks (scanned unless `unrolled`)."""
+    """Input layer then `depth / 4` residual blocks (stacked params; scanned unless unrolled)."""
 
     cfg: NetworkConfig
     depth: int
@@ -75,22 +135,8 @@ class Tower(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         c = self.cfg
         x = DenseNormAct(c.width, c.activation, c.layer_norm, name="input")(x)
-        block_args = (c.width, c.activation, c.layer_norm, c.residual)
-        # prevent_cse=False is safe (and faster) under scan, which already blocks CSE.
-        block = nn.remat(ResidualBlock, prevent_cse=self.unrolled) if c.remat else ResidualBlock
-        n_blocks = self.depth // BLOCK_LAYERS
-        if self.unrolled:
-            for i in range(n_blocks):
-                x, _ = block(*block_args, name=f"block_{i}")(x, None)
-            return x
-        scanned = nn.scan(
-            block,
-            variable_axes={"params": 0},
-            split_rngs={"params": True},
-            length=n_blocks,
-        )
-        x, _ = scanned(*block_args, name=SCANNED_BLOCKS)(x, None)
-        return x
+        blocks = self.param(BLOCKS, _init_blocks, self.depth // BLOCK_LAYERS, c.width, c.layer_norm)
+        return run_blocks(blocks, x, c, self.unrolled)
 
 
 class Encoder(nn.Module):
@@ -122,21 +168,6 @@ class Actor(nn.Module):
         # Squash log_std smoothly into [LOG_STD_MIN, LOG_STD_MAX].
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(raw) + 1.0)
         return mean, log_std
-
-
-def unstack_blocks(params: Any) -> Any:
-    """Scanned-tower params -> the unrolled twin's params (block_0, block_1, ...), same values."""
-    if not isinstance(params, dict):
-        return params
-    out: dict[str, Any] = {}
-    for name, sub in params.items():
-        if name == SCANNED_BLOCKS:
-            n = jax.tree_util.tree_leaves(sub)[0].shape[0]
-            for i in range(n):
-                out[f"block_{i}"] = jax.tree_util.tree_map(lambda p, i=i: p[i], sub)
-        else:
-            out[name] = unstack_blocks(sub)
-    return out
 
 
 def count_params(params: Any) -> int:

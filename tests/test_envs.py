@@ -218,3 +218,35 @@ def test_cli_envs_lists_every_name():
     assert one.exit_code == 0 and '"name": "ant-big-maze"' in one.output
     bad = CliRunner().invoke(envs, ["antmze-large"])
     assert bad.exit_code == 2 and "did you mean 'antmaze-large'" in bad.output
+
+
+@pytest.mark.parametrize("name", ["pointmaze-medium", "antmaze-large", "humanoid-u-maze"])
+def test_mjx_pair_cap_keeps_every_pair_that_can_touch(name):
+    """MJX's `max_geom_pairs` cap >= robot/wall pairs whose bounding spheres overlap, anywhere.
+
+    Samples body poses (the env's own reset distribution) placed anywhere inside free cells."""
+    import mujoco
+
+    env = make(name, backend="auto").unwrapped
+    model = env.mj_model
+    cap = int(model.numeric("max_geom_pairs").data[0])
+    maze = env.spec.maze
+    walls = np.flatnonzero([model.geom(i).name.startswith("block_") for i in range(model.ngeom)])
+    robot = np.flatnonzero(model.geom_bodyid != 0)
+    data = mujoco.MjData(model)
+    rng = np.random.default_rng(0)
+    free = np.asarray(maze.free_cells)
+    states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), 200))
+    most = 0
+    for k in range(200):
+        data.qpos[:] = np.asarray(states.physics.qpos[k])
+        cell = free[rng.integers(len(free))]
+        offset = rng.uniform(-0.45, 0.45, 2) * maze.unit
+        data.qpos[:2] = np.asarray(maze.cell_to_xy(cell)) + offset
+        mujoco.mj_kinematics(model, data)
+        for gtype in np.unique(model.geom_type[robot]):
+            geoms = robot[model.geom_type[robot] == gtype]
+            gap = np.linalg.norm(data.geom_xpos[geoms, None] - data.geom_xpos[None, walls], axis=-1)
+            gap -= model.geom_rbound[geoms, None] + model.geom_rbound[None, walls]
+            most = max(most, int((gap <= 0).sum()))
+    assert 0 < most <= cap

@@ -7,14 +7,14 @@ import pytest
 
 from crlkit.config import LearnerConfig, NetworkConfig
 from crlkit.learner import Dims, act, init, make_networks
+from crlkit import networks
 from crlkit.networks import (
+    BLOCKS,
     LOG_STD_MAX,
     LOG_STD_MIN,
-    SCANNED_BLOCKS,
     Actor,
     Tower,
     count_params,
-    unstack_blocks,
 )
 
 X = jax.random.normal(jax.random.key(0), (5, 7))
@@ -25,49 +25,56 @@ def _tower_params(cfg: NetworkConfig, depth: int):
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    "overrides,depth",
     [
-        {},
-        {"residual": False},
-        {"layer_norm": False, "activation": "relu"},
-        {"remat": True, "activation": "gelu"},
+        ({}, 12),
+        ({"residual": False}, 12),
+        ({"layer_norm": False, "activation": "relu"}, 12),
+        ({"remat": True, "activation": "gelu"}, 12),
+        ({"remat": True, "nested": True}, 36),  # two-level remat: 9 blocks in 3 groups of 3
     ],
 )
-def test_scanned_tower_equals_unrolled_twin_on_same_params(overrides):
-    cfg = NetworkConfig(width=16, **overrides)
-    depth = 12  # three blocks
+def test_scanned_tower_equals_unrolled_twin_on_same_params(overrides, depth, monkeypatch):
+    if overrides.pop("nested", False):
+        # Lower the two-level threshold so a small tower takes that path too.
+        monkeypatch.setattr(networks, "NESTED_REMAT_BLOCKS", 9)
+        assert networks._remat_groups(depth // 4) == 3
+    cfg = NetworkConfig(width=8, **overrides)
     params = _tower_params(cfg, depth)
-    twin_params = unstack_blocks(params)
-    assert SCANNED_BLOCKS in params and "block_2" in twin_params
-
     scanned = lambda p: Tower(cfg, depth).apply({"params": p}, X)
     unrolled = lambda p: Tower(cfg, depth, unrolled=True).apply({"params": p}, X)
-    np.testing.assert_allclose(scanned(params), unrolled(twin_params), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(scanned(params), unrolled(params), rtol=1e-5, atol=1e-5)
 
-    # Gradients agree too: the twin's per-block grads are the slices of the stacked grads.
     loss = lambda f: lambda p: jnp.sum(f(p) ** 2)
-    g_scan = unstack_blocks(jax.grad(loss(scanned))(params))
-    g_unrolled = jax.grad(loss(unrolled))(twin_params)
+    g_scan = jax.grad(loss(scanned))(params)
+    g_unrolled = jax.grad(loss(unrolled))(params)
     for a, b in zip(
         jax.tree_util.tree_leaves(g_scan), jax.tree_util.tree_leaves(g_unrolled), strict=True
     ):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_blocks_are_stacked_on_a_leading_axis():
+def test_remat_groups_are_about_sqrt_of_blocks():
+    assert networks._remat_groups(8) == 1  # below the threshold: one level
+    assert networks._remat_groups(256) == 16  # depth 1024
+    assert networks._remat_groups(131) == 1  # a prime falls back to one level
+
+
+def test_blocks_are_stacked_on_leading_axes():
     params = _tower_params(NetworkConfig(width=8), 16)
-    kernels = [
-        p for path, p in jax.tree_util.tree_leaves_with_path(params[SCANNED_BLOCKS]) if p.ndim == 3
-    ]
-    assert len(kernels) == 4 and all(k.shape == (4, 8, 8) for k in kernels)
-    # Each block got its own initialisation.
-    assert not np.allclose(kernels[0][0], kernels[0][1])
+    kernel = params[BLOCKS]["kernel"]
+    assert kernel.shape == (4, 4, 8, 8)
+    assert set(params[BLOCKS]) == {"kernel", "bias", "scale", "shift"}
+    # Every layer got its own initialisation, with the paper's fan-in uniform bound sqrt(1/fan_in).
+    assert not np.allclose(kernel[0, 0], kernel[1, 0]) and not np.allclose(
+        kernel[0, 0], kernel[0, 1]
+    )
+    assert float(jnp.max(jnp.abs(kernel))) <= (1 / 8) ** 0.5
 
 
 def _zero_blocks(params):
-    """Zero every Dense kernel and LayerNorm scale inside the blocks: each layer then outputs 0."""
-    blocks = jax.tree_util.tree_map(jnp.zeros_like, params[SCANNED_BLOCKS])
-    return {**params, SCANNED_BLOCKS: blocks}
+    """Zero every block kernel and LayerNorm scale: each layer then outputs swish(0) = 0."""
+    return {**params, BLOCKS: jax.tree_util.tree_map(jnp.zeros_like, params[BLOCKS])}
 
 
 def test_skip_connection_passes_block_input_through():
@@ -94,13 +101,8 @@ def _input_layer(tower: Tower, x):
 def test_layer_norm_switch_removes_norm_params():
     with_ln = _tower_params(NetworkConfig(width=8), 4)
     without = _tower_params(NetworkConfig(width=8, layer_norm=False), 4)
-    names = lambda p: {"/".join(str(k.key) for k in path) for path, _ in _paths(p)}
-    assert any("LayerNorm" in n for n in names(with_ln))
-    assert not any("LayerNorm" in n for n in names(without))
-
-
-def _paths(params):
-    return jax.tree_util.tree_leaves_with_path(params)
+    assert "scale" in with_ln[BLOCKS] and "LayerNorm_0" in with_ln["input"]
+    assert "scale" not in without[BLOCKS] and "LayerNorm_0" not in without["input"]
 
 
 def test_remat_changes_nothing_but_memory():

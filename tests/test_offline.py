@@ -242,7 +242,7 @@ def test_cli_bad_input_is_one_line_with_exit_code_2(tmp_path):
     wide = write_npz(tmp_path / "wide.npz", episodes_dataset(obs_dim=3))
     line = one_line_error(invoke("--dataset", wide, "--env", "pointmaze-medium"))
     assert "observation size 3 does not match env 'pointmaze-medium'" in line
-    raw = tmp_path / "open.npz"
+    raw = tmp_path / "pointmaze-medium-navigate-v0.npz"  # the card supplies the goal slice
     np.savez(raw, observations=np.zeros((5, 2), np.float32),
              actions=np.zeros((5, 2), np.float32), terminals=np.zeros(5, bool))  # fmt: skip
     assert "no complete episode" in one_line_error(invoke("--dataset", str(raw)))
@@ -290,7 +290,8 @@ def test_cli_help_documents_every_flag_and_the_offline_defaults():
                  "--contrastive-loss", "--eval-every", "--eval-episodes", "--seed", "--out",
                  "--resume", "--backend"):  # fmt: skip
         assert flag in result.output
-    assert "--bc-alpha" not in result.output and "default: ddpg_bc" in result.output
+    assert "--bc-alpha" not in result.output
+    assert "(ddpg_bc)" in result.output.split("--actor-loss")[1].split("--")[0]
 
 
 # ------------------------------------------------------------------------------ learning

@@ -191,6 +191,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_finite_state(tmp_path):
 # Kill and resume
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumes_to_the_same_parameters(tmp_path):
     # 40 training steps of 32 env steps; a checkpoint every 4; evaluation only at both ends.
     args = [*TINY, "--env", "pointmaze-arena", "--steps", "1280", "--seed", "3",

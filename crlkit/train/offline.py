@@ -570,7 +570,7 @@ class _Loop:
     """The host side of one run: chunks, logging, evaluation, checkpoints, the summary."""
 
     def __init__(self, cfg, nets, run: rundir.RunDir, trainer: Trainer, evaluator, progress):
-        self.cfg, self.nets, self.run, self.trainer = cfg, nets, run, trainer
+        self.cfg, self.nets, self.rundir, self.trainer = cfg, nets, run, trainer
         self.evaluator, self.progress = evaluator, progress
         self.ckpt_every = cfg.checkpoint_every or cfg.eval_every
         self.clock = _Clock()
@@ -583,7 +583,7 @@ class _Loop:
         """Fresh learner state, or the newest checkpoint's when resuming."""
         init_key, sample_key = jax.random.split(jax.random.PRNGKey(self.cfg.seed))
         fresh = Carry(learner=learner.init(self.nets, lcfg, dims, init_key), key=sample_key)
-        restored = self.run.restore(fresh) if resume else None
+        restored = self.rundir.restore(fresh) if resume else None
         if restored is None:
             return fresh
         carry, self.step, meta = restored
@@ -592,7 +592,7 @@ class _Loop:
             train=meta.get("train_seconds", 0.0),
             compile=meta.get("compile_seconds", 0.0),
         )
-        echo(f"resumed {self.run.path} at SGD step {self.step:,}")
+        echo(f"resumed {self.rundir.path} at SGD step {self.step:,}")
         return carry
 
     def run(self, carry: Carry) -> Carry:
@@ -620,7 +620,7 @@ class _Loop:
                     event.update(self.evaluate(carry))
                     bar.set_eval(success=event["eval/success"])
                 if _due(cfg.log_every, end) or "eval/success" in event or end == cfg.steps:
-                    self.run.log(end, event)
+                    self.rundir.log(end, event)
                 self.clock.wall = wall0 + time.perf_counter() - t_start
                 if _due(self.ckpt_every, end) or end == cfg.steps:
                     self.checkpoint(carry)
@@ -646,7 +646,7 @@ class _Loop:
             "train_seconds": self.clock.train,
             "compile_seconds": self.clock.compile,
         }
-        return self.run.save_checkpoint(carry, self.step, meta)
+        return self.rundir.save_checkpoint(carry, self.step, meta)
 
     def summary(self, carry: Carry, ds: Dataset) -> dict[str, Any]:
         """summary.json: final evaluation, steps, seconds, throughput, sampler, device."""
@@ -654,7 +654,7 @@ class _Loop:
         d = jax.devices()[0]
         return {
             "dataset": ds.name,
-            "run_dir": str(self.run.path),
+            "run_dir": str(self.rundir.path),
             "sgd_steps": int(carry.learner.step),
             "wall_seconds": round(self.clock.wall, 3),
             "train_seconds": round(self.clock.train, 3),

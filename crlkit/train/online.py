@@ -143,11 +143,11 @@ class OnlineConfig:
 QUICKSTART = (
     OnlineConfig(
         env="pointmaze-arena",
-        steps=204_800,
+        steps=307_200,
         num_envs=32,
         unroll_length=50,
         batch_size=256,
-        updates_per_step=16,
+        updates_per_step=32,
         replay_steps_per_env=2_000,
         eval_every=51_200,
         eval_episodes=64,
@@ -155,7 +155,7 @@ QUICKSTART = (
         log_every=12_800,
         checkpoint_every=51_200,
     ),
-    LearnerConfig(network=NetworkConfig(width=128, critic_depth=4, actor_depth=4)),
+    LearnerConfig(network=NetworkConfig(width=64, critic_depth=4, actor_depth=4)),
 )
 PRESETS: dict[str, tuple[OnlineConfig, LearnerConfig]] = {
     "paper": (OnlineConfig(), LearnerConfig()),

@@ -9,9 +9,9 @@ cost_vs_depth.png       wall-clock seconds and parameter count vs depth
 ```
 
 "success" is OGBench's 5-task success where the env has fixed tasks (online: `eval_tasks/success`;
-offline: `success`), so both regimes are scored by the same protocol on the same maze; online
-runs in envs without tasks use fresh-goal success (`eval/success`). docs/sweep.md explains every
-column.
+offline: `eval/success`), so both regimes are scored by the same protocol on the same maze; online
+runs in envs without tasks use fresh-goal success (`eval/success`). Online fresh-goal success is
+shown beside it (dashed in the plots). docs/sweep.md explains every column.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class Run:
     status: str  # done, failed, unfinished
     reason: str = ""
     success: float | None = None
+    success_from_tasks: bool = True
     fresh_success: float | None = None
     steps_at_goal: float | None = None
     episode_length: int | None = None
@@ -66,6 +67,7 @@ class Run:
     env_steps_per_s: float | None = None
     sgd_steps_per_s: float | None = None
     curve: list[tuple[int, float]] = dataclasses.field(default_factory=list)
+    fresh_curve: list[tuple[int, float]] = dataclasses.field(default_factory=list)
 
     @property
     def group(self) -> tuple[str, int, int, int]:
@@ -125,13 +127,19 @@ def read_run(path: Path) -> Run | None:
         run.status = "done"
     if summary is not None:
         _read_summary(run, summary)
-    run.curve = _curve(path / rundir.METRICS_JSONL, regime)
+    events = _events(path / rundir.METRICS_JSONL)
+    if regime == "online":
+        run.curve = _curve(events, "eval_tasks/success", "eval/success")
+        run.fresh_curve = _curve(events, "eval/success")
+    else:
+        run.curve = _curve(events, "eval/success")
     return run
 
 
 def _read_summary(run: Run, summary: dict[str, Any]) -> None:
     """Final numbers from summary.json (the two loops name some of them differently)."""
     if run.regime == "online":
+        run.success_from_tasks = "eval_tasks/success" in summary
         run.success = _num(summary.get("eval_tasks/success", summary.get("eval/success")))
         run.fresh_success = _num(summary.get("eval/success"))
         run.steps_at_goal = _num(summary.get("eval/steps_at_goal"))
@@ -153,17 +161,23 @@ def _num(value: Any) -> Any:
     return value if math.isfinite(value) else None
 
 
-def _curve(path: Path, regime: str) -> list[tuple[int, float]]:
-    """(step, success) of every evaluation logged in metrics.jsonl."""
-    keys = ("eval_tasks/success", "eval/success") if regime == "online" else ("eval/success",)
-    points: dict[int, float] = {}
+def _events(path: Path) -> list[dict[str, Any]]:
+    """The log events of a metrics.jsonl (a torn last line is skipped)."""
     if not path.is_file():
         return []
+    events = []
     for line in path.read_text().splitlines():
         try:
-            event = json.loads(line)
+            events.append(json.loads(line))
         except ValueError:
             continue
+    return events
+
+
+def _curve(events: list[dict[str, Any]], *keys: str) -> list[tuple[int, float]]:
+    """(step, value) of every event holding one of `keys` (the first present wins)."""
+    points: dict[int, float] = {}
+    for event in events:
         value = next((event[k] for k in keys if _num(event.get(k)) is not None), None)
         if value is not None and isinstance(event.get("step"), int):
             points[event["step"]] = float(value)
@@ -320,7 +334,7 @@ def report_markdown(directory: Path, runs: list[Run], plots: dict[str, str]) -> 
         lines += ["Made with:", "", "```", manifest["command"], "```", ""]
     lines += [
         "success: OGBench's 5 evaluation tasks of the maze (online `eval_tasks/success`, offline "
-        "`success`), or fresh-goal success (`eval/success`) for online envs without tasks; "
+        "`eval/success`), or fresh-goal success (`eval/success`) for online envs without tasks; "
         "fresh-goal success: online only; time at goal: online only, steps within the goal radius "
         "per evaluation episode (the paper's metric). Mean ± std (sample std) over the finished "
         "seeds. Throughput is training time only (no compile, no evaluation). "
@@ -394,39 +408,58 @@ def _by_series(groups: list[Group]) -> dict[str, list[Group]]:
 
 
 def plot_success(groups: list[Group], path: Path) -> None:
-    """The headline: final success vs depth, a line per regime, seeds as dots, ±std bars."""
+    """The headline: final success vs depth, a line per regime, seeds as dots, ±std bars.
+
+    Online runs also get a dashed line for fresh-goal success when their solid line is OGBench's
+    task success.
+    """
     fig, (ax,) = _figure(1, 5.5, 3.8)
     for label, gs in _by_series(groups).items():
         color = REGIME_COLORS.get(gs[0].regime)
-        pts = [(g.depth, g.stat("success")) for g in gs if g.stat("success") is not None]
-        if not pts:
-            continue
-        depths = [d for d, _ in pts]
-        ax.errorbar(depths, [s[0] for _, s in pts], yerr=[s[1] for _, s in pts], marker="o",
-                    capsize=4, color=color, label=label)  # fmt: skip
-        for g in gs:
-            seeds = [r.success for r in g.done if r.success is not None]
-            ax.scatter([g.depth] * len(seeds), seeds, s=12, alpha=0.5, color=color)
+        tasks = all(r.success_from_tasks for g in gs for r in g.done)
+        _success_line(ax, gs, "success", label + (" (OGBench tasks)" if tasks else ""), color, "-")
+        if gs[0].regime == "online" and tasks:
+            _success_line(ax, gs, "fresh_success", f"{label} (fresh goals)", color, "--")
     _depth_axis(ax, sorted({g.depth for g in groups}))
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("final success")
     ax.set_title("Final success vs depth (mean ± std over seeds; dots: seeds)", fontsize=9)
-    _legend(ax)
+    _legend(ax, fontsize=8)
     _save(fig, path)
 
 
+def _success_line(ax, gs: list[Group], field: str, label: str, color, style: str) -> None:
+    pts = [(g.depth, g.stat(field)) for g in gs if g.stat(field) is not None]
+    if not pts:
+        return
+    ax.errorbar([d for d, _ in pts], [s[0] for _, s in pts], yerr=[s[1] for _, s in pts],
+                marker="o", capsize=4, color=color, linestyle=style, label=label)  # fmt: skip
+    for g in gs:
+        seeds = [getattr(r, field) for r in g.done if getattr(r, field) is not None]
+        ax.scatter([g.depth] * len(seeds), seeds, s=12, alpha=0.5, color=color)
+
+
 def plot_curves(runs: list[Run], path: Path) -> None:
-    """Evaluation success during training: a panel per regime, a line per depth (seed mean)."""
+    """Evaluation success during training: a panel per regime, a line per depth (seed mean).
+
+    Online panels draw task success solid and fresh-goal success dashed (when both exist).
+    """
     regimes = sorted({r.regime for r in runs})
     fig, axes = _figure(len(regimes))
     for ax, regime in zip(axes, regimes, strict=True):
         groups = [g for g in group_runs(runs) if g.regime == regime]
         cmap = _depth_colors(sorted({g.depth for g in groups}))
         for g in groups:
+            label = f"depth {g.depth}" + _series_label(g, groups).removeprefix(regime)
+            tasks = all(r.success_from_tasks for r in g.done)
+            solid = label + (" tasks" if regime == "online" and tasks else "")
             steps, mean = _mean_curve([r.curve for r in g.runs if r.curve])
             if steps:
-                label = f"depth {g.depth}" + _series_label(g, groups).removeprefix(regime)
-                ax.plot(steps, mean, marker=".", color=cmap[g.depth], label=label)
+                ax.plot(steps, mean, marker=".", color=cmap[g.depth], label=solid)
+            steps, mean = _mean_curve([r.fresh_curve for r in g.runs if r.fresh_curve])
+            if steps and tasks:
+                ax.plot(steps, mean, marker=".", linestyle="--", color=cmap[g.depth],
+                        label=f"{label} fresh goals")  # fmt: skip
         ax.set_xlabel(STEP_UNITS[regime])
         ax.set_ylabel("evaluation success")
         ax.set_ylim(-0.03, 1.03)
@@ -480,6 +513,7 @@ def plot_cost(groups: list[Group], path: Path) -> None:
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=9)
         _legend(ax, fontsize=8)
+    ax_wall.set_ylim(bottom=0)
     ax_params.set_yscale("log")
     _save(fig, path)
 

@@ -53,7 +53,9 @@ class WarpBackend:
         mjx = require_warp()
         import warp
 
-        warp.config.quiet = True  # warp otherwise prints a line per kernel module it loads
+        # Warp otherwise prints a line per kernel module it loads (hundreds per model).
+        warp.config.quiet = True
+        warp.config.log_level = max(warp.config.log_level, warp.LOG_WARNING)
         self._mjx = mjx
         self.n_substeps = int(n_substeps)
         self.max_envs = int(max_envs)
