@@ -90,7 +90,7 @@ def residual_block(p: BlockParams, h: jax.Array, cfg: NetworkConfig) -> jax.Arra
     return x + h if cfg.residual else x
 
 
-def _remat_groups(n_blocks: int) -> int:
+def remat_groups(n_blocks: int) -> int:
     """Number of checkpointed groups: the largest divisor of n_blocks not above sqrt(n_blocks)."""
     if n_blocks < NESTED_REMAT_BLOCKS:
         return 1
@@ -112,7 +112,7 @@ def run_blocks(params: BlockParams, h: jax.Array, cfg: NetworkConfig, unrolled: 
         return jax.lax.scan(step, h, params)[0]
     # prevent_cse=False is safe under scan, which already keeps the recomputation apart.
     step = jax.checkpoint(step, prevent_cse=False)
-    groups = _remat_groups(n)
+    groups = remat_groups(n)
     if groups == 1:
         return jax.lax.scan(step, h, params)[0]
 

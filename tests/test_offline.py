@@ -13,7 +13,7 @@ from crlkit.cli.main import cli
 
 from crlkit import learner
 from crlkit.config import LearnerConfig, NetworkConfig
-from crlkit.data import ogbench_io
+from crlkit.data import minari_io, ogbench_io
 from crlkit.data.dataset import from_raw, load_dataset
 from crlkit.train import evaluate_gym, offline
 
@@ -111,6 +111,7 @@ def test_batches_pair_states_with_goals_from_their_own_future(sampler):
     assert batch.action.shape == (512, 2)
 
 
+@pytest.mark.slow  # compiles the update (twice); ~1 min on a loaded 2-core CPU
 def test_device_and_host_chunks_compile_once_and_apply_the_same_updates():
     """Chunks of any length reuse one executable; the host path gives the device path's result
     when fed the device sampler's own minibatches."""
@@ -171,6 +172,17 @@ def test_eval_target_prefers_crlkit_envs_and_falls_back_to_ogbench_gym():
         offline.eval_target(cfg, episodes_dataset(name="mine", env=None))
 
 
+def test_minari_datasets_are_evaluated_in_the_env_they_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    minari_io.write_minari(
+        episodes_dataset(lengths=(30, 40)), "minari:toy/pm-v0", env_name="pointmaze-medium"
+    )
+    ds = load_dataset("minari:toy/pm-v0")
+    cfg, lcfg = resolved(ds)
+    assert offline.eval_target(cfg, ds) == ("crlkit", "pointmaze-medium")
+    assert lcfg.bc_alpha == 0.03 and cfg.steps == offline.OGBENCH_STEPS
+
+
 def test_gym_fallback_is_seeded_and_reports_every_task():
     ds = episodes_dataset(name="pointmaze-medium-navigate-v0")
     cfg, lcfg = resolved(ds, eval_episodes=2)
@@ -210,6 +222,7 @@ def invoke(*args, env=None):
     return CliRunner().invoke(cli, ["offline", *args, "--quiet"], env=env)
 
 
+@pytest.mark.slow  # compiles the update (twice); ~1 min on a loaded 2-core CPU
 def test_cli_trains_evaluates_checkpoints_and_resumes(tmp_path):
     data = write_npz(tmp_path / "toy-navigate.npz", episodes_dataset(lengths=(30, 40, 50)))
     out = tmp_path / "run"
@@ -249,6 +262,7 @@ def test_cli_bad_input_is_one_line_with_exit_code_2(tmp_path):
     assert "--eval-episodes" in invoke("--dataset", SAMPLE, "--eval-episodes", "0").output
     assert invoke("--dataset", SAMPLE, "--eval-episodes", "0").exit_code == 2
     assert "--dataset is required" in one_line_error(invoke())
+    assert "--resume needs --out" in one_line_error(invoke("--dataset", SAMPLE, "--resume"))
     line = one_line_error(invoke("--dataset", SAMPLE, "--env", "pointmaze-mediun"))
     assert "did you mean 'pointmaze-medium'" in line
 
@@ -258,6 +272,7 @@ def test_cli_antmaze_large_offline_message_when_files_are_missing(tmp_path):
     assert "antmaze-large-navigate-v0" in line and "not found in" in line
 
 
+@pytest.mark.slow  # compiles the update (twice); ~1 min on a loaded 2-core CPU
 def test_cli_antmaze_large_as_written_when_the_files_are_present(tmp_path):
     """OGBench's cache holding antmaze-large-navigate-v0 (here: a tiny stand-in) is all it needs."""
     from crlkit.data import collect
@@ -307,8 +322,9 @@ def test_offline_crl_learns_pointmaze_from_the_shipped_sample(tmp_path):
     cfg, lcfg = offline.resolve(cfg, LearnerConfig(actor_loss="ddpg_bc"), ds)
     evaluator = offline.make_evaluator(cfg, ds)
     nets = learner.make_networks(lcfg, offline.dims_of(ds))
-    untrained = learner.init(nets, lcfg, offline.dims_of(ds), jax.random.PRNGKey(0))
-    before = evaluator(nets, untrained.actor.params, jax.random.PRNGKey(1))["success"]
+    untrained = offline.initial_carry(nets, lcfg, offline.dims_of(ds), cfg.seed).learner
+    key = offline.eval_key(cfg.seed, cfg.steps)  # the key of the run's final evaluation
+    before = evaluator(nets, untrained.actor.params, key)["success"]
     summary = offline.train(cfg, lcfg, ds, evaluator, progress=False)
     assert summary["sgd_steps"] == offline.SAMPLE_STEPS
     assert summary["eval/success"] >= before + 0.2, (before, summary)

@@ -133,7 +133,16 @@ def run_bench(cfg: BenchEnvConfig, log: Callable[[str], None] = print) -> dict:
     physics = env.unwrapped.backend
     n_sub = physics.n_substeps
     log(f"env {env.spec.name}, backend {env.spec.backend}, {cfg.num_envs} envs x {cfg.steps} steps")
-    timing = time_backend(env, cfg)
+    try:
+        timing = time_backend(env, cfg)
+    except (ValueError, NotImplementedError) as err:
+        if env.spec.backend == "native":
+            raise
+        # MJX reports unsupported model features while tracing the step, deep inside JAX.
+        raise ValueError(
+            f"backend {env.spec.backend!r} failed to build the step of env {env.spec.name!r} "
+            f"({str(err).splitlines()[0]}); use --backend native"
+        ) from None
     single = time_single_thread(
         env.unwrapped.mj_model, n_sub, timing.pop("record"), cfg.repeats, cfg.seed
     )

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from crlkit.config import LearnerConfig, NetworkConfig
 from crlkit.learner import Batch, Dims, init, make_networks, update
-from crlkit.networks import count_params
+from crlkit.networks import BLOCK_LAYERS, count_params, remat_groups
 
 # The paper's ant task sizes: its parameter counts are quoted at these dims.
 BENCH_DIMS = Dims(state_dim=29, goal_dim=2, action_dim=8)
@@ -82,7 +82,8 @@ def update_matmul_flops(cfg: LearnerConfig, dims: Dims, batch: int) -> dict[str,
     and for dX (dX is skipped where the input is data). The actor loss runs the actor forward and
     backward, phi forward and backward to its inputs only (critic params are constants there) and
     psi forward only; the critic loss runs phi and psi forward and backward plus the B x B Gram
-    matmul. `executed` adds the forward of every scanned block recomputed under remat.
+    matmul. `executed` adds the forward of every scanned block recomputed under remat (twice
+    with two-level remat).
     """
     net, w, b = cfg.network, cfg.network.width, batch
 
@@ -101,7 +102,13 @@ def update_matmul_flops(cfg: LearnerConfig, dims: Dims, batch: int) -> dict[str,
     actor_loss = 3 * fwd(actor) - actor[0] + 2 * fwd(phi) + fwd(psi)
     critic_loss = 3 * fwd(phi) - phi[0] + 3 * fwd(psi) - psi[0] + 3 * gram
     model = actor_loss + critic_loss
-    recompute = actor[1] + 2 * phi[1] + psi[1] if net.remat else 0.0
+    recompute = 0.0
+    if net.remat:
+        # One recomputed forward per scanned block; two when remat is nested (groups, then blocks).
+        passes = lambda depth: 1 + (remat_groups(depth // BLOCK_LAYERS) > 1)
+        recompute = passes(net.actor_depth) * actor[1] + passes(net.critic_depth) * (
+            2 * phi[1] + psi[1]
+        )
     return {"model": model, "executed": model + recompute}
 
 

@@ -29,13 +29,14 @@ import numpy as np
 from crlkit import learner
 from crlkit.config import LearnerConfig, _field
 from crlkit.data import goals
+from crlkit.data.catalog import _VERSIONED
 from crlkit.data.dataset import Dataset
 from crlkit.train import rundir
 
 SAMPLERS = ("auto", "device", "host")
 # Full-size datasets get OGBench's budget; the shipped samples a quick one (a few CPU minutes).
 OGBENCH_STEPS = 1_000_000
-SAMPLE_STEPS = 4_000
+SAMPLE_STEPS = 2_000
 # OGBench's CRL actor (DDPG+BC) weights by dataset family; `explore` data uses its own.
 FAMILY_ALPHA = {
     "pointmaze": 0.03,
@@ -51,7 +52,6 @@ DEFAULT_ALPHA = 0.1
 # Uniform random goals mixed into the actor's goals on stitch/explore data (OGBench).
 STITCH_ACTOR_P_RANDOM = 0.5
 HOST_BLOCK = 64  # minibatches sampled on the host per device transfer
-_VERSIONED = re.compile(r".+-v\d+$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,7 +299,7 @@ def make_device_chunk(
             sums = jax.tree.map(jnp.add, sums, metrics)
             return Carry(learner=state, key=key), sums
 
-        example = sample_batch(cfg, data, carry.key)
+        example = jax.eval_shape(lambda d, k: sample_batch(cfg, d, k), data, carry.key)
         zeros = _zero_metrics(nets, lcfg, carry.learner, example)
         carry, sums = jax.lax.fori_loop(0, n, step, (carry, zeros))
         return carry, jax.tree.map(lambda s: s / jnp.maximum(n, 1), sums)
@@ -485,6 +485,8 @@ def run(
 
     if not cfg.dataset:
         raise ValueError("--dataset is required (see: crlkit datasets)")
+    if resume and not cfg.out:
+        raise ValueError("--resume needs --out: the run directory to continue")
     ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir or None, echo=echo)
     cfg, lcfg = resolve(cfg, lcfg, ds)
     evaluator = make_evaluator(cfg, ds)
@@ -557,6 +559,18 @@ def train(
 RESUMABLE_FIELDS = ("offline.steps",)
 
 
+def initial_carry(nets: learner.Networks, lcfg: LearnerConfig, dims, seed: int) -> Carry:
+    """The run's starting point: fresh learner state and sampling key from `seed`."""
+    init_key, sample_key = jax.random.split(jax.random.PRNGKey(seed))
+    return Carry(learner=learner.init(nets, lcfg, dims, init_key), key=sample_key)
+
+
+def eval_key(seed: int, step: int) -> jax.Array:
+    """The evaluation key at `step`: depends only on (seed, step), so reruns and resumed runs
+    evaluate alike."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 1), step)
+
+
 @dataclasses.dataclass
 class _Clock:
     """Seconds spent so far (carried across resumes in the checkpoint meta)."""
@@ -576,13 +590,10 @@ class _Loop:
         self.clock = _Clock()
         self.step = 0
         self.last_eval: dict[str, float] = {}
-        # Evaluation keys depend only on (seed, step): reruns and resumed runs evaluate alike.
-        self.eval_root = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1)
 
     def start(self, dims, lcfg: LearnerConfig, resume: bool, echo) -> Carry:
         """Fresh learner state, or the newest checkpoint's when resuming."""
-        init_key, sample_key = jax.random.split(jax.random.PRNGKey(self.cfg.seed))
-        fresh = Carry(learner=learner.init(self.nets, lcfg, dims, init_key), key=sample_key)
+        fresh = initial_carry(self.nets, lcfg, dims, self.cfg.seed)
         restored = self.rundir.restore(fresh) if resume else None
         if restored is None:
             return fresh
@@ -632,7 +643,7 @@ class _Loop:
     def evaluate(self, carry: Carry) -> dict[str, float]:
         """OGBench's task evaluation of the deterministic actor, as `eval/...` metrics."""
         t0 = time.perf_counter()
-        key = jax.random.fold_in(self.eval_root, self.step)
+        key = eval_key(self.cfg.seed, self.step)
         metrics = self.evaluator(self.nets, carry.learner.actor.params, key)
         out = {f"eval/{k}": float(v) for k, v in metrics.items()}
         out["eval/seconds"] = time.perf_counter() - t0

@@ -108,17 +108,20 @@ def read_run(path: Path) -> Run | None:
     network = (config.get("learner") or {}).get("network")
     if regime is None or not isinstance(network, dict):
         return None
-    run = Run(
-        name=path.name,
-        regime=regime,
-        depth=int(network["critic_depth"]),
-        actor_depth=int(network["actor_depth"]),
-        width=int(network["width"]),
-        batch_size=int(config[regime]["batch_size"]),
-        seed=int(config[regime]["seed"]),
-        status="unfinished",
-        params=count_params(config, regime),
-    )
+    try:
+        run = Run(
+            name=path.name,
+            regime=regime,
+            depth=int(network["critic_depth"]),
+            actor_depth=int(network["actor_depth"]),
+            width=int(network["width"]),
+            batch_size=int(config[regime]["batch_size"]),
+            seed=int(config[regime]["seed"]),
+            status="unfinished",
+        )
+    except (KeyError, TypeError, ValueError):  # a config.json of some other program
+        return None
+    run.params = count_params(config, regime)
     summary = read_json(path / rundir.SUMMARY_FILE)
     failed = read_json(path / FAILED_FILE)
     if failed is not None:
