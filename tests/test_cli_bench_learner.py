@@ -31,16 +31,21 @@ def test_bad_input_exits_2_with_one_line(args, fragment):
 def test_tiny_bench_writes_json_rows(tmp_path):
     out = tmp_path / "bench.json"
     args = ["--depths", "4,8", "--width", "8", "--batch", "8", "--repeats", "1"]
-    result = CliRunner().invoke(cli, ["bench", "learner", *args, "--json", str(out)])
+    args += ["--compare-unrolled", "--unrolled-max-depth", "4", "--json", str(out)]
+    result = CliRunner().invoke(cli, ["bench", "learner", *args])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     rows = data["results"]
-    assert [r["depth"] for r in rows] == [4, 8]
+    assert [(r["depth"], r["variant"]) for r in rows] == [
+        (4, "scanned"),
+        (4, "unrolled"),
+        (8, "scanned"),
+    ]
     for row in rows:
         assert set(ROW_KEYS) <= set(row) and row["finite"]
         assert row["step_s"] > 0 and row["compile_s"] > 0 and row["peak_mem_mb"] > 0
         assert 0 < row["peak_fraction"] < 2
-    assert rows[1]["params"] > rows[0]["params"]
+    assert rows[0]["params"] == rows[1]["params"] < rows[2]["params"]
     assert data["matmul_peak_gflops"] > 0 and data["gram_vs_broadcast"]["speedup_grad"] > 0
     assert "Gram form" in result.output
 

@@ -45,6 +45,12 @@ def _final_checkpoint(run_dir: Path) -> dict[str, np.ndarray]:
         return {k: npz[k] for k in npz.files}
 
 
+def _checkpoint_paths(run_dir: Path) -> list[str]:
+    """Pytree paths of the leaves in a run's newest checkpoint."""
+    header = json.loads(str(_final_checkpoint(run_dir)["__meta__"]))
+    return [leaf["path"] for leaf in header["leaves"]]
+
+
 # ---------------------------------------------------------------------------------------------
 # Evaluation: counted with scripted policies whose outcome is known
 
@@ -153,6 +159,15 @@ def test_tiny_run_writes_the_run_dir(tmp_path):
     result = _run([*TINY, "--steps", "160", "--resume", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "summary.json").read_text())["env_steps"] == 160
+    # Without the buffer in checkpoints: smaller files; a resume refills an empty buffer.
+    assert any(k.startswith(".replay.data") for k in _checkpoint_paths(out))
+    traces = online._EPOCH_TRACES[0]
+    for steps in ("192", "224"):
+        result = _run([*TINY, "--steps", steps, "--no-buffer-in-checkpoint", "--resume", str(out)])
+        assert result.exit_code == 0, result.output
+    assert online._EPOCH_TRACES[0] == traces  # budget and checkpoint flags reuse the compile
+    assert not any(k.startswith(".replay") for k in _checkpoint_paths(out))
+    assert json.loads((out / "summary.json").read_text())["env_steps"] == 224
     result = CliRunner().invoke(cli, ["online", *TINY, "--width", "32", "--resume", str(out)])
     assert result.exit_code == 2
     assert "learner.network.width (stored 16, now 32)" in result.output

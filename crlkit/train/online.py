@@ -388,6 +388,13 @@ def _zero_stats(setup: Setup, state: OnlineState) -> EpochStats:
 # Host loop
 
 
+def _training_part(setup: Setup) -> Setup:
+    """`setup` with the fields the epoch never reads (budget, events) set to fixed values."""
+    fixed = {name.split(".")[1]: getattr(OnlineConfig(), name.split(".")[1])
+             for name in RESUMABLE_FIELDS}  # fmt: skip
+    return dataclasses.replace(setup, online=dataclasses.replace(setup.online, **fixed))
+
+
 def _device() -> str:
     d = jax.devices()[0]
     return f"{d.platform}:{getattr(d, 'device_kind', '') or d.platform}"
@@ -454,7 +461,7 @@ class _Loop:
         """AOT-compile the epoch once; any number of steps (and a later run of the same setup
         in this process) reuses it."""
         shapes = tuple((x.shape, x.dtype) for x in jax.tree.leaves(state))
-        key = (self.setup, jax.tree.structure(state), shapes)
+        key = (_training_part(self.setup), jax.tree.structure(state), shapes)
         if key not in _COMPILED:
             t0 = time.perf_counter()
             fn = jax.jit(functools.partial(epoch, self.setup), donate_argnums=0)
