@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from crlkit.config import LearnerConfig, click_options, config_from_cli
+from crlkit.config import LearnerConfig, click_options, config_from_options
 from crlkit.train.offline import SAMPLE_STEPS, OfflineConfig
 
 # The learner's defaults that differ offline: the actor loss, and --alpha (an OfflineConfig field,
@@ -49,10 +49,10 @@ def offline(resume: bool, quiet: bool, **options) -> None:
 
     options.setdefault("actor_loss", None)
     options["actor_loss"] = options["actor_loss"] or OFFLINE_ACTOR_LOSS
-    cfg = config_from_cli(OfflineConfig, options)
-    lcfg = config_from_cli(LearnerConfig, options)
     echo = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
     try:
+        cfg = config_from_options(OfflineConfig, options)
+        lcfg = config_from_options(LearnerConfig, options)
         summary = offline_lib.run(cfg, lcfg, resume=resume, progress=not quiet, echo=echo)
     except ValueError as err:  # DatasetError, RunDirError and bad settings are ValueErrors
         raise InputError(str(err)) from None

@@ -15,9 +15,10 @@ from crlkit.train.offline import OfflineConfig
 from crlkit.train.online import PRESETS, OnlineConfig
 
 # Grid axes and per-cell values the sweep sets itself; every other field becomes a flag.
-ONLINE_SKIP = ("env", "seed", "batch_size")
-OFFLINE_SKIP = ("dataset", "seed", "batch_size", "out")
-LEARNER_SKIP = ("width", "critic_depth", "actor_depth", "actor_loss", "bc_alpha")
+# --width and --online/offline-batch-size set the base value; --widths / --batch-sizes make axes.
+ONLINE_SKIP = ("env", "seed")
+OFFLINE_SKIP = ("dataset", "seed", "out")
+LEARNER_SKIP = ("critic_depth", "actor_depth", "actor_loss", "bc_alpha")
 ONLINE_PRESETS = ("quickstart", "paper")
 
 
@@ -83,7 +84,19 @@ def _learner_options(command: click.Command) -> click.Command:
         if param.name == "actor_depth":  # the one learner flag that fixes a grid axis
             param.help = "Keep the actor at this depth in every cell (default: the cell's depth)."
             param.show_default = False
+            continue
+        values = {n: _learner_value(PRESETS[n][1], param.name) for n in ONLINE_PRESETS}
+        if len({repr(v) for v in values.values()}) > 1:  # the presets disagree: show both
+            param.show_default = ", ".join(f"{v} ({n})" for n, v in values.items())
     return command
+
+
+def _learner_value(learner: LearnerConfig, name: str) -> Any:
+    """A (possibly nested network) field of a learner config, or None."""
+    for cfg in (learner, learner.network):
+        if name in {f.name for f in dataclasses.fields(cfg)}:
+            return getattr(cfg, name)
+    return None
 
 
 @_learner_options
@@ -102,20 +115,21 @@ def _learner_options(command: click.Command) -> click.Command:
 )  # fmt: skip
 @click.option(
     "--widths", default=None, callback=_int_list,
-    help="Comma-separated widths to sweep (default: the preset's width; given -> -w<width> in "
-    "cell names).",
+    help="Comma-separated widths to sweep, named -w<width> in cell names (a single width "
+    "without the name part: --width).",
 )  # fmt: skip
 @click.option(
     "--batch-sizes", default=None, callback=_int_list,
-    help="Comma-separated minibatch sizes for both regimes (default: each regime's own; given "
-    "-> -b<batch> in cell names).",
+    help="Comma-separated minibatch sizes to sweep in both regimes, named -b<batch> in cell "
+    "names (a single size per regime: --online-batch-size, --offline-batch-size).",
 )  # fmt: skip
 @click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1 per cell.")
 @click.option(
     "--preset", type=click.Choice(ONLINE_PRESETS), default="quickstart", show_default=True,
-    help="Defaults of the online settings and the learner (as in crlkit online): quickstart "
-    "(32 envs, unroll 50, batch 256, 16 updates per step, width 128) or paper (512 envs, "
-    "unroll 62, batch 512, 800 updates per step, width 256).",
+    help="Defaults of the online settings and the learner, as in crlkit online (the "
+    "--online-* defaults below show both; learner width: "
+    + ", ".join(f"{PRESETS[n][1].network.width} ({n})" for n in ONLINE_PRESETS)
+    + ").",
 )  # fmt: skip
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -141,7 +155,7 @@ def sweep(**options: Any) -> None:
 
     \b
         crlkit sweep --env pointmaze-medium --dataset pointmaze-medium-navigate-sample
-        --depths 4,16 --seeds 2 --online-steps 51200 --offline-steps 2000 --out runs/sweep
+        --depths 4,16 --seeds 2 --online-steps 102400 --offline-steps 2000 --out runs/sweep
 
     Online flags are --online-<name> (as in crlkit online), offline flags --offline-<name>
     (as in crlkit offline); learner flags are shared by both regimes.
@@ -194,6 +208,7 @@ def _configs(options: dict[str, Any]):
             actor_depth=options["actor_depth"] or 0,
             retry_failed=options["retry_failed"],
         )
+        _check_axis_flags(options)
         learner = _with_flags(learner_base, learner_flags)
         online = offline = None
         if "online" in sweep_cfg.regimes:
@@ -210,6 +225,16 @@ def _configs(options: dict[str, Any]):
     except ValueError as err:
         raise click.UsageError(str(err)) from None
     return sweep_cfg, learner, online, offline
+
+
+def _check_axis_flags(options: dict[str, Any]) -> None:
+    """A grid axis and the single-value flag of the same setting exclude each other."""
+    pairs = [("widths", "width", "--widths", "--width")]
+    pairs += [("batch_sizes", f"{r}_batch_size", "--batch-sizes", f"--{r}-batch-size")
+              for r in ("online", "offline")]  # fmt: skip
+    for axis, single, axis_flag, single_flag in pairs:
+        if options.get(axis) and options.get(single) is not None:
+            raise click.UsageError(f"give {axis_flag} (a grid axis) or {single_flag}, not both")
 
 
 def _learner_fields() -> list[str]:

@@ -23,7 +23,7 @@ from crlkit.train.online import OnlineConfig
 DATASET = "pointmaze-medium-navigate-sample"
 # Tiny offline cells: a 16-wide learner, 1 evaluation episode per task.
 TINY_OFFLINE = [
-    "--dataset", DATASET, "--regimes", "offline", "--widths", "16",
+    "--dataset", DATASET, "--regimes", "offline", "--width", "16",
     "--offline-log-every", "20", "--offline-eval-episodes", "1", "--quiet",
 ]  # fmt: skip
 # Tiny online cells: 4 envs x 8 steps per training step, 2 updates of 16 transitions each.
@@ -93,6 +93,7 @@ def test_width_and_batch_axes_name_cells_and_actor_depth_can_stay_fixed():
         (["--seeds", "0"], "seeds must be integers >= 1, got 0"),
         (["--depths", "4,4"], "depths lists a value twice"),
         (["--env", "pointmaze-mediun", "--regimes", "online"], "pointmaze-mediun"),
+        (["--widths", "16,32", "--width", "8"], "give --widths (a grid axis) or --width, not both"),
     ],
 )
 def test_bad_grid_is_one_line_with_exit_code_2(tmp_path, args, message):
@@ -105,13 +106,13 @@ def test_bad_grid_is_one_line_with_exit_code_2(tmp_path, args, message):
 
 
 def test_foreign_folder_in_the_sweep_dir_is_refused(tmp_path):
-    (tmp_path / "offline-d4-w16-s0").mkdir(parents=True)
-    (tmp_path / "offline-d4-w16-s0" / "notes.txt").write_text("mine")
+    (tmp_path / "offline-d4-s0").mkdir(parents=True)
+    (tmp_path / "offline-d4-s0" / "notes.txt").write_text("mine")
     result = CliRunner().invoke(cli, ["sweep", *TINY_OFFLINE, "--depths", "4", "--seeds", "1",
                                       "--out", str(tmp_path)])  # fmt: skip
     assert result.exit_code == 2
     assert "is not a cell of this sweep" in result.output
-    assert (tmp_path / "offline-d4-w16-s0" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "offline-d4-s0" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("make", ["missing", "empty", "foreign"])
@@ -182,7 +183,7 @@ def test_a_diverging_cell_is_recorded_as_failed(tmp_path):
             "--critic-lr", "1e30", "--actor-lr", "1e30", "--out", str(out)]  # fmt: skip
     result = CliRunner().invoke(cli, ["sweep", *args])
     assert result.exit_code == 1, result.output
-    reason = json.loads((out / "offline-d4-w16-s0" / sweep.FAILED_FILE).read_text())["reason"]
+    reason = json.loads((out / "offline-d4-s0" / sweep.FAILED_FILE).read_text())["reason"]
     assert reason.startswith(("Diverged: non-finite", "NonFiniteLoss")), reason
 
 
@@ -210,7 +211,7 @@ def test_a_killed_sweep_reruns_only_the_missing_cells(tmp_path):
     args = [*TINY_OFFLINE, "--depths", "4", "--seeds", "2", "--offline-steps", "300",
             "--offline-checkpoint-every", "20", "--offline-eval-every", "0", "--no-report",
             "--out", str(out)]  # fmt: skip
-    first, second = out / "offline-d4-w16-s0", out / "offline-d4-w16-s1"
+    first, second = out / "offline-d4-s0", out / "offline-d4-s1"
     proc = _sweep_process(args, tmp_path / "log.txt")
     try:
         # Kill once the first cell is done and the second has saved a checkpoint mid-run.

@@ -31,6 +31,7 @@ from crlkit.config import LearnerConfig, _field
 from crlkit.data import goals
 from crlkit.data.catalog import _VERSIONED
 from crlkit.data.dataset import Dataset
+from crlkit.envs.backends import BACKEND_CHOICES
 from crlkit.train import rundir
 
 SAMPLERS = ("auto", "device", "host")
@@ -65,7 +66,9 @@ class OfflineConfig:
     env: str = _field(
         "", "Env to evaluate in: a crlkit env or an OGBench env id (default: the dataset's env)."
     )
-    backend: str = _field("auto", "Physics backend of the evaluation env: auto, native, mjx, warp.")
+    backend: str = _field(
+        "auto", "Physics backend of the evaluation env (crlkit envs).", BACKEND_CHOICES
+    )
     steps: int = _field(
         0,
         f"SGD steps; 0: {OGBENCH_STEPS:,} (OGBench's budget), or {SAMPLE_STEPS:,} for the shipped "
@@ -134,6 +137,9 @@ class OfflineConfig:
                 raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)!r}")
         if not (self.discount == 0.0 or 0.0 < self.discount < 1.0):
             raise ValueError(f"--discount must lie in (0, 1) (or 0 for auto), got {self.discount}")
+        if self.backend not in BACKEND_CHOICES:
+            valid = ", ".join(BACKEND_CHOICES)
+            raise ValueError(f"unknown backend {self.backend!r}; valid: {valid}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
         if self.at_episode_end not in goals.AT_EPISODE_END:

@@ -191,7 +191,7 @@ class OnlineState:
       replay: the trajectory ring buffer (None in a checkpoint saved without it).
       key: the loop's RNG (exploration noise, minibatch sampling).
       train_steps: [] int32 training steps done.
-      nonfinite_step: [] int32 SGD step whose update was not finite, -1 while none was.
+      nonfinite_step: [] int32 SGD update (1-based) that was not finite, -1 while none was.
     """
 
     learner: learner_lib.CRLState
@@ -363,7 +363,7 @@ def _updates(setup: Setup, learner, replay, key):
         ok = (bad_step < 0) & _all_finite((metrics, new.critic.params, new.actor.params,
                                            new.alpha.params))  # fmt: skip
         ls = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, ls)
-        bad_step = jnp.where((bad_step < 0) & ~ok, ls.step, bad_step)
+        bad_step = jnp.where((bad_step < 0) & ~ok, ls.step + 1, bad_step)  # 1-based
         okf = ok.astype(jnp.float32)
         return (ls, bad_step), ({k: v * okf for k, v in metrics.items()}, okf)
 

@@ -351,6 +351,7 @@ def report_markdown(directory: Path, runs: list[Run], plots: dict[str, str]) -> 
         if key in plots:
             lines += [f"## {title}", "", f"![{title}]({plots[key]})", ""]
     lines += ["## Runs", "", *runs_table(runs), ""]
+    lines += _settings(manifest)
     problems = [r for r in runs if r.status != "done"]
     if problems:
         lines += ["## Failed or unfinished runs", ""]
@@ -359,6 +360,33 @@ def report_markdown(directory: Path, runs: list[Run], plots: dict[str, str]) -> 
         ]
         lines.append("")
     return "\n".join(lines)
+
+
+def _settings(manifest: dict[str, Any]) -> list[str]:
+    """The sweep's base configs (sweep.json), so the report stands on its own."""
+    base = manifest.get("base") or {}
+    parts = [(name, base[name]) for name in ("learner", "online", "offline") if base.get(name)]
+    if not parts:
+        return []
+    lines = ["## Base settings", ""]
+    lines += [
+        "From sweep.json. Each cell replaces the depth, the seed, the swept widths or batch sizes "
+        "and the actor loss (sac online, ddpg_bc offline); its config.json holds the exact values.",
+        "",
+    ]
+    for name, cfg in parts:
+        flat = ", ".join(f"{k}={v}" for k, v in _flat(cfg).items())
+        lines += [f"{name}:", "", "```", flat, "```", ""]
+    return lines
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"network": {"width": 64}} -> {"network.width": 64}."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        out.update(_flat(value, name + ".") if isinstance(value, dict) else {name: value})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
