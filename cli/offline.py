@@ -51,8 +51,9 @@ def offline(resume: bool, quiet: bool, **options) -> None:
     options["actor_loss"] = options["actor_loss"] or OFFLINE_ACTOR_LOSS
     echo = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
     try:
-        cfg = config_from_options(OfflineConfig, options)
+        # The learner first: it consumes --depth (OfflineConfig would drop it).
         lcfg = config_from_options(LearnerConfig, options)
+        cfg = config_from_options(OfflineConfig, options)
         summary = offline_lib.run(cfg, lcfg, resume=resume, progress=not quiet, echo=echo)
     except ValueError as err:  # DatasetError, RunDirError and bad settings are ValueErrors
         raise InputError(str(err)) from None

@@ -210,7 +210,7 @@ def test_gym_envs_without_tasks_are_refused():
 
 # ------------------------------------------------------------------------------ CLI and run dirs
 
-TINY_FLAGS = ["--width", "16", "--depth", "4", "--repr-dim", "8", "--batch-size", "16"]
+TINY_FLAGS = ["--width", "16", "--depth", "8", "--repr-dim", "8", "--batch-size", "16"]
 
 
 def write_npz(path, ds):
@@ -232,6 +232,8 @@ def test_cli_trains_evaluates_checkpoints_and_resumes(tmp_path):
     assert "success" in first.output and str(out) in first.output
     config = json.loads((out / "config.json").read_text())
     assert config["learner"]["actor_loss"] == "ddpg_bc" and config["offline"]["alpha"] == 0.03
+    assert config["learner"]["network"]["critic_depth"] == 8  # --depth reaches the learner
+    assert config["learner"]["network"]["actor_depth"] == 8
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt-000000000006.npz"]
     again = invoke(*flags, "--steps", "9", "--log-every", "3", "--eval-episodes", "1", "--resume")
     assert again.exit_code == 0, again.output

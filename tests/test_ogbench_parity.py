@@ -172,3 +172,36 @@ def test_mjx_ant_parity_off_the_floor():
         qpos[2] = 1.5  # airborne for the whole control step: joint limits, actuators, RK4
         gym_env.set_state(qpos, gym_env.data.qvel.copy())
         _compare_steps(env, gym_env, [action])
+
+
+@pytest.mark.slow
+def test_mjx_pair_cap_changes_no_contact():
+    """The max_geom_pairs cap (crlkit/envs/maze.py) gives MJX the same forward dynamics as the
+    uncapped model for an ant pressed into a wall corner of antmaze-large."""
+    import copy
+
+    from mujoco import mjx
+
+    env = make("antmaze-large", backend="mjx").unwrapped
+    capped = env.mj_model
+    uncapped = copy.copy(capped)
+    uncapped.numeric_data[0] = -1  # numeric 0 is max_geom_pairs; -1 = no cap
+    states = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 8))
+    # cell (1, 1) of large is at (0, 0); walls at x = -2 and y = -2: push the ant into the corner
+    qpos = states.physics.qpos.at[:, 0].set(-1.2).at[:, 1].set(-1.2).at[:, 2].set(0.5)
+    walls = [i for i in range(capped.ngeom) if capped.geom(i).name.startswith("block_")]
+    out = []
+    for model in (capped, uncapped):
+        mx = mjx.put_model(model, impl="jax")
+        data = mjx.make_data(model, impl="jax")
+
+        def forward(q, v, mx=mx, data=data):
+            return mjx.forward(mx, data.replace(qpos=q, qvel=v))
+
+        d = jax.jit(jax.vmap(forward))(qpos, states.physics.qvel)
+        touching = np.asarray(d._impl.contact.dist) < 0
+        geoms = np.asarray(d._impl.contact.geom)[touching]
+        out.append((np.asarray(d.qacc), int(touching.sum()), int(np.isin(geoms, walls).sum())))
+    assert out[0][1:] == out[1][1:], "same penetrating contacts with and without the cap"
+    assert out[0][2] > 0, "the case must touch walls"
+    np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-4, atol=1e-3)

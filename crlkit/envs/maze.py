@@ -144,5 +144,12 @@ def limit_wall_pairs(spec: mujoco.MjSpec, model: mujoco.MjModel) -> int:
     robot = model.geom_bodyid != 0
     counts = np.bincount(model.geom_type[robot], minlength=int(mujoco.mjtGeom.mjNGEOMTYPES))
     cap = int(4 * counts.max())
+    # mujoco-mjx 3.x reads numeric_data[numeric id] (not the numeric's address), so the cap must
+    # be numeric 0: re-add the asset's own numerics (the ant's init_qpos) after it.
+    others = [(n.name, list(n.data)) for n in spec.numerics]
+    for numeric in list(spec.numerics):
+        spec.delete(numeric)
     spec.add_numeric(name="max_geom_pairs", data=[float(cap)])
+    for name, data in others:
+        spec.add_numeric(name=name, data=data)
     return cap

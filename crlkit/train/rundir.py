@@ -60,6 +60,10 @@ class CorruptCheckpoint(RunDirError):
 # Atomic files
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` via a temp file in the same folder, fsync and `os.replace`."""
     path = Path(path)
@@ -69,6 +73,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates 0600 files; give the result the usual mode (0666 minus the umask).
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         _remove_quietly(tmp)

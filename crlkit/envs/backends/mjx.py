@@ -25,7 +25,7 @@ class MjxBackend:
         self.n_substeps = int(n_substeps)
         self.model = mjx.put_model(mj_model, impl="jax")
         # A template mjx.Data; every call fills in the integration state from the pytree.
-        self._template = mjx.make_data(self.model, impl="jax")
+        self._template = mjx.make_data(mj_model, impl="jax")
 
     def _data(self, state: PhysicsState) -> mjx.Data:
         """mjx.Data carrying the integration state of `state` (derived quantities recomputed)."""
