@@ -263,7 +263,7 @@ def test_cli_bad_input_is_one_line_with_exit_code_2(tmp_path):
     assert "no complete episode" in one_line_error(invoke("--dataset", str(raw)))
     line = one_line_error(invoke("--dataset", SAMPLE, "--eval-episodes", "0"))
     assert "--eval-episodes must be an integer >= 1, got 0" in line
-    assert "--depth" in one_line_error(invoke("--dataset", SAMPLE, "--depth", "6"))
+    assert "got 6" in one_line_error(invoke("--dataset", SAMPLE, "--depth", "6"))
     assert "--dataset is required" in one_line_error(invoke())
     assert "--resume needs --out" in one_line_error(invoke("--dataset", SAMPLE, "--resume"))
     line = one_line_error(invoke("--dataset", SAMPLE, "--env", "pointmaze-mediun"))

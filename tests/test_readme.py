@@ -1,0 +1,61 @@
+"""The README shows only commands that tests run: its Python API block is executed here, and every
+`crlkit ...` line in its shell blocks must parse, as written, through the real click commands
+(the learning tests run the bare `crlkit online` and the offline sample command end to end)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import click
+import pytest
+from crlkit.cli.main import cli
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def _crlkit_commands() -> list[list[str]]:
+    commands = []
+    for block in _blocks("bash"):
+        for line in block.splitlines():
+            for part in line.split("&&"):
+                part = part.split("#")[0].strip()
+                if part.startswith("crlkit"):
+                    commands.append(shlex.split(part)[1:])
+    return commands
+
+
+def test_readme_has_the_two_setup_commands():
+    text = README.read_text()
+    assert "pip install -e . && crlkit online" in text
+    assert 'pip install -e ".[test]" && ruff check . && pytest -q' in text
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert 'pip install -q -e ".[test]" && ruff check . && pytest -q' in ci
+
+
+@pytest.mark.parametrize("argv", _crlkit_commands(), ids=lambda a: " ".join(a)[:60])
+def test_readme_cli_lines_parse(argv):
+    """Each README command resolves to a real subcommand whose options accept the line as is."""
+    ctx = cli.make_context("crlkit", list(argv), resilient_parsing=False)
+    name = ctx.protected_args[0] if ctx.protected_args else ctx.args[0]
+    command = cli.get_command(ctx, name)
+    assert command is not None, argv
+    rest = (ctx.protected_args + ctx.args)[1:]
+    if isinstance(command, click.Group):
+        sub = command.get_command(ctx, rest[0])
+        assert sub is not None, argv
+        command, rest = sub, rest[1:]
+    command.make_context(name, list(rest), parent=ctx)  # raises click.UsageError if invalid
+
+
+@pytest.mark.slow
+def test_readme_python_api_runs(tmp_path, monkeypatch, capsys):
+    (code,) = _blocks("python")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, str(README), "exec"), {})
+    assert "success" in capsys.readouterr().out
