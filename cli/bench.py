@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-
 from crlkit.cli.main import LazyGroup
 
 BENCH_COMMANDS: dict[str, str] = {
