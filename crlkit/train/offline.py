@@ -562,7 +562,8 @@ def train(
     return summary
 
 
-RESUMABLE_FIELDS = ("offline.steps",)
+# `out` is where the run lives, not how it trains: a moved or re-spelled path still resumes.
+RESUMABLE_FIELDS = ("offline.steps", "offline.out")
 
 
 def initial_carry(nets: learner.Networks, lcfg: LearnerConfig, dims, seed: int) -> Carry:
