@@ -578,15 +578,6 @@ def eval_key(seed: int, step: int) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 1), step)
 
 
-@dataclasses.dataclass
-class _Clock:
-    """Seconds spent so far (carried across resumes in the checkpoint meta)."""
-
-    wall: float = 0.0
-    train: float = 0.0
-    compile: float = 0.0
-
-
 class _Loop:
     """The host side of one run: chunks, logging, evaluation, checkpoints, the summary."""
 
@@ -594,7 +585,7 @@ class _Loop:
         self.cfg, self.nets, self.rundir, self.trainer = cfg, nets, run, trainer
         self.evaluator, self.progress = evaluator, progress
         self.ckpt_every = cfg.checkpoint_every or cfg.eval_every
-        self.clock = _Clock()
+        self.clock = rundir.Clock()
         self.step = 0
         self.last_eval: dict[str, float] = {}
 
@@ -605,7 +596,7 @@ class _Loop:
         if restored is None:
             return fresh
         carry, self.step, meta = restored
-        self.clock = _Clock(
+        self.clock = rundir.Clock(
             wall=meta.get("wall_seconds", 0.0),
             train=meta.get("train_seconds", 0.0),
             compile=meta.get("compile_seconds", 0.0),

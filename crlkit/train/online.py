@@ -400,15 +400,6 @@ def _device() -> str:
     return f"{d.platform}:{getattr(d, 'device_kind', '') or d.platform}"
 
 
-@dataclasses.dataclass
-class _Clock:
-    """Seconds spent so far (carried across resumes in the checkpoint meta)."""
-
-    wall: float = 0.0
-    train: float = 0.0
-    compile: float = 0.0
-
-
 class _Loop:
     """The host side of one run: owns the compiled epoch, the run dir and the progress bar."""
 
@@ -417,7 +408,7 @@ class _Loop:
         self.cfg = setup.online
         self.spt = self.cfg.steps_per_train_step
         self.total = self.cfg.train_steps
-        self.clock = _Clock()
+        self.clock = rundir.Clock()
         self.show_progress = progress
         self.last_eval: dict[str, float] = {}
 
@@ -446,7 +437,7 @@ class _Loop:
             if found is None:
                 return None
             state, step, meta = found
-            self.clock = _Clock(
+            self.clock = rundir.Clock(
                 wall=meta.get("wall_seconds", 0.0),
                 train=meta.get("train_seconds", 0.0),
                 compile=meta.get("compile_seconds", 0.0),

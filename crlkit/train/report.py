@@ -130,7 +130,7 @@ def read_run(path: Path) -> Run | None:
         run.status = "done"
     if summary is not None:
         _read_summary(run, summary)
-    events = _events(path / rundir.METRICS_JSONL)
+    events = rundir.read_events(path / rundir.METRICS_JSONL)
     if regime == "online":
         run.curve = _curve(events, "eval_tasks/success", "eval/success")
         run.fresh_curve = _curve(events, "eval/success")
@@ -162,19 +162,6 @@ def _num(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return value if math.isfinite(value) else None
-
-
-def _events(path: Path) -> list[dict[str, Any]]:
-    """The log events of a metrics.jsonl (a torn last line is skipped)."""
-    if not path.is_file():
-        return []
-    events = []
-    for line in path.read_text().splitlines():
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            continue
-    return events
 
 
 def _curve(events: list[dict[str, Any]], *keys: str) -> list[tuple[int, float]]:

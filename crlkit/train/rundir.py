@@ -361,7 +361,7 @@ class RunDir:
         sinks = _open_sinks(path, config_dict, tensorboard, wandb_project)
         run = cls(path, config_dict, keep_checkpoints, sinks)
         if resume:
-            run._events = _read_jsonl(path / METRICS_JSONL)
+            run._events = read_events(path / METRICS_JSONL)
             run._rewrite_logs()
         return run
 
@@ -482,7 +482,7 @@ def _check_resumable(path: Path, config: dict, ignore: Sequence[str]) -> None:
         )
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_events(path: Path) -> list[dict]:
     """Events of a metrics.jsonl; a torn last line (the run was killed mid-write) is dropped."""
     if not path.is_file():
         return []
@@ -493,6 +493,15 @@ def _read_jsonl(path: Path) -> list[dict]:
         except ValueError:
             continue
     return events
+
+
+@dataclasses.dataclass
+class Clock:
+    """Seconds a run has spent so far (carried across resumes in the checkpoint meta)."""
+
+    wall: float = 0.0
+    train: float = 0.0
+    compile: float = 0.0
 
 
 def _remove_temp_files(directory: Path) -> None:
