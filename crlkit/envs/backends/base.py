@@ -51,6 +51,19 @@ class PhysicsState:
     sensordata: jax.Array | None = None
 
 
+def state_from_mjx_data(d) -> PhysicsState:
+    """The contract's state read off an mjx.Data (either MJX implementation: jax or warp)."""
+    return PhysicsState(
+        qpos=d.qpos,
+        qvel=d.qvel,
+        act=d.act,
+        time=d.time,
+        qacc_warmstart=d.qacc_warmstart,
+        xpos=d.xpos,
+        sensordata=d.sensordata,
+    )
+
+
 class PhysicsBackend(Protocol):
     """What env code may call. Construct with (mj_model: mujoco.MjModel, n_substeps: int)."""
 

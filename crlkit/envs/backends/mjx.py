@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import mujoco
 from mujoco import mjx
 
-from crlkit.envs.backends.base import PhysicsState
+from crlkit.envs.backends.base import PhysicsState, state_from_mjx_data
 
 
 class MjxBackend:
@@ -37,18 +37,6 @@ class MjxBackend:
             qacc_warmstart=state.qacc_warmstart,
         )
 
-    @staticmethod
-    def _state(d: mjx.Data) -> PhysicsState:
-        return PhysicsState(
-            qpos=d.qpos,
-            qvel=d.qvel,
-            act=d.act,
-            time=d.time,
-            qacc_warmstart=d.qacc_warmstart,
-            xpos=d.xpos,
-            sensordata=d.sensordata,
-        )
-
     def _refresh(self, d: mjx.Data) -> mjx.Data:
         """Kinematics and position/velocity sensors for the current (qpos, qvel) (mj_step1's part
         the observations need); no collision or constraint solve."""
@@ -64,7 +52,7 @@ class MjxBackend:
         d = self._refresh(self._template.replace(qpos=qpos, qvel=jnp.asarray(qvel, jnp.float32)))
         # mjx.kinematics writes normalised quaternions back into qpos; MuJoCo C leaves qpos as
         # given (ogbench observes the raw, noisy quaternion after reset), so keep the input.
-        return self._state(d.replace(qpos=qpos))
+        return state_from_mjx_data(d.replace(qpos=qpos))
 
     def step(self, state: PhysicsState, ctrl: jax.Array) -> PhysicsState:
         """Advance `n_substeps` physics steps with `ctrl` held; kinematics refreshed after."""
@@ -74,4 +62,4 @@ class MjxBackend:
             return mjx.step(self.model, d), None
 
         d, _ = jax.lax.scan(substep, d, None, length=self.n_substeps)
-        return self._state(self._refresh(d))
+        return state_from_mjx_data(self._refresh(d))

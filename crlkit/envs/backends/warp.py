@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import mujoco
 
-from crlkit.envs.backends.base import PhysicsState
+from crlkit.envs.backends.base import PhysicsState, state_from_mjx_data
 
 INSTALL_HINT = "pip install 'crlkit[warp]'"
 # Contacts one env may hold at once; warp's own default for a single world.
@@ -77,24 +77,12 @@ class WarpBackend:
             return self._mjx.forward(self.model, d)
         return self._mjx.kinematics(self.model, d)
 
-    @staticmethod
-    def _state(d) -> PhysicsState:
-        return PhysicsState(
-            qpos=d.qpos,
-            qvel=d.qvel,
-            act=d.act,
-            time=d.time,
-            qacc_warmstart=d.qacc_warmstart,
-            xpos=d.xpos,
-            sensordata=d.sensordata,
-        )
-
     def init(self, qpos: jax.Array, qvel: jax.Array) -> PhysicsState:
         """State for one env at (qpos, qvel), time 0, zero warm start, kinematics done."""
         d = self._template.replace(
             qpos=jnp.asarray(qpos, jnp.float32), qvel=jnp.asarray(qvel, jnp.float32)
         )
-        return self._state(self._refresh(d))
+        return state_from_mjx_data(self._refresh(d))
 
     def step(self, state: PhysicsState, ctrl: jax.Array) -> PhysicsState:
         """Advance `n_substeps` physics steps with `ctrl` held; kinematics refreshed after."""
@@ -111,4 +99,4 @@ class WarpBackend:
             return self._mjx.step(self.model, d), None
 
         d, _ = jax.lax.scan(substep, d, None, length=self.n_substeps)
-        return self._state(self._refresh(d))
+        return state_from_mjx_data(self._refresh(d))
