@@ -51,12 +51,13 @@ def offline(resume: bool, quiet: bool, **options) -> None:
     options["actor_loss"] = options["actor_loss"] or OFFLINE_ACTOR_LOSS
     echo = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
     try:
-        # The learner first: it consumes --depth (OfflineConfig would drop it).
-        lcfg = config_from_options(LearnerConfig, options)
         cfg = config_from_options(OfflineConfig, options)
+        lcfg = config_from_options(LearnerConfig, options)
         summary = offline_lib.run(cfg, lcfg, resume=resume, progress=not quiet, echo=echo)
     except ValueError as err:  # DatasetError, RunDirError and bad settings are ValueErrors
         raise InputError(str(err)) from None
+    except offline_lib.rundir.NonFiniteLoss as err:  # diverged: exit code 1, state kept
+        raise click.ClickException(str(err)) from None
     tasks = " ".join(f"{summary[f'eval/task{k}_success']:.2f}" for k in _task_ids(summary))
     click.echo(
         f"success {summary['eval/success']:.3f} (tasks {tasks}) after {summary['sgd_steps']:,} "

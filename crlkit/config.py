@@ -18,7 +18,7 @@ CONTRASTIVE_LOSSES = ("fwd_infonce", "bwd_infonce", "sym_infonce", "binary_nce")
 ACTOR_LOSSES = ("sac", "ddpg_bc")
 
 
-def _field(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+def option_field(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
     """A dataclass field whose documentation (and allowed names) travel with it."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
@@ -44,18 +44,20 @@ def _check_positive(name: str, value: float) -> None:
 class NetworkConfig:
     """Shape of the three residual towers: the actor, phi(s, a) and psi(g)."""
 
-    width: int = _field(256, "Units per Dense layer of every tower.")
-    critic_depth: int = _field(
+    width: int = option_field(256, "Units per Dense layer of every tower.")
+    critic_depth: int = option_field(
         4, "Dense layers inside the residual blocks of phi and psi (positive multiple of 4)."
     )
-    actor_depth: int = _field(
+    actor_depth: int = option_field(
         4, "Dense layers inside the residual blocks of the actor (positive multiple of 4)."
     )
-    repr_dim: int = _field(64, "Size of the phi/psi representation the energy compares.")
-    activation: str = _field("swish", "Nonlinearity after every Dense layer.", ACTIVATIONS)
-    layer_norm: bool = _field(True, "LayerNorm after every Dense layer (paper: on).")
-    residual: bool = _field(True, "Skip connection around each block of 4 layers (paper: on).")
-    remat: bool = _field(
+    repr_dim: int = option_field(64, "Size of the phi/psi representation the energy compares.")
+    activation: str = option_field("swish", "Nonlinearity after every Dense layer.", ACTIVATIONS)
+    layer_norm: bool = option_field(True, "LayerNorm after every Dense layer (paper: on).")
+    residual: bool = option_field(
+        True, "Skip connection around each block of 4 layers (paper: on)."
+    )
+    remat: bool = option_field(
         False,
         "Recompute each block's activations in the backward pass (less memory, ~1/3 more FLOPs).",
     )
@@ -77,27 +79,27 @@ class LearnerConfig:
     network: NetworkConfig = dataclasses.field(
         default_factory=NetworkConfig, metadata={"help": "Tower shapes (see NetworkConfig)."}
     )
-    energy: str = _field(
+    energy: str = option_field(
         "l2", "Critic energy f(s,a,g) between phi(s,a) and psi(g) (l2 = -||phi-psi||).", ENERGIES
     )
-    contrastive_loss: str = _field(
+    contrastive_loss: str = option_field(
         "fwd_infonce",
         "Critic loss over the B x B energy matrix (diagonal = positives).",
         CONTRASTIVE_LOSSES,
     )
-    logsumexp_coef: float = _field(
+    logsumexp_coef: float = option_field(
         0.1, "Weight of the mean(logsumexp_row^2) penalty added to InfoNCE losses."
     )
-    actor_loss: str = _field(
+    actor_loss: str = option_field(
         "sac", "sac: entropy-regularised (online); ddpg_bc: Q plus behaviour cloning.", ACTOR_LOSSES
     )
-    bc_alpha: float = _field(0.1, "Behaviour-cloning weight of the ddpg_bc actor loss.")
-    target_entropy_scale: float = _field(
+    bc_alpha: float = option_field(0.1, "Behaviour-cloning weight of the ddpg_bc actor loss.")
+    target_entropy_scale: float = option_field(
         0.5, "SAC target entropy is -scale * action_dim (alpha is tuned toward it)."
     )
-    actor_lr: float = _field(3e-4, "Adam learning rate of the actor.")
-    critic_lr: float = _field(3e-4, "Adam learning rate of phi and psi.")
-    alpha_lr: float = _field(3e-4, "Adam learning rate of log alpha (sac only).")
+    actor_lr: float = option_field(3e-4, "Adam learning rate of the actor.")
+    critic_lr: float = option_field(3e-4, "Adam learning rate of phi and psi.")
+    alpha_lr: float = option_field(3e-4, "Adam learning rate of log alpha (sac only).")
 
     def __post_init__(self) -> None:
         if not isinstance(self.network, NetworkConfig):
@@ -185,8 +187,19 @@ def config_from_options(cls: type, options: dict[str, Any]) -> Any:
 
     Raises ValueError (one line) when a value is invalid.
     """
-    depth = options.pop(DEPTH_OPTION, None)
+    # `--depth` belongs to the config that has the depth fields; others leave it for that one.
+    depth = options.pop(DEPTH_OPTION, None) if _has_depth_fields(cls) else None
     return _build(cls, options, depth)
+
+
+def _has_depth_fields(cls: type) -> bool:
+    for f in dataclasses.fields(cls):
+        if f.name in ("actor_depth", "critic_depth"):
+            return True
+        nested = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if nested is not None and dataclasses.is_dataclass(nested) and _has_depth_fields(nested):
+            return True
+    return False
 
 
 def _build(cls: type, options: dict[str, Any], depth: int | None) -> Any:

@@ -191,6 +191,29 @@ def update(
     return new_state, {**critic_metrics, **actor_metrics, **alpha_metrics}
 
 
+def update_if_finite(
+    nets: Networks, cfg: LearnerConfig, state: CRLState, batch: Batch, bad_step: jax.Array
+) -> tuple[CRLState, jax.Array, losses.Metrics, jax.Array]:
+    """`update`, kept only while training is finite (what both training loops run).
+
+    The update is discarded (state unchanged, metrics zeroed) when its metrics or new parameters
+    are not finite, or when an earlier one was not (`bad_step >= 0`).
+
+    Returns:
+      (state, bad_step, metrics, ok): bad_step is the first non-finite SGD step (1-based; -1 while
+      none was), ok is 1.0 when this update was kept, else 0.0.
+    """
+    new, metrics = update(nets, cfg, state, batch)
+    trained = (metrics, new.critic.params, new.actor.params, new.alpha.params)
+    ok = (bad_step < 0) & jnp.all(
+        jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(trained)])
+    )
+    state = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state)
+    bad_step = jnp.where((bad_step < 0) & ~ok, state.step + 1, bad_step)
+    okf = ok.astype(jnp.float32)
+    return state, bad_step, {k: v * okf for k, v in metrics.items()}, okf
+
+
 def act(
     nets: Networks,
     actor_params: Params,

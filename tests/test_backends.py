@@ -91,6 +91,40 @@ def test_native_init_does_kinematics_and_sensors(name):
     np.testing.assert_array_equal(s.qpos, qpos)
 
 
+def test_native_init_skips_rows_not_needed():
+    m = build_model("humanoidmaze-medium")
+    backend = NativeBackend(m, FRAME_SKIP)
+    qpos, qvel, *_ = _random_states(m, 4, seed=4)
+    full = jax.vmap(backend.init)(qpos, qvel)
+    needed = jnp.array([True, False, True, False])
+    part = jax.jit(jax.vmap(backend.init))(qpos, qvel, needed)
+    for field in ("qpos", "qvel", "xpos", "sensordata"):
+        got, want = np.asarray(getattr(part, field)), np.asarray(getattr(full, field))
+        np.testing.assert_array_equal(got[[0, 2]], want[[0, 2]])
+    np.testing.assert_array_equal(part.qpos[1], qpos[1])  # skipped rows pass the state through
+    assert np.abs(np.asarray(part.xpos)[[1, 3]]).max() == 0.0 and np.abs(full.xpos[1]).max() > 0
+    none = jax.jit(jax.vmap(backend.init))(qpos, qvel, jnp.zeros(4, bool))
+    np.testing.assert_array_equal(none.qpos, qpos)
+
+
+def test_auto_reset_resets_exactly_the_done_envs_on_native():
+    """Envs that end get the full fresh reset (as if computed alone); the others step on."""
+    env = make("humanoidmaze-medium", backend="native", episode_length=3)
+    bare = env.unwrapped
+    s = env.reset_batch(jax.random.key(5), 4)
+    s = s.replace(steps=jnp.array([2, 0, 2, 1], jnp.int32))  # envs 0 and 2 end on this step
+    action = jnp.zeros((4, 21))
+    out = jax.jit(env.step_batch)(s, action)
+    stepped = jax.jit(jax.vmap(bare.step))(s, action)
+    fresh = jax.jit(jax.vmap(bare.reset))(jax.vmap(lambda k: jax.random.split(k)[1])(s.rng))
+    np.testing.assert_array_equal(out.done, [1.0, 0.0, 1.0, 0.0])
+    for i, want in ((0, fresh), (1, stepped), (2, fresh), (3, stepped)):
+        np.testing.assert_array_equal(out.physics.qpos[i], want.physics.qpos[i])
+        np.testing.assert_array_equal(out.physics.xpos[i], want.physics.xpos[i])
+        # The observation's float32 arithmetic may fuse differently across the three programs.
+        np.testing.assert_allclose(out.obs[i], want.obs[i], rtol=0, atol=1e-5)
+
+
 def test_native_is_pure_under_vmap_scan_and_threads():
     m = build_model("antmaze-medium")
     two, one = NativeBackend(m, FRAME_SKIP, num_threads=2), NativeBackend(m, FRAME_SKIP, 1)

@@ -14,6 +14,7 @@ from crlkit.config import (
     NetworkConfig,
     click_options,
     config_from_cli,
+    config_from_options,
     from_dict,
     to_dict,
 )
@@ -213,3 +214,14 @@ def test_click_options_build_the_config_from_flags():
     for bad in (["--depth", "6"], ["--energy", "l3"], ["--width", "0"]):
         out = runner.invoke(_learner_command, bad)
         assert out.exit_code == 2, (bad, out.output)
+
+
+def test_depth_option_reaches_the_learner_whatever_the_build_order():
+    from crlkit.train.offline import OfflineConfig
+
+    options = {"depth": 8, "steps": 10, "width": 64}
+    offline_cfg = config_from_options(OfflineConfig, options)  # has no depth fields: leaves it
+    cfg = config_from_options(LearnerConfig, options)
+    assert offline_cfg.steps == 10
+    assert (cfg.network.actor_depth, cfg.network.critic_depth, cfg.network.width) == (8, 8, 64)
+    assert options == {}  # every key consumed by the config it belongs to

@@ -135,19 +135,20 @@ def test_device_and_host_chunks_compile_once_and_apply_the_same_updates():
         keys.append(sample_key)
     carry = fresh()
     for start, n in ((0, 3), (3, 5), (8, 1)):
-        carry, metrics = device.run(carry, start, n)
-    assert int(carry.learner.step) == 9 and device.compiled is compiled
+        carry, metrics, bad = device.run(carry, start, n)
+    assert int(carry.learner.step) == 9 and device.compiled is compiled and bad == -1
     assert np.isfinite(metrics["critic_loss"]) and "actor_bc_loss" in metrics
 
     batches = [offline.sample_batch(cfg, device.data, sk) for sk in keys]
     batches += batches[:1] * (offline.HOST_BLOCK - len(batches))  # padding, never run
     block = jax.tree.map(lambda *x: jnp.stack(x), *batches)
-    out, sums = host.compiled(fresh(), block, jnp.int32(9))
+    out, sums, kept, bad = host.compiled(fresh(), block, jnp.int32(9))
     assert int(out.learner.step) == 9 and np.isfinite(float(sums["critic_loss"]))
+    assert (float(kept), int(bad)) == (9.0, -1)
     for a, b in zip(jax.tree.leaves(carry.learner), jax.tree.leaves(out.learner), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
-    carry, metrics = host.run(out, 9, 70)  # spans two host blocks
-    assert int(carry.learner.step) == 79 and np.isfinite(metrics["critic_loss"])
+    carry, metrics, bad = host.run(out, 9, 70)  # spans two host blocks
+    assert int(carry.learner.step) == 79 and np.isfinite(metrics["critic_loss"]) and bad == -1
 
 
 def test_chunk_boundaries_hit_every_log_eval_and_checkpoint_step():
@@ -243,6 +244,25 @@ def test_cli_trains_evaluates_checkpoints_and_resumes(tmp_path):
     assert summary["sgd_steps"] == 9 and 0.0 <= summary["eval/success"] <= 1.0
     changed = invoke(*flags, "--steps", "9", "--eval-episodes", "2", "--resume")
     assert changed.exit_code == 2 and "offline.eval_episodes" in changed.output
+
+
+def test_cli_non_finite_loss_stops_and_keeps_the_last_finite_state(tmp_path):
+    data = write_npz(tmp_path / "toy-navigate.npz", episodes_dataset(lengths=(30, 40, 50)))
+    out = tmp_path / "run"
+    # Adam moves every weight by ~lr per update: at 1e30 a later forward pass overflows.
+    flags = [*TINY_FLAGS, "--dataset", data, "--env", "pointmaze-medium", "--out", str(out),
+             "--steps", "50", "--eval-episodes", "1",
+             "--critic-lr", "1e30", "--actor-lr", "1e30"]  # fmt: skip
+    result = invoke(*flags)
+    assert result.exit_code == 1, result.output
+    assert "non-finite loss or parameters at SGD step" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped"] == "non_finite" and summary["sgd_steps"] < 50
+    (ckpt,) = (out / "checkpoints").iterdir()
+    assert ckpt.name == f"ckpt-{summary['sgd_steps']:012d}.npz"
+    with np.load(ckpt) as npz:
+        floats = [npz[k] for k in npz.files if npz[k].dtype.kind == "f"]
+    assert floats and all(np.all(np.isfinite(v)) for v in floats)
 
 
 def one_line_error(result):

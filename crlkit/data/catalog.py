@@ -24,7 +24,7 @@ from crlkit.data.dataset import Dataset, DatasetError
 SOURCES = ("ogbench", "sample", "minari")
 SPLITS = ("train", "val")
 # OGBench-style full names: anything ending in a version, e.g. cube-single-play-v0.
-_VERSIONED = re.compile(r".+-v\d+$")
+VERSIONED_NAMES = re.compile(r".+-v\d+$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +172,7 @@ def _load_name(
     try:
         card, note = resolve(name, cards)
     except DatasetError:
-        if not _VERSIONED.fullmatch(name):
+        if not VERSIONED_NAMES.fullmatch(name):
             raise
         train = ogbench_io.fetch(name, data_dir, rebuild_hint=None)
         target = train if split == "train" else ogbench_io.val_path(train)

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from crlkit.config import _field
+from crlkit.config import option_field
 from crlkit.data import minari_io, ogbench_io
 from crlkit.data.dataset import Dataset, from_raw
 
@@ -51,42 +51,44 @@ _OFFSETS = ((-1, 0), (0, -1), (1, 0), (0, 1))  # OGBench's BFS neighbour order
 class CollectConfig:
     """What `crlkit collect` rolls out and where it writes (every field is a CLI flag)."""
 
-    env: str = _field("", "Env to collect in (see: crlkit envs). Required.")
-    policy: str = _field(
+    env: str = option_field("", "Env to collect in (see: crlkit envs). Required.")
+    policy: str = option_field(
         "random",
         "random, expert (scripted BFS controller, point mazes only) or a `crlkit online` run "
         "directory whose latest checkpoint's actor acts (ant/humanoid experts).",
     )
-    style: str = _field(
+    style: str = option_field(
         "navigate",
         "navigate: a new goal after each success; stitch: one goal a few cells away; "
         "explore: a random direction every few steps.",
         STYLES,
     )
-    steps: int = _field(
+    steps: int = option_field(
         100_000, "Transitions to collect in the train split (rounded up to whole episodes)."
     )
-    episode_length: int = _field(
+    episode_length: int = option_field(
         0, "Transitions per episode (each stores one more row); 0: the env's episode length."
     )
-    noise: float = _field(0.2, "Std of the Gaussian noise added to every action (then clipped).")
-    val_fraction: float = _field(
+    noise: float = option_field(
+        0.2, "Std of the Gaussian noise added to every action (then clipped)."
+    )
+    val_fraction: float = option_field(
         0.1, "Extra val episodes, as a fraction of the train episodes (ogbench format only)."
     )
-    format: str = _field(
+    format: str = option_field(
         "ogbench", "ogbench: NAME.npz + NAME-val.npz; minari: a Minari dataset.", FORMATS
     )
-    out: str = _field(
+    out: str = option_field(
         "",
         "Output: NAME.npz (ogbench), or a directory whose name is the Minari id (name-v0), or "
         "minari:<id> (into Minari's root). Required.",
     )
-    backend: str = _field("auto", "Physics backend: auto, native, mjx or warp.")
-    num_envs: int = _field(64, "Envs rolled out in lockstep.")
-    seed: int = _field(0, "Seed of every random draw (starts, goals, noise, policy).")
-    explore_every: int = _field(10, "explore: steps between new random directions.")
-    stitch_cells: int = _field(4, "stitch: BFS distance in cells from the start to the goal.")
-    overwrite: bool = _field(False, "Replace an existing output (otherwise it is an error).")
+    backend: str = option_field("auto", "Physics backend: auto, native, mjx or warp.")
+    num_envs: int = option_field(64, "Envs rolled out in lockstep.")
+    seed: int = option_field(0, "Seed of every random draw (starts, goals, noise, policy).")
+    explore_every: int = option_field(10, "explore: steps between new random directions.")
+    stitch_cells: int = option_field(4, "stitch: BFS distance in cells from the start to the goal.")
+    overwrite: bool = option_field(False, "Replace an existing output (otherwise it is an error).")
 
     def __post_init__(self):
         if not self.env:
@@ -318,7 +320,7 @@ def _checkpoint_leaves(path: Path) -> dict[str, np.ndarray]:
     from crlkit.train import rundir
 
     try:
-        header, arrays = rundir._read_checkpoint_file(path)
+        header, arrays = rundir.read_checkpoint_file(path)
     except rundir.RunDirError as err:
         raise ValueError(str(err)) from None
     return {leaf["path"]: arrays[f"leaf_{i:05d}"] for i, leaf in enumerate(header["leaves"])}

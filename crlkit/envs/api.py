@@ -134,11 +134,16 @@ class GoalEnv(BatchMixin):
         """This env (no episode limit, no auto-reset)."""
         return self
 
-    def reset(self, key: jax.Array) -> EnvState:
-        """A fresh episode: start and goal drawn by the env's task sampler."""
+    def reset(self, key: jax.Array, needed: jax.Array | None = None) -> EnvState:
+        """A fresh episode: start and goal drawn by the env's task sampler.
+
+        `needed` ([] bool, optional): False tells the physics backend the caller will discard this
+        state (see `PhysicsBackend.init`); the auto-reset passes `done` so only ended episodes
+        cost physics work.
+        """
         k_task, k_body, k_rng = jax.random.split(key, 3)
         start, goal = self.tasks.sample(k_task)
-        return self._start(k_body, k_rng, start, goal)
+        return self._start(k_body, k_rng, start, goal, needed)
 
     def reset_to_task(self, key: jax.Array, task_id) -> EnvState:
         """An episode of OGBench's fixed evaluation task `task_id` (1..spec.num_tasks)."""
@@ -158,9 +163,9 @@ class GoalEnv(BatchMixin):
         physics = self.backend.step(physics, ctrl)
         return self._observe(physics, state.goal, state.steps + 1, state.rng)
 
-    def _start(self, key, rng, start_xy, goal_xy) -> EnvState:
+    def _start(self, key, rng, start_xy, goal_xy, needed=None) -> EnvState:
         qpos, qvel = self.body.reset_qpos_qvel(key, self._qpos0, self.mj_model)
-        physics = self.backend.init(self.body.set_xy(qpos, start_xy), qvel)
+        physics = self.backend.init(self.body.set_xy(qpos, start_xy), qvel, needed)
         return self._observe(physics, goal_xy.astype(jnp.float32), jnp.int32(0), rng)
 
     def _observe(self, physics: PhysicsState, goal, steps, rng) -> EnvState:

@@ -46,7 +46,9 @@ class AutoReset(BatchMixin):
         truncation = ((nxt.steps >= self.spec.episode_length) & (nxt.done == 0)).astype(jnp.float32)
         done = jnp.maximum(nxt.done, truncation)
         rng, reset_key = jax.random.split(state.rng)
-        fresh = self.env.reset(reset_key)
+        # Under vmap the reset runs for every env; `needed` lets the backend skip the physics of
+        # the envs that are not done (their fresh state is discarded by the select below).
+        fresh = self.env.reset(reset_key, needed=done > 0)
         out = jax.tree.map(lambda new, old: jnp.where(done > 0, new, old), fresh, nxt)
         return out.replace(
             done=done,

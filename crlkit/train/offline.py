@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from crlkit import learner
-from crlkit.config import LearnerConfig, _field
+from crlkit.config import LearnerConfig, option_field
 from crlkit.data import goals
-from crlkit.data.catalog import _VERSIONED
+from crlkit.data.catalog import VERSIONED_NAMES
 from crlkit.data.dataset import Dataset
 from crlkit.envs.backends import BACKEND_CHOICES
 from crlkit.train import rundir
@@ -59,72 +59,80 @@ HOST_BLOCK = 64  # minibatches sampled on the host per device transfer
 class OfflineConfig:
     """Settings of `crlkit offline` besides the learner's. Zero/negative sentinels mean 'auto'."""
 
-    dataset: str = _field(
+    dataset: str = option_field(
         "", "Dataset: a catalog name (antmaze-large), an .npz path, a Minari dir or minari:<id>."
     )
-    data_dir: str = _field("", "OGBench cache directory (default ~/.ogbench/data).")
-    env: str = _field(
+    data_dir: str = option_field("", "OGBench cache directory (default ~/.ogbench/data).")
+    env: str = option_field(
         "", "Env to evaluate in: a crlkit env or an OGBench env id (default: the dataset's env)."
     )
-    backend: str = _field(
+    backend: str = option_field(
         "auto", "Physics backend of the evaluation env (crlkit envs).", BACKEND_CHOICES
     )
-    steps: int = _field(
+    steps: int = option_field(
         0,
         f"SGD steps; 0: {OGBENCH_STEPS:,} (OGBench's budget), or {SAMPLE_STEPS:,} for the shipped "
         f"sample datasets (a few CPU minutes).",
     )
-    batch_size: int = _field(1024, "Minibatch size (OGBench: 1024).")
-    discount: float = _field(
+    batch_size: int = option_field(1024, "Minibatch size (OGBench: 1024).")
+    discount: float = option_field(
         0.0,
         "Geometric goal-offset discount of the critic's goals; 0: 0.995 for giant mazes and "
         "humanoidmaze, else 0.99 (OGBench).",
     )
-    alpha: float = _field(
+    alpha: float = option_field(
         -1.0,
         "Behaviour-cloning weight of the ddpg_bc actor loss; negative: OGBench's per-family value "
         "(pointmaze 0.03, antmaze 0.1, humanoidmaze 0.1, antsoccer 0.3, cube/scene/puzzle 3.0, "
         "explore data 0.003, other 0.1).",
     )
-    critic_p_current: float = _field(
+    critic_p_current: float = option_field(
         0.0, "Share of critic goals that are the sampled state itself."
     )
-    critic_p_random: float = _field(0.0, "Share of critic goals drawn uniformly from the dataset.")
-    critic_geometric: bool = _field(
+    critic_p_random: float = option_field(
+        0.0, "Share of critic goals drawn uniformly from the dataset."
+    )
+    critic_geometric: bool = option_field(
         True, "Critic trajectory goals at a geometric offset (else uniform over the future)."
     )
-    actor_p_current: float = _field(0.0, "Share of actor goals that are the sampled state itself.")
-    actor_p_random: float = _field(
+    actor_p_current: float = option_field(
+        0.0, "Share of actor goals that are the sampled state itself."
+    )
+    actor_p_random: float = option_field(
         -1.0,
         "Share of actor goals drawn uniformly from the dataset; negative: 0.5 on stitch and "
         "explore data, else 0 (OGBench).",
     )
-    actor_geometric: bool = _field(
+    actor_geometric: bool = option_field(
         False, "Actor trajectory goals at a geometric offset (else uniform over the future)."
     )
-    at_episode_end: str = _field(
+    at_episode_end: str = option_field(
         "clip",
         "Geometric offsets past the episode end: clip (OGBench) or renormalize.",
         goals.AT_EPISODE_END,
     )
-    sampler: str = _field(
+    sampler: str = option_field(
         "auto",
         "Where minibatches are drawn: device (dataset on the accelerator), host (NumPy), or auto "
         "(device when the dataset fits in --device-data-gb).",
         SAMPLERS,
     )
-    device_data_gb: float = _field(4.0, "auto sampler: largest dataset (GB) put on the device.")
-    log_every: int = _field(500, "SGD steps between log events (metrics.jsonl, progress bar).")
-    eval_every: int = _field(
+    device_data_gb: float = option_field(
+        4.0, "auto sampler: largest dataset (GB) put on the device."
+    )
+    log_every: int = option_field(
+        500, "SGD steps between log events (metrics.jsonl, progress bar)."
+    )
+    eval_every: int = option_field(
         100_000, "SGD steps between evaluations (always one at the end); 0: only at the end."
     )
-    eval_episodes: int = _field(50, "Evaluation episodes per OGBench task (5 tasks); >= 1.")
-    checkpoint_every: int = _field(
+    eval_episodes: int = option_field(50, "Evaluation episodes per OGBench task (5 tasks); >= 1.")
+    checkpoint_every: int = option_field(
         0, "SGD steps between checkpoints (always one at the end); 0: at every evaluation."
     )
-    keep_checkpoints: int = _field(3, "Newest checkpoints kept in the run dir.")
-    seed: int = _field(0, "Seed of the networks, minibatch sampling and evaluation.")
-    out: str = _field("", "Run directory (default runs/<dataset>-d<depth>-<time>).")
+    keep_checkpoints: int = option_field(3, "Newest checkpoints kept in the run dir.")
+    seed: int = option_field(0, "Seed of the networks, minibatch sampling and evaluation.")
+    out: str = option_field("", "Run directory (default runs/<dataset>-d<depth>-<time>).")
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "log_every", "eval_episodes", "keep_checkpoints")
@@ -291,42 +299,58 @@ def _zero_metrics(nets, lcfg: LearnerConfig, state: learner.CRLState, batch: lea
     return jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), shapes)
 
 
+def _sgd_loop(nets, lcfg: LearnerConfig, carry: Carry, n: jax.Array, next_batch, example):
+    """Up to n (batch -> update) steps, stopping after the first non-finite one.
+
+    next_batch(i, carry) -> (batch, carry). Returns (carry, summed metrics, accepted updates,
+    first non-finite SGD step or -1); a non-finite update is discarded (see update_if_finite).
+    """
+
+    def cond(acc):
+        i, _, _, _, bad = acc
+        return (i < n) & (bad < 0)
+
+    def body(acc):
+        i, carry, sums, count, bad = acc
+        batch, carry = next_batch(i, carry)
+        state, bad, metrics, ok = learner.update_if_finite(nets, lcfg, carry.learner, batch, bad)
+        sums = jax.tree.map(jnp.add, sums, metrics)
+        return i + 1, carry.replace(learner=state), sums, count + ok, bad
+
+    zeros = _zero_metrics(nets, lcfg, carry.learner, example)
+    init = (jnp.int32(0), carry, zeros, jnp.float32(0.0), jnp.int32(-1))
+    _, carry, sums, count, bad = jax.lax.while_loop(cond, body, init)
+    return carry, sums, count, bad
+
+
 def make_device_chunk(
     nets: learner.Networks, lcfg: LearnerConfig, cfg: OfflineConfig
-) -> Callable[[Carry, DeviceData, jax.Array], tuple[Carry, dict]]:
-    """jit(carry, data, n) -> (carry, mean metrics): n x (sample on device -> update)."""
+) -> Callable[[Carry, DeviceData, jax.Array], tuple[Carry, dict, jax.Array, jax.Array]]:
+    """jit(carry, data, n) -> (carry, summed metrics, accepted, bad): n x (sample -> update)."""
 
-    def chunk(carry: Carry, data: DeviceData, n: jax.Array) -> tuple[Carry, dict]:
-        def step(_, acc):
-            carry, sums = acc
+    def chunk(carry: Carry, data: DeviceData, n: jax.Array):
+        def next_batch(_, carry):
             key, sample_key = jax.random.split(carry.key)
-            batch = sample_batch(cfg, data, sample_key)
-            state, metrics = learner.update(nets, lcfg, carry.learner, batch)
-            sums = jax.tree.map(jnp.add, sums, metrics)
-            return Carry(learner=state, key=key), sums
+            return sample_batch(cfg, data, sample_key), carry.replace(key=key)
 
         example = jax.eval_shape(lambda d, k: sample_batch(cfg, d, k), data, carry.key)
-        zeros = _zero_metrics(nets, lcfg, carry.learner, example)
-        carry, sums = jax.lax.fori_loop(0, n, step, (carry, zeros))
-        return carry, jax.tree.map(lambda s: s / jnp.maximum(n, 1), sums)
+        return _sgd_loop(nets, lcfg, carry, n, next_batch, example)
 
     return jax.jit(chunk, donate_argnums=(0,))
 
 
 def make_host_chunk(
     nets: learner.Networks, lcfg: LearnerConfig
-) -> Callable[[Carry, learner.Batch, jax.Array], tuple[Carry, dict]]:
-    """jit(carry, batches [H, B, ...], n <= H) -> (carry, summed metrics): the first n batches."""
+) -> Callable[[Carry, learner.Batch, jax.Array], tuple[Carry, dict, jax.Array, jax.Array]]:
+    """jit(carry, batches [H, B, ...], n <= H) -> (carry, summed metrics, accepted, bad): the
+    first n batches."""
 
-    def chunk(carry: Carry, batches: learner.Batch, n: jax.Array) -> tuple[Carry, dict]:
-        def step(i, acc):
-            carry, sums = acc
-            batch = jax.tree.map(lambda x: x[i], batches)
-            state, metrics = learner.update(nets, lcfg, carry.learner, batch)
-            return carry.replace(learner=state), jax.tree.map(jnp.add, sums, metrics)
+    def chunk(carry: Carry, batches: learner.Batch, n: jax.Array):
+        def next_batch(i, carry):
+            return jax.tree.map(lambda x: x[i], batches), carry
 
-        zeros = _zero_metrics(nets, lcfg, carry.learner, jax.tree.map(lambda x: x[0], batches))
-        return jax.lax.fori_loop(0, n, step, (carry, zeros))
+        example = jax.tree.map(lambda x: x[0], batches)
+        return _sgd_loop(nets, lcfg, carry, n, next_batch, example)
 
     return jax.jit(chunk, donate_argnums=(0,))
 
@@ -361,25 +385,34 @@ class Trainer:
         self.compiled = self._jitted.lower(carry, source, jnp.int32(0)).compile()
         return time.perf_counter() - t0
 
-    def run(self, carry: Carry, start_step: int, n: int) -> tuple[Carry, dict[str, float]]:
-        """n SGD steps from `start_step`; returns the new carry and the chunk's mean metrics."""
+    def run(self, carry: Carry, start_step: int, n: int) -> tuple[Carry, dict[str, float], int]:
+        """Up to n SGD steps from `start_step`.
+
+        Returns the new carry, the mean metrics of the kept updates and the first non-finite SGD
+        step (-1 when all were finite; training stops there, keeping the last finite state).
+        """
         if self.compiled is None:
             self.compile(carry)
         if self.sampler == "device":
-            carry, means = self.compiled(carry, self.data, jnp.int32(n))
-            return carry, {k: float(v) for k, v in means.items()}
+            carry, sums, count, bad = self.compiled(carry, self.data, jnp.int32(n))
+            return carry, _means(sums, float(count)), int(bad)
         totals: dict[str, float] = {}
-        done = 0
-        while done < n:
+        done, kept, bad = 0, 0.0, -1
+        while done < n and bad < 0:
             # Host draws depend only on (seed, step): a resumed run samples what the first would.
             rng = np.random.default_rng([self.cfg.seed, start_step + done])
             count = min(HOST_BLOCK, n - done)
             block = sample_host_block(self.cfg, self.data, rng, HOST_BLOCK)
-            carry, sums = self.compiled(carry, jax.device_put(block), jnp.int32(count))
+            carry, sums, ok, bad = self.compiled(carry, jax.device_put(block), jnp.int32(count))
+            bad = int(bad)
             for k, v in sums.items():
                 totals[k] = totals.get(k, 0.0) + float(v)
-            done += count
-        return carry, {k: v / max(n, 1) for k, v in totals.items()}
+            done, kept = done + count, kept + float(ok)
+        return carry, _means(totals, kept), bad
+
+
+def _means(sums: dict, count: float) -> dict[str, float]:
+    return {k: float(v) / max(count, 1.0) for k, v in sums.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,7 +435,7 @@ def eval_target(cfg: OfflineConfig, ds: Dataset) -> tuple[str, str]:
             return "crlkit", canon
         if canon is not None:
             raise ValueError(f"env {canon!r} has no OGBench evaluation tasks; pass --env")
-        if cfg.env and not _VERSIONED.fullmatch(cfg.env):
+        if cfg.env and not VERSIONED_NAMES.fullmatch(cfg.env):
             canonical_name(cfg.env)  # raises: unknown env, did you mean ...
     env_id = cfg.env or str(ds.metadata.get("ogbench_env_id") or "") or ogbench_env_id(ds.name)
     if not env_id:
@@ -485,7 +518,8 @@ def run(
 ) -> dict[str, Any]:
     """`crlkit offline`: load the dataset, resolve defaults, build the evaluator, train.
 
-    Raises DatasetError/ValueError/RunDirError with one-line messages for bad input.
+    Raises DatasetError/ValueError/RunDirError with one-line messages for bad input, and
+    `rundir.NonFiniteLoss` when training diverges (after checkpointing the last finite state).
     """
     from crlkit.data.dataset import load_dataset
 
@@ -557,6 +591,13 @@ def train(
         carry = loop.start(dims_of(ds), lcfg, resume, echo)
         echo(f"run dir {out}; {ds.num_transitions:,} transitions; sampler {trainer.sampler}")
         carry = loop.run(carry)
+        if loop.nonfinite_step >= 0:
+            path = loop.checkpoint(carry)
+            run.write_summary(loop.summary(carry, ds, stopped="non_finite"))
+            raise rundir.NonFiniteLoss(
+                f"non-finite loss or parameters at SGD step {loop.nonfinite_step}; stopped and "
+                f"saved the last finite state to {path}"
+            )
         summary = loop.summary(carry, ds)
         run.write_summary(summary)
     return summary
@@ -588,6 +629,7 @@ class _Loop:
         self.clock = rundir.Clock()
         self.step = 0
         self.last_eval: dict[str, float] = {}
+        self.nonfinite_step = -1  # the first non-finite SGD step, once training hit one
 
     def start(self, dims, lcfg: LearnerConfig, resume: bool, echo) -> Carry:
         """Fresh learner state, or the newest checkpoint's when resuming."""
@@ -617,14 +659,21 @@ class _Loop:
                     self.step, cfg.steps, cfg.log_every, cfg.eval_every, self.ckpt_every
                 )
                 t0 = time.perf_counter()
-                carry, means = self.trainer.run(carry, self.step, end - self.step)
+                carry, means, bad = self.trainer.run(carry, self.step, end - self.step)
                 jax.block_until_ready(carry)
                 seconds = time.perf_counter() - t0
                 self.clock.train += seconds
                 event = {f"train/{k}": v for k, v in means.items()}
+                if bad >= 0:  # the carry holds the last finite state (SGD step bad - 1)
+                    end = bad - 1
                 event["perf/sgd_steps_per_s"] = (end - self.step) / max(seconds, 1e-9)
                 self.step = end
                 bar.update(end)
+                if bad >= 0:
+                    self.rundir.log(end, event)
+                    self.clock.wall = wall0 + time.perf_counter() - t_start
+                    self.nonfinite_step = bad
+                    return carry
                 if _due(cfg.eval_every, end) or end == cfg.steps:
                     event.update(self.evaluate(carry))
                     bar.set_eval(success=event["eval/success"])
@@ -657,13 +706,14 @@ class _Loop:
         }
         return self.rundir.save_checkpoint(carry, self.step, meta)
 
-    def summary(self, carry: Carry, ds: Dataset) -> dict[str, Any]:
-        """summary.json: final evaluation, steps, seconds, throughput, sampler, device."""
+    def summary(self, carry: Carry, ds: Dataset, stopped: str = "budget") -> dict[str, Any]:
+        """summary.json: why it stopped, final evaluation, steps, seconds, throughput, sampler."""
         train_s = max(self.clock.train, 1e-9)
         d = jax.devices()[0]
         return {
             "dataset": ds.name,
             "run_dir": str(self.rundir.path),
+            "stopped": stopped,
             "sgd_steps": int(carry.learner.step),
             "wall_seconds": round(self.clock.wall, 3),
             "train_seconds": round(self.clock.train, 3),

@@ -34,11 +34,12 @@ import jax
 import jax.numpy as jnp
 
 from crlkit import learner as learner_lib
-from crlkit.config import LearnerConfig, NetworkConfig, _field, from_dict, to_dict
+from crlkit.config import LearnerConfig, NetworkConfig, from_dict, option_field, to_dict
 from crlkit.data import replay as replay_lib
 from crlkit.envs.api import EnvState
 from crlkit.envs.backends import BACKEND_CHOICES
 from crlkit.train import evaluate, rundir
+from crlkit.train.rundir import NonFiniteLoss
 
 # Changing these on --resume cannot change the trained parameters, so resume allows it.
 RESUMABLE_FIELDS = (
@@ -64,44 +65,48 @@ class OnlineConfig:
     The learner (networks, energy, losses, learning rates) is a separate `LearnerConfig`.
     """
 
-    env: str = _field("humanoid", "Env to train in (see: crlkit envs).")
-    backend: str = _field(
+    env: str = option_field("humanoid", "Env to train in (see: crlkit envs).")
+    backend: str = option_field(
         "auto", "Physics backend; auto: native MuJoCo on CPU, mjx on GPU.", BACKEND_CHOICES
     )
-    seed: int = _field(0, "Seed of every random draw (params, envs, replay, evaluation).")
-    steps: int = _field(
+    seed: int = option_field(0, "Seed of every random draw (params, envs, replay, evaluation).")
+    steps: int = option_field(
         100_000_000,
         "Env-step budget; runs ceil(steps / (num_envs * unroll_length)) training steps and "
         "reports the exact count.",
     )
-    num_envs: int = _field(512, "Parallel envs stepped together.")
-    unroll_length: int = _field(62, "Env steps per env between two rounds of SGD updates.")
-    batch_size: int = _field(512, "Transitions per SGD minibatch (also the InfoNCE negatives).")
-    updates_per_step: int = _field(
+    num_envs: int = option_field(512, "Parallel envs stepped together.")
+    unroll_length: int = option_field(62, "Env steps per env between two rounds of SGD updates.")
+    batch_size: int = option_field(
+        512, "Transitions per SGD minibatch (also the InfoNCE negatives)."
+    )
+    updates_per_step: int = option_field(
         800,
         "SGD updates after each num_envs * unroll_length env steps "
         "(paper: 800 per 31,744 env steps, UTD about 1:40).",
     )
-    gamma: float = _field(0.99, "Discount of the geometric future-goal offset in relabelling.")
-    replay_steps_per_env: int = _field(
+    gamma: float = option_field(
+        0.99, "Discount of the geometric future-goal offset in relabelling."
+    )
+    replay_steps_per_env: int = option_field(
         10_000, "Replay capacity per env in env steps (total capacity x num_envs)."
     )
-    eval_every: int = _field(
+    eval_every: int = option_field(
         2_000_000, "Evaluate every this many env steps (0: only at the start and the end)."
     )
-    eval_episodes: int = _field(
+    eval_episodes: int = option_field(
         128, "Episodes on fresh goals per evaluation (deterministic actor)."
     )
-    eval_episodes_per_task: int = _field(
+    eval_episodes_per_task: int = option_field(
         10, "Episodes per OGBench task per evaluation (maze envs with fixed tasks; 0: skip)."
     )
-    log_every: int = _field(
+    log_every: int = option_field(
         500_000, "Log training metrics every this many env steps (also at each eval)."
     )
-    checkpoint_every: int = _field(
+    checkpoint_every: int = option_field(
         10_000_000, "Checkpoint every this many env steps (0: only at the end)."
     )
-    buffer_in_checkpoint: bool = _field(
+    buffer_in_checkpoint: bool = option_field(
         True, "Store the replay buffer in checkpoints (exact resume; large files)."
     )
 
@@ -171,10 +176,6 @@ def config_dict(online: OnlineConfig, learner: LearnerConfig) -> dict[str, Any]:
 def configs_from_dict(data: dict[str, Any]) -> tuple[OnlineConfig, LearnerConfig]:
     """Inverse of `config_dict` (e.g. a run dir's config.json)."""
     return from_dict(OnlineConfig, data["online"]), from_dict(LearnerConfig, data["learner"])
-
-
-class NonFiniteLoss(RuntimeError):
-    """Training produced a non-finite loss or parameter; the last finite state was checkpointed."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,24 +360,16 @@ def _updates(setup: Setup, learner, replay, key):
             goal=goal,
             actor_goal=goal,
         )
-        new, metrics = learner_lib.update(setup.nets, setup.learner, ls, batch)
-        ok = (bad_step < 0) & _all_finite((metrics, new.critic.params, new.actor.params,
-                                           new.alpha.params))  # fmt: skip
-        ls = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, ls)
-        bad_step = jnp.where((bad_step < 0) & ~ok, ls.step + 1, bad_step)  # 1-based
-        okf = ok.astype(jnp.float32)
-        return (ls, bad_step), ({k: v * okf for k, v in metrics.items()}, okf)
+        ls, bad_step, metrics, ok = learner_lib.update_if_finite(
+            setup.nets, setup.learner, ls, batch, bad_step
+        )
+        return (ls, bad_step), (metrics, ok)
 
     keys = jax.random.split(key, cfg.updates_per_step)
     bad0 = jnp.full((), -1, jnp.int32)
     (learner, bad_step), (metrics, ok) = jax.lax.scan(sgd, (learner, bad0), keys)
     sums = {k: jnp.sum(v).astype(jnp.float32) for k, v in metrics.items()}
     return learner, bad_step, sums, jnp.sum(ok)
-
-
-def _all_finite(tree: Any) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-    return jnp.all(jnp.stack(leaves))
 
 
 def _zero_stats(setup: Setup, state: OnlineState) -> EpochStats:

@@ -56,6 +56,10 @@ class CorruptCheckpoint(RunDirError):
     """A checkpoint file that cannot be read (truncated or damaged on disk)."""
 
 
+class NonFiniteLoss(RuntimeError):
+    """Training produced a non-finite loss or parameter; the last finite state was checkpointed."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Atomic files
 
@@ -207,7 +211,7 @@ def load_checkpoint(path: str | os.PathLike, template: Pytree) -> tuple[Pytree, 
     back as jax arrays on the template leaf's sharding (numpy arrays / Python scalars where the
     template has those).
     """
-    header, arrays = _read_checkpoint_file(path)
+    header, arrays = read_checkpoint_file(path)
     flat, treedef = jax.tree_util.tree_flatten_with_path(template)
     stored = header["leaves"]
     if len(stored) != len(flat):
@@ -284,7 +288,7 @@ def _sharding(like: Any) -> Any:
     return getattr(like, "sharding", None)
 
 
-def _read_checkpoint_file(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
+def read_checkpoint_file(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     """Header and arrays of a checkpoint file; raises `CorruptCheckpoint` if it cannot be read."""
     try:
         with np.load(path, allow_pickle=False) as npz:

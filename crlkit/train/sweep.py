@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from crlkit.config import LearnerConfig, _field, to_dict
+from crlkit.config import LearnerConfig, option_field, to_dict
 from crlkit.train import rundir
 
 REGIMES = ("online", "offline")
@@ -65,16 +65,18 @@ def _check_ints(name: str, values: Sequence[int], minimum: int = 1) -> None:
 class SweepConfig:
     """The grid and where it goes; the runs' own settings come from the base configs."""
 
-    out: str = _field("", "Sweep directory: one run dir per cell, plus sweep.json.")
-    regimes: tuple[str, ...] = _field(REGIMES, "Regimes to run: online, offline or both.")
-    depths: tuple[int, ...] = _field((4, 16, 64), "Critic depths (and actor depths, see below).")
-    widths: tuple[int, ...] = _field((), "Widths to sweep; empty: the base learner's width.")
-    batch_sizes: tuple[int, ...] = _field(
+    out: str = option_field("", "Sweep directory: one run dir per cell, plus sweep.json.")
+    regimes: tuple[str, ...] = option_field(REGIMES, "Regimes to run: online, offline or both.")
+    depths: tuple[int, ...] = option_field(
+        (4, 16, 64), "Critic depths (and actor depths, see below)."
+    )
+    widths: tuple[int, ...] = option_field((), "Widths to sweep; empty: the base learner's width.")
+    batch_sizes: tuple[int, ...] = option_field(
         (), "Minibatch sizes to sweep; empty: each regime's base batch size."
     )
-    seeds: int = _field(3, "Seeds 0 .. seeds-1 of every cell.")
-    actor_depth: int = _field(0, "Actor depth of every cell; 0: the cell's depth.")
-    retry_failed: bool = _field(False, "Run cells that failed before again (from scratch).")
+    seeds: int = option_field(3, "Seeds 0 .. seeds-1 of every cell.")
+    actor_depth: int = option_field(0, "Actor depth of every cell; 0: the cell's depth.")
+    retry_failed: bool = option_field(False, "Run cells that failed before again (from scratch).")
 
     def __post_init__(self) -> None:
         if not self.out:

@@ -6,8 +6,11 @@ Three backends implement it: `mjx` (JAX implementation of mujoco.mjx), `native` 
 threads behind a jax callback) and `warp` (MJX with impl='warp').
 
 Contract (all three backends must satisfy it; tests check them against each other):
-  * `init(qpos, qvel)` -> PhysicsState for ONE env (callers vmap), with forward kinematics done, so
-    `xpos` (and `sensordata`) are valid.
+  * `init(qpos, qvel, needed=None)` -> PhysicsState for ONE env (callers vmap), with forward
+    kinematics done, so `xpos` (and `sensordata`) are valid. `needed` is an optional [] bool hint:
+    False says the caller will discard the result (the auto-reset of an env that is not done, which
+    vmap computes anyway), and a backend may then skip the physics work (`native` does: its reset
+    callback processes only the needed rows); the result is then finite but unspecified.
   * `step(state, ctrl)` -> PhysicsState after `n_substeps` physics steps (the env's frame skip) with
     `ctrl` held, then kinematics and sensors refreshed for the new (qpos, qvel) so `xpos` and
     `sensordata` describe the returned state (as ogbench's humanoid does with mj_step1).
@@ -70,7 +73,9 @@ class PhysicsBackend(Protocol):
     name: str
     n_substeps: int
 
-    def init(self, qpos: jax.Array, qvel: jax.Array) -> PhysicsState:
+    def init(
+        self, qpos: jax.Array, qvel: jax.Array, needed: jax.Array | None = None
+    ) -> PhysicsState:
         """State for one env at (qpos, qvel), time 0, zero warm start, kinematics done."""
         ...
 

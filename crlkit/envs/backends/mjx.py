@@ -46,8 +46,13 @@ class MjxBackend:
         d = mjx.sensor_pos(self.model, d)
         return mjx.sensor_vel(self.model, d)
 
-    def init(self, qpos: jax.Array, qvel: jax.Array) -> PhysicsState:
-        """State for one env at (qpos, qvel), time 0, zero warm start, kinematics done."""
+    def init(
+        self, qpos: jax.Array, qvel: jax.Array, needed: jax.Array | None = None
+    ) -> PhysicsState:
+        """State for one env at (qpos, qvel), time 0, zero warm start, kinematics done.
+
+        `needed` is ignored: under vmap every env's reset is computed on device anyway.
+        """
         qpos = jnp.asarray(qpos, jnp.float32)
         d = self._refresh(self._template.replace(qpos=qpos, qvel=jnp.asarray(qvel, jnp.float32)))
         # mjx.kinematics writes normalised quaternions back into qpos; MuJoCo C leaves qpos as

@@ -123,13 +123,21 @@ class NativeBackend:
         shapes = ((m.nq,), (m.nv,), (m.na,), (), (m.nv,), (m.nbody, 3), (m.nsensordata,))
         return tuple(jax.ShapeDtypeStruct(s, dtype) for s in shapes)
 
-    def init(self, qpos: jax.Array, qvel: jax.Array) -> PhysicsState:
-        """State for one env at (qpos, qvel), time 0, zero warm start, kinematics done."""
+    def init(
+        self, qpos: jax.Array, qvel: jax.Array, needed: jax.Array | None = None
+    ) -> PhysicsState:
+        """State for one env at (qpos, qvel), time 0, zero warm start, kinematics done.
+
+        With `needed` False the host skips this env (its xpos and sensordata come back zero): the
+        auto-reset of a batch then costs MuJoCo work only for the envs that are done.
+        """
         qpos = jnp.asarray(qpos, jnp.float32)
         qvel = jnp.asarray(qvel, jnp.float32)
         m = self.mj_model
         zeros = jnp.zeros((m.na,), qpos.dtype), jnp.zeros((), qpos.dtype)
-        return self._call(self._host_init, qpos, qvel, *zeros, jnp.zeros((m.nv,), qpos.dtype))
+        needed = jnp.ones((), qpos.dtype) if needed is None else jnp.asarray(needed, qpos.dtype)
+        warm = jnp.zeros((m.nv,), qpos.dtype)
+        return self._call(self._host_init, qpos, qvel, *zeros, warm, needed)
 
     def step(self, state: PhysicsState, ctrl: jax.Array) -> PhysicsState:
         """Advance `n_substeps` physics steps with `ctrl` held; returns the new state."""
@@ -154,13 +162,19 @@ class NativeBackend:
         """Steps a batch (any leading shape) of envs; returns every state field, same shapes."""
         return self._host_run(self._step_rows, qpos, qvel, act, time, warm, ctrl)
 
-    def _host_init(self, qpos, qvel, act, time, warm):
-        """Kinematics and sensors for a batch of (qpos, qvel); the state is otherwise unchanged."""
+    def _host_init(self, qpos, qvel, act, time, warm, needed):
+        """Kinematics and sensors for the needed rows of a batch of (qpos, qvel); the state is
+        otherwise unchanged (rows not needed: state as given, zero xpos and sensordata)."""
         ctrl = np.zeros((*np.shape(time), self.mj_model.nu), np.float64)
-        return self._host_run(self._refresh_rows, qpos, qvel, act, time, warm, ctrl)
+        rows = np.flatnonzero(np.reshape(needed, -1))
+        return self._host_run(self._refresh_rows, qpos, qvel, act, time, warm, ctrl, rows)
 
-    def _host_run(self, rows_fn, qpos, qvel, act, time, warm, ctrl):
-        """Packs a batch into one float64 matrix, runs rows_fn over it on the pool, unpacks."""
+    def _host_run(self, rows_fn, qpos, qvel, act, time, warm, ctrl, rows=None):
+        """Packs a batch into one float64 matrix, runs rows_fn over it on the pool, unpacks.
+
+        `rows`: indices of the rows to run (all when None); the others pass their state through
+        with zero xpos and sensordata.
+        """
         batch, dtype = np.shape(time), np.asarray(qpos).dtype
         n = int(np.prod(batch, dtype=np.int64))
         packed = np.empty((n, self._n_in), np.float64)
@@ -170,11 +184,18 @@ class NativeBackend:
             packed[:, col : col + size] = np.reshape(arr, (n, size))
             col += size
         m = self.mj_model
-        out = np.empty((n, self._n_out), np.float64)
-        xpos = np.empty((n, m.nbody, 3), np.float64)
-        sensordata = np.empty((n, m.nsensordata), np.float64)
+        todo = packed if rows is None else packed[rows]
+        k = len(todo)
+        sub = (np.empty((k, self._n_out)), np.empty((k, m.nbody, 3)), np.empty((k, m.nsensordata)))
         with self._lock:
-            self._run_chunks(rows_fn, n, packed, out, xpos, sensordata)
+            self._run_chunks(rows_fn, k, todo, *sub)
+        if rows is None:
+            out, xpos, sensordata = sub
+        else:
+            out = packed[:, : self._n_out].copy()
+            xpos = np.zeros((n, m.nbody, 3))
+            sensordata = np.zeros((n, m.nsensordata))
+            out[rows], xpos[rows], sensordata[rows] = sub
         qpos, qvel, act, warm = np.split(out[:, 1:], np.cumsum([m.nq, m.nv, m.na]), axis=1)
         fields = (qpos, qvel, act, out[:, 0], warm, xpos, sensordata)
         return tuple(np.asarray(a, dtype).reshape(batch + a.shape[1:]) for a in fields)
@@ -204,6 +225,8 @@ class NativeBackend:
     def _run_chunks(self, rows_fn, n: int, *arrays) -> None:
         """Runs rows_fn(data, lo, hi, *arrays) over contiguous row chunks, in parallel."""
         n_chunks = min(len(self._datas), n)
+        if n == 0:
+            return
         if self._pool is None or n_chunks < 2:
             rows_fn(self._datas[0], 0, n, *arrays)
             return

@@ -77,8 +77,13 @@ class WarpBackend:
             return self._mjx.forward(self.model, d)
         return self._mjx.kinematics(self.model, d)
 
-    def init(self, qpos: jax.Array, qvel: jax.Array) -> PhysicsState:
-        """State for one env at (qpos, qvel), time 0, zero warm start, kinematics done."""
+    def init(
+        self, qpos: jax.Array, qvel: jax.Array, needed: jax.Array | None = None
+    ) -> PhysicsState:
+        """State for one env at (qpos, qvel), time 0, zero warm start, kinematics done.
+
+        `needed` is ignored: under vmap every env's reset is computed on device anyway.
+        """
         d = self._template.replace(
             qpos=jnp.asarray(qpos, jnp.float32), qvel=jnp.asarray(qvel, jnp.float32)
         )
