@@ -90,6 +90,25 @@ def test_auto_reset_semantics():
     np.testing.assert_array_equal(s4.goal, s3.goal)
 
 
+def test_step_batch_equals_vmapped_step():
+    """The batched auto-reset (resets behind one cond) returns what vmap(step) returns."""
+    env = make("antmaze-medium", backend="auto", episode_length=3)
+    s = env.reset_batch(jax.random.key(2), 4)
+    s = s.replace(steps=jnp.array([0, 1, 1, 0], jnp.int32))  # staggered ends; some steps none
+    batched, vmapped = jax.jit(env.step_batch), jax.jit(jax.vmap(env.step))
+    a, b, dones = s, s, []
+    for t in range(4):
+        action = jax.random.uniform(jax.random.key(t), (4, 8), minval=-1.0, maxval=1.0)
+        a, b = batched(a, action), vmapped(b, action)
+        dones.append([int(x) for x in a.done])
+        for name in ("done", "truncation", "steps", "goal", "success"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+        np.testing.assert_array_equal(a.physics.qpos, b.physics.qpos)
+        np.testing.assert_array_equal(jax.random.key_data(a.rng), jax.random.key_data(b.rng))
+        np.testing.assert_allclose(a.obs, b.obs, rtol=0, atol=1e-5)
+    assert dones == [[0, 0, 0, 0], [0, 1, 1, 0], [1, 0, 0, 1], [0, 0, 0, 0]]
+
+
 def test_unwrapped_has_no_limit():
     env = make("pointmaze-medium", backend="auto", episode_length=2).unwrapped
     s = env.reset(jax.random.key(0))

@@ -80,7 +80,7 @@ def _rollout_fn(env, cfg: BenchEnvConfig):
         actions = jax.random.uniform(key, (cfg.num_envs, action_dim), minval=-1.0, maxval=1.0)
         p = states.physics
         record = (p.qpos[:k], p.qvel[:k], p.act[:k], p.time[:k], p.qacc_warmstart[:k])
-        return jax.vmap(env.step)(states, actions), record
+        return env.step_batch(states, actions), record
 
     def rollout(states, key):
         return jax.lax.scan(body, states, jax.random.split(key, cfg.steps))

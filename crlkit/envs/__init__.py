@@ -2,7 +2,7 @@
 
 env = make("antmaze-large")            # episode limit + auto-reset; env.unwrapped for evaluation
 state = jax.vmap(env.reset)(keys)      # one EnvState per key
-state = jax.vmap(env.step)(state, actions)
+state = env.step_batch(state, actions)   # = jax.vmap(env.step), resets only when needed
 """
 
 from crlkit.envs.api import EnvSpec, EnvState, GoalEnv

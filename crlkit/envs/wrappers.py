@@ -7,7 +7,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from crlkit.envs.api import BatchMixin, EnvState, GoalEnv
+from crlkit.envs.api import BatchMixin, EnvState, GoalEnv, check_action
 
 
 class AutoReset(BatchMixin):
@@ -43,17 +43,51 @@ class AutoReset(BatchMixin):
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         """One control step; resets the env when the episode ends."""
         nxt = self.env.step(state, action)
-        truncation = ((nxt.steps >= self.spec.episode_length) & (nxt.done == 0)).astype(jnp.float32)
-        done = jnp.maximum(nxt.done, truncation)
+        done, truncation = self._ended(nxt)
         rng, reset_key = jax.random.split(state.rng)
         # Under vmap the reset runs for every env; `needed` lets the backend skip the physics of
-        # the envs that are not done (their fresh state is discarded by the select below).
+        # the envs that are not done (their fresh state is discarded by the select).
         fresh = self.env.reset(reset_key, needed=done > 0)
-        out = jax.tree.map(lambda new, old: jnp.where(done > 0, new, old), fresh, nxt)
-        return out.replace(
-            done=done,
-            truncation=truncation,
-            success=nxt.success,
-            dist_to_goal=nxt.dist_to_goal,
-            rng=rng,
-        )
+        return _finish(_select(done, fresh, nxt), nxt, done, truncation, rng)
+
+    def step_batch(self, state: EnvState, action: jax.Array) -> EnvState:
+        """`jax.vmap(step)`, but the resets (JAX work and physics) run only on steps where at
+        least one env is done, and then the physics only for those envs (what training steps)."""
+        check_action(self.spec, action, batched=True)
+        nxt = jax.vmap(self.env.step)(state, action)
+        done, truncation = jax.vmap(self._ended)(nxt)
+        keys = jax.vmap(jax.random.split)(state.rng)  # as `step` splits each env's key
+        rng, reset_key = keys[:, 0], keys[:, 1]
+
+        def reset_done(nxt: EnvState) -> EnvState:
+            fresh = jax.vmap(self.env.reset)(reset_key, done > 0)
+            return _select(done, fresh, nxt)
+
+        out = jax.lax.cond(jnp.any(done > 0), reset_done, lambda n: n, nxt)
+        return jax.vmap(_finish)(out, nxt, done, truncation, rng)
+
+    def _ended(self, nxt: EnvState) -> tuple[jax.Array, jax.Array]:
+        """(done, truncation) of one env after a step: termination or the episode limit."""
+        truncation = ((nxt.steps >= self.spec.episode_length) & (nxt.done == 0)).astype(jnp.float32)
+        return jnp.maximum(nxt.done, truncation), truncation
+
+
+def _select(done: jax.Array, fresh: EnvState, nxt: EnvState) -> EnvState:
+    """`fresh` where done else `nxt`, leaf by leaf (done: [] or [num_envs])."""
+
+    def pick(new, old):
+        mask = jnp.reshape(done > 0, done.shape + (1,) * (new.ndim - done.ndim))
+        return jnp.where(mask, new, old)
+
+    return jax.tree.map(pick, fresh, nxt)
+
+
+def _finish(out: EnvState, nxt: EnvState, done, truncation, rng) -> EnvState:
+    """The returned state: `done`, `truncation`, `success`, `dist_to_goal` of the step taken."""
+    return out.replace(
+        done=done,
+        truncation=truncation,
+        success=nxt.success,
+        dist_to_goal=nxt.dist_to_goal,
+        rng=rng,
+    )

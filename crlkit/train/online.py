@@ -335,7 +335,7 @@ def _unroll(setup: Setup, state: OnlineState, key: jax.Array):
     def env_step(env_state: EnvState, k: jax.Array):
         obs_state = env_state.obs[:, :state_dim]
         action = learner_lib.act(nets, actor_params, obs_state, env_state.goal, k, False)
-        nxt = jax.vmap(setup.env.step)(env_state, action)
+        nxt = setup.env.step_batch(env_state, action)
         return nxt, ({"state": obs_state, "action": action}, nxt.done > 0, nxt.success)
 
     keys = jax.random.split(key, setup.online.unroll_length)
