@@ -5,13 +5,15 @@ qacc_warmstart) rides in the `PhysicsState` pytree, and the host writes all of i
 before stepping, so the `MjData` objects are scratch space and the result depends only on the
 callback's arguments. Under `jax.vmap` the callback is batched (`vmap_method='broadcast_all'`):
 one call receives every env of the batch, packs them into one float64 matrix with a few NumPy
-operations, and splits the rows over a thread pool. MuJoCo releases the GIL inside its functions,
-so the threads step in parallel; the Python work per env is a handful of binding calls (~4 us
+operations, and the calling thread and the pool's workers take small blocks of rows from a shared
+counter until none are left. MuJoCo releases the GIL inside its functions, so the threads step in
+parallel; the Python work per env is a handful of binding calls (~4 us
 against the ~150-300 us of physics in one env step of the maze bodies).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable
@@ -30,8 +32,9 @@ _SPEC_OUT = int(
     _S.mjSTATE_TIME | _S.mjSTATE_QPOS | _S.mjSTATE_QVEL | _S.mjSTATE_ACT | _S.mjSTATE_WARMSTART
 )
 _SPEC_IN = _SPEC_OUT | int(_S.mjSTATE_CTRL)
-# Several chunks per thread even out envs whose contacts make them slower than their neighbours.
-_CHUNKS_PER_THREAD = 4
+# Rows are handed out in blocks this small so the threads finish within ~one env step of each
+# other (envs in contact cost more than their neighbours); handing out a block costs ~1 us.
+_ROWS_PER_BLOCK = 2
 _T = mujoco.mjtSensor
 # Position/velocity-stage sensors that need only kinematics, com and cvel (no collision, tendon
 # velocity or actuator state), so the cheap refresh below computes them exactly.
@@ -111,8 +114,9 @@ class NativeBackend:
             )
         self._n_out = mujoco.mj_stateSize(m, _SPEC_OUT)
         self._refresh = refresh_fn(m)
-        self._datas = [mujoco.MjData(m) for _ in range(self.num_threads * _CHUNKS_PER_THREAD)]
-        self._pool = ThreadPoolExecutor(self.num_threads) if self.num_threads > 1 else None
+        self._datas = [mujoco.MjData(m) for _ in range(self.num_threads)]
+        # The calling thread is one of the num_threads workers (it would only sleep otherwise).
+        self._pool = ThreadPoolExecutor(self.num_threads - 1) if self.num_threads > 1 else None
         # XLA may run two callbacks at once (e.g. two jitted programs); the MjData are shared.
         self._lock = threading.Lock()
 
@@ -170,7 +174,7 @@ class NativeBackend:
         return self._host_run(self._refresh_rows, qpos, qvel, act, time, warm, ctrl, rows)
 
     def _host_run(self, rows_fn, qpos, qvel, act, time, warm, ctrl, rows=None):
-        """Packs a batch into one float64 matrix, runs rows_fn over it on the pool, unpacks.
+        """Packs a batch into one float64 matrix, runs rows_fn over it on the threads, unpacks.
 
         `rows`: indices of the rows to run (all when None); the others pass their state through
         with zero xpos and sensordata.
@@ -188,7 +192,7 @@ class NativeBackend:
         k = len(todo)
         sub = (np.empty((k, self._n_out)), np.empty((k, m.nbody, 3)), np.empty((k, m.nsensordata)))
         with self._lock:
-            self._run_chunks(rows_fn, k, todo, *sub)
+            self._run_rows(rows_fn, k, todo, *sub)
         if rows is None:
             out, xpos, sensordata = sub
         else:
@@ -222,18 +226,24 @@ class NativeBackend:
             xpos[i] = d.xpos
             sensors[i] = d.sensordata
 
-    def _run_chunks(self, rows_fn, n: int, *arrays) -> None:
-        """Runs rows_fn(data, lo, hi, *arrays) over contiguous row chunks, in parallel."""
-        n_chunks = min(len(self._datas), n)
-        if n == 0:
-            return
-        if self._pool is None or n_chunks < 2:
+    def _run_rows(self, rows_fn, n: int, *arrays) -> None:
+        """Runs rows_fn(data, lo, hi, *arrays) over rows [0, n) on the calling thread and the pool.
+
+        Each thread owns one MjData and takes blocks of rows from a shared counter (`next` on an
+        itertools.count is atomic under the GIL) until none are left, so a thread that drew
+        cheap envs takes more of them. Which thread steps a row does not change its result: the
+        full state is written before every step.
+        """
+        if self._pool is None or n <= _ROWS_PER_BLOCK:
             rows_fn(self._datas[0], 0, n, *arrays)
             return
-        edges = np.linspace(0, n, n_chunks + 1).astype(int)
-        futures = [
-            self._pool.submit(rows_fn, self._datas[k], edges[k], edges[k + 1], *arrays)
-            for k in range(n_chunks)
-        ]
+        blocks = itertools.count()
+
+        def work(d: mujoco.MjData) -> None:
+            while (lo := next(blocks) * _ROWS_PER_BLOCK) < n:
+                rows_fn(d, lo, min(lo + _ROWS_PER_BLOCK, n), *arrays)
+
+        futures = [self._pool.submit(work, d) for d in self._datas[1:]]
+        work(self._datas[0])
         for f in futures:
             f.result()
