@@ -46,6 +46,7 @@ def offline(resume: bool, quiet: bool, **options) -> None:
     1M steps unless --steps says otherwise; --dataset also takes an .npz path or minari:<id>.
     """
     from crlkit.train import offline as offline_lib
+    from crlkit.train.rundir import NonFiniteLoss
 
     options.setdefault("actor_loss", None)
     options["actor_loss"] = options["actor_loss"] or OFFLINE_ACTOR_LOSS
@@ -56,7 +57,7 @@ def offline(resume: bool, quiet: bool, **options) -> None:
         summary = offline_lib.run(cfg, lcfg, resume=resume, progress=not quiet, echo=echo)
     except ValueError as err:  # DatasetError, RunDirError and bad settings are ValueErrors
         raise InputError(str(err)) from None
-    except offline_lib.rundir.NonFiniteLoss as err:  # diverged: exit code 1, state kept
+    except NonFiniteLoss as err:  # diverged: exit code 1, state kept
         raise click.ClickException(str(err)) from None
     tasks = " ".join(f"{summary[f'eval/task{k}_success']:.2f}" for k in _task_ids(summary))
     click.echo(
