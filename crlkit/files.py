@@ -1,0 +1,125 @@
+"""Atomic files and plain JSON: the one writer every crlkit file goes through.
+
+A file is written to a hidden temp file in its target folder, flushed and fsynced, then renamed
+over the target (`os.replace`), so a process killed at any instant (even SIGKILL) leaves the
+target either at its old or at its new content. One permission policy for every file crlkit
+writes (run files, checkpoints, datasets): the usual `0666` minus the process umask, applied by
+the kernel when the temp file is created (no umask toggling).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import json
+import math
+import os
+import secrets
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+TMP_PREFIX = ".tmp-"
+FILE_MODE = 0o666  # the kernel subtracts the umask
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+    """Binary file object whose content replaces `path` only when the block ends without error."""
+    path = Path(path)
+    tmp = path.parent / f"{TMP_PREFIX}{secrets.token_hex(6)}-{path.name}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically."""
+    with atomic_open(path) as f:
+        f.write(data)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write `obj` as indented JSON (non-finite floats become null), atomically."""
+    atomic_write_bytes(path, (json.dumps(to_jsonable(obj), indent=2) + "\n").encode())
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
+    """A JSON object from `path`, or None when the file is missing or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON values for configs and metrics: dataclasses, mappings, sequences, array scalars.
+
+    Non-finite floats become None (strict JSON has no NaN); 0-d arrays become Python scalars.
+    """
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, enum.Enum):
+        return to_jsonable(obj.value)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "__array__") and hasattr(obj, "dtype"):  # numpy and jax arrays
+        arr = np.asarray(obj)
+        return to_jsonable(arr.item() if arr.ndim == 0 else arr.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot write a {type(obj).__name__} to JSON: {obj!r}")
+
+
+def flatten_dict(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay whole values."""
+    if not isinstance(tree, Mapping) or not tree:
+        return {prefix: tree} if prefix else {}
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(flatten_dict(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def remove_temp_files(directory: str | os.PathLike) -> None:
+    """Delete temp files left in `directory` by a write that was killed."""
+    for p in Path(directory).glob(TMP_PREFIX + "*"):
+        remove_quietly(p)
+
+
+def remove_quietly(path: str | os.PathLike) -> None:
+    """Remove a file that may already be gone."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """Persist a rename in `directory` (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,78 @@
+"""A trained actor from a run directory: networks and parameters of a checkpoint's `CRLState`.
+
+Used by `crlkit collect` (a run as the data policy) and `crlkit render` (a run's behaviour).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from crlkit import learner
+from crlkit.config import LearnerConfig, from_dict
+from crlkit.runs.checkpoint import RunDirError, checkpoint_leaves, list_checkpoints
+from crlkit.runs.rundir import CHECKPOINT_DIR, read_run_config
+
+
+def checkpoint_path(run_dir: str | os.PathLike, step: int | None = None) -> Path:
+    """The newest checkpoint of a run, or the one saved at `step`.
+
+    Raises ValueError (one line) when the run has no (such) checkpoint.
+    """
+    run = Path(run_dir)
+    found = list_checkpoints(run / CHECKPOINT_DIR)
+    if not found:
+        raise ValueError(f"{run}: no checkpoint in {CHECKPOINT_DIR}/ yet")
+    if step is None:
+        return found[-1][1]
+    for saved, path in found:
+        if saved == step:
+            return path
+    steps = ", ".join(str(s) for s, _ in found)
+    raise ValueError(f"{run}: no checkpoint at step {step}; saved steps: {steps}")
+
+
+def load_actor(
+    run_dir: str | os.PathLike, spec: Any, step: int | None = None
+) -> tuple[learner.Networks, Any]:
+    """(networks, actor params) of a run's newest (or `step`) checkpoint, checked against `spec`.
+
+    The run's `config.json` holds the learner config under `learner`; the checkpoint holds a
+    `CRLState` somewhere in its tree: its `.actor.params` leaves are found by path suffix, so a
+    loop may store the learner state under any key. `spec` gives the env sizes (an EnvSpec).
+
+    Raises:
+      ValueError: one line naming the run and the problem (no config, no checkpoint, wrong env).
+    """
+    try:
+        config = read_run_config(run_dir)
+        learner_cfg = from_dict(LearnerConfig, config.get("learner", {}))
+        stored = checkpoint_leaves(checkpoint_path(run_dir, step))
+    except RunDirError as err:
+        raise ValueError(str(err)) from None
+    dims = learner.Dims(spec.state_dim, spec.goal_dim, spec.action_dim)
+    nets = learner.make_networks(learner_cfg, dims)
+    template = jax.eval_shape(
+        lambda k: learner.init(nets, learner_cfg, dims, k).actor.params, jax.random.PRNGKey(0)
+    )
+    flat, treedef = jax.tree_util.tree_flatten_with_path(template)
+    leaves = [_actor_leaf(stored, key_path, like, run_dir, spec) for key_path, like in flat]
+    return nets, jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _actor_leaf(stored: dict, key_path: Any, like: Any, run_dir: Any, spec: Any) -> jax.Array:
+    suffix = ".actor.params" + jax.tree_util.keystr(key_path)
+    hits = [name for name in stored if name.endswith(suffix)]
+    if len(hits) != 1:
+        raise ValueError(f"{run_dir}: holds no actor parameter {suffix} (not a CRL checkpoint?)")
+    value = stored[hits[0]]
+    if value.shape != like.shape:
+        raise ValueError(
+            f"{run_dir}: actor parameter {suffix} has shape {value.shape}, env {spec.name!r} "
+            f"needs {like.shape} (was the run trained on another env?)"
+        )
+    return jnp.asarray(value, like.dtype)

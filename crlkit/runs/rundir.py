@@ -1,0 +1,278 @@
+"""Run directories shared by `crlkit online` and `crlkit offline`: config, logs, checkpoints.
+
+```
+runs/<name>-d<depth>-<YYYYmmdd-HHMMSS>/
+  config.json         the run's config (frozen dataclasses as JSON); resume compares against it
+  metrics.jsonl       one JSON object per log event: {"step": ..., "time": ..., <metrics>}
+  metrics.csv         the same events as a table; columns grow as new metrics appear
+  summary.json        final numbers, written by the loop at the end
+  checkpoints/        ckpt-<step, 12 digits>.npz, the last K kept (format: runs/checkpoint.py)
+```
+
+Every file is written atomically (`crlkit.files`), so a run killed at any instant (even SIGKILL)
+leaves each file either at its old or at its new content. See docs/runs.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from crlkit import files
+from crlkit.runs.checkpoint import (
+    CorruptCheckpoint,
+    Pytree,
+    RunDirError,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
+from crlkit.runs.sinks import open_sinks
+
+CONFIG_FILE = "config.json"
+METRICS_JSONL = "metrics.jsonl"
+METRICS_CSV = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_DIR = "checkpoints"
+
+__all__ = ["RunDir", "RunDirError", "CorruptCheckpoint", "read_run_config", "read_events"]
+
+
+def default_out_dir(name: str, depth: int, root: str | os.PathLike = "runs") -> Path:
+    """A fresh `runs/<name>-d<depth>-<YYYYmmdd-HHMMSS>` (suffixed -2, -3... if taken)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "run"
+    base = Path(root) / f"{safe}-d{depth}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def read_run_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The config.json of the run directory `path` (the one place run configs are read).
+
+    Raises RunDirError (one line) when `path` is not a run directory or the file is unreadable.
+    """
+    config_file = Path(path) / CONFIG_FILE
+    if not config_file.is_file():
+        raise RunDirError(f"{path}: not a crlkit run directory (no {CONFIG_FILE})")
+    try:
+        data = json.loads(config_file.read_text())
+    except (OSError, ValueError) as err:
+        raise RunDirError(f"{path}: unreadable {CONFIG_FILE} ({err})") from None
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path}: {CONFIG_FILE} is not a JSON object")
+    return data
+
+
+def config_diff(stored: Mapping, current: Mapping, ignore: Iterable[str] = ()) -> list[str]:
+    """Dotted names of the fields that differ, each as 'name (stored X, now Y)'."""
+    a = files.flatten_dict(files.to_jsonable(stored))
+    b = files.flatten_dict(files.to_jsonable(current))
+    ignore = tuple(ignore)
+    missing = object()
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if any(key == i or key.startswith(i + ".") for i in ignore):
+            continue
+        old, new = a.get(key, missing), b.get(key, missing)
+        if old != new:
+            show = lambda v: "<absent>" if v is missing else json.dumps(v)
+            out.append(f"{key} (stored {show(old)}, now {show(new)})")
+    return out
+
+
+
+
+class RunDir:
+    """One run's folder: config.json, metrics.jsonl/csv, summary.json, checkpoints/.
+
+    Create with `RunDir.create(...)`; call `restore(template)` when resuming, `log(step, metrics)`
+    at each log event, `save_checkpoint(tree, step)` every checkpoint interval,
+    `write_summary(...)` at the end and `close()` (or use it as a context manager).
+    """
+
+    def __init__(self, path: Path, config: dict, keep_checkpoints: int, sinks: list):
+        self.path = path
+        self.config = config
+        self.keep_checkpoints = keep_checkpoints
+        self.checkpoint_dir = path / CHECKPOINT_DIR
+        self._sinks = sinks
+        self._events: list[dict] = []
+        self._columns: list[str] = []
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        config: Any,
+        *,
+        resume: bool = False,
+        ignore_on_resume: Sequence[str] = (),
+        keep_checkpoints: int = 3,
+        tensorboard: bool = False,
+        wandb_project: str | None = None,
+    ) -> RunDir:
+        """Open a new run dir, or an existing one to resume.
+
+        Args:
+          path: the run folder (`--out`); see `default_out_dir`.
+          config: a frozen dataclass, or a mapping of them (e.g. {"learner": ..., "online": ...}).
+          resume: False: `path` must not exist or be empty. True: it must hold a config.json
+            equal to `config` except for the dotted names in `ignore_on_resume`
+            (e.g. "online.steps").
+          keep_checkpoints: how many of the newest checkpoints to keep (>= 1).
+          tensorboard: also log scalars to <path>/tensorboard (needs tensorboardX or torch).
+          wandb_project: also log to Weights & Biases under this project (needs wandb).
+        """
+        path = Path(path)
+        if keep_checkpoints < 1:
+            raise RunDirError(f"keep_checkpoints must be >= 1, got {keep_checkpoints}")
+        config_dict = files.to_jsonable(config)
+        if resume:
+            _check_resumable(path, config_dict, ignore_on_resume)
+        elif path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise RunDirError(
+                f"run dir {path} already exists; resume it with --resume or choose another --out"
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        (path / CHECKPOINT_DIR).mkdir(exist_ok=True)
+        files.remove_temp_files(path)
+        files.remove_temp_files(path / CHECKPOINT_DIR)
+        files.atomic_write_json(path / CONFIG_FILE, config_dict)
+        sinks = open_sinks(path, config_dict, tensorboard, wandb_project)
+        run = cls(path, config_dict, keep_checkpoints, sinks)
+        if resume:
+            run._events = read_events(path / METRICS_JSONL)
+            run._rewrite_logs()
+        return run
+
+    # -- logging ------------------------------------------------------------------------------
+
+    def log(self, step: int, metrics: Mapping[str, Any]) -> dict:
+        """Record one event (scalars only) in metrics.jsonl, metrics.csv and the optional sinks."""
+        event = {"step": int(step), "time": round(time.time(), 3)}
+        for name, value in metrics.items():
+            value = files.to_jsonable(value)
+            if isinstance(value, (list, dict)):
+                raise ValueError(f"metric {name!r} is not a scalar: {value!r}")
+            event[str(name)] = value
+        self._events.append(event)
+        with open(self.path / METRICS_JSONL, "a") as f:
+            f.write(json.dumps(event) + "\n")
+        new_columns = [k for k in event if k not in self._columns]
+        if new_columns:  # the header grows: rewrite the whole table atomically
+            self._columns += new_columns
+            files.atomic_write_bytes(self.path / METRICS_CSV, self._csv_text(self._events))
+        else:
+            with open(self.path / METRICS_CSV, "a", newline="") as f:
+                f.write(self._csv_text([event], header=False).decode())
+        for sink in self._sinks:
+            sink.log(event)
+        return event
+
+    @property
+    def events(self) -> list[dict]:
+        """All logged events of this run (across resumes), oldest first."""
+        return list(self._events)
+
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        """Write summary.json (final eval metrics, env steps, wall seconds, device, ...)."""
+        files.atomic_write_json(self.path / SUMMARY_FILE, summary)
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def save_checkpoint(self, tree: Pytree, step: int, meta: Mapping | None = None) -> Path:
+        """Atomically save `tree` at `step`, then delete all but the newest `keep_checkpoints`."""
+        target = save_checkpoint(self.checkpoint_dir, tree, step, meta)
+        for _, old in list_checkpoints(self.checkpoint_dir)[: -self.keep_checkpoints]:
+            files.remove_quietly(old)
+        return target
+
+    def restore(self, template: Pytree) -> tuple[Pytree, int, dict] | None:
+        """Load the newest readable checkpoint into `template` -> (tree, step, meta), or None.
+
+        Log events after the restored step (written before the run died, and about to be
+        repeated) are dropped; with no checkpoint all events are dropped, since the run restarts.
+        An unreadable file is renamed to <name>.corrupt (so it is never taken again) and the next
+        older one is tried, with a warning; a checkpoint that does not fit `template` raises
+        RunDirError.
+        """
+        restored = None
+        for _, path in reversed(list_checkpoints(self.checkpoint_dir)):
+            try:
+                restored = load_checkpoint(path, template)
+                break
+            except CorruptCheckpoint as err:
+                warnings.warn(f"{err}; set aside as .corrupt, trying an older one", stacklevel=2)
+                os.replace(path, path.with_name(path.name + ".corrupt"))
+        keep_until = restored[1] if restored else -1
+        self._events = [e for e in self._events if e["step"] <= keep_until]
+        self._rewrite_logs()
+        return restored
+
+    # -- files --------------------------------------------------------------------------------
+
+    def _rewrite_logs(self) -> None:
+        """Rewrite metrics.jsonl and metrics.csv from the in-memory events, atomically."""
+        self._columns = []
+        for e in self._events:
+            self._columns += [k for k in e if k not in self._columns]
+        text = "".join(json.dumps(e) + "\n" for e in self._events)
+        files.atomic_write_bytes(self.path / METRICS_JSONL, text.encode())
+        files.atomic_write_bytes(self.path / METRICS_CSV, self._csv_text(self._events))
+
+    def _csv_text(self, events: list[dict], header: bool = True) -> bytes:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self._columns, restval="", lineterminator="\n")
+        if header:
+            writer.writeheader()
+        writer.writerows(events)
+        return buf.getvalue().encode()
+
+    def close(self) -> None:
+        """Flush and close the optional sinks."""
+        for sink in self._sinks:
+            sink.close()
+        self._sinks = []
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _check_resumable(path: Path, config: dict, ignore: Sequence[str]) -> None:
+    """Raise a one-line RunDirError unless `path` holds a run with the same config."""
+    try:
+        stored = read_run_config(path)
+    except RunDirError as err:
+        raise RunDirError(f"cannot resume {err}") from None
+    diff = config_diff(stored, config, ignore)
+    if diff:
+        raise RunDirError(
+            f"cannot resume {path}: its config differs in {len(diff)} field(s): {'; '.join(diff)}"
+        )
+
+
+def read_events(path: Path) -> list[dict]:
+    """Events of a metrics.jsonl; a torn last line (the run was killed mid-write) is dropped."""
+    if not path.is_file():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    return events

@@ -1,0 +1,102 @@
+"""Where an offline policy is evaluated: crlkit's env when it has OGBench parity and tasks,
+else OGBench's own gymnasium env (`gym_eval.py`); OGBench's protocol either way."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from crlkit import learner
+from crlkit.data.catalog import VERSIONED_NAMES
+from crlkit.data.dataset import Dataset, DatasetError, check_env
+from crlkit.envs import make
+from crlkit.envs.registry import REGISTRY, canonical_name
+from crlkit.train import evaluate
+from crlkit.train.offline import gym_eval
+from crlkit.train.offline.config import OfflineConfig
+
+Evaluator = Callable[[learner.Networks, Any, jax.Array], dict[str, float]]
+
+
+def eval_target(cfg: OfflineConfig, ds: Dataset) -> tuple[str, str]:
+    """('crlkit', env name) or ('ogbench', gymnasium env id) to evaluate `ds`'s policy in."""
+    name = cfg.env or str(ds.metadata.get("env") or "")
+    if name:
+        try:
+            canon = canonical_name(name)
+        except ValueError:
+            canon = None
+        if canon is not None and REGISTRY[canon].ogbench_env_id and REGISTRY[canon].maze:
+            return "crlkit", canon
+        if canon is not None:
+            raise ValueError(f"env {canon!r} has no OGBench evaluation tasks; pass --env")
+        if cfg.env and not VERSIONED_NAMES.fullmatch(cfg.env):
+            canonical_name(cfg.env)  # raises: unknown env, did you mean ...
+    env_id = cfg.env or str(ds.metadata.get("ogbench_env_id") or "") or ogbench_env_id(ds.name)
+    if not env_id:
+        raise ValueError(
+            f"dataset {ds.name!r} names no env to evaluate in; pass --env (a crlkit env from "
+            f"`crlkit envs` or an OGBench env id such as cube-single-v0)"
+        )
+    same = [n for n, e in REGISTRY.items() if e.ogbench_env_id == env_id and e.maze]
+    return ("crlkit", same[0]) if same else ("ogbench", env_id)
+
+
+def ogbench_env_id(dataset_name: str) -> str:
+    """OGBench's env id for one of its dataset names (the data-type word removed), else ''."""
+    parts = Path(dataset_name).name.removesuffix(".npz").split("-")
+    if len(parts) < 3 or not re.fullmatch(r"v\d+", parts[-1]):
+        return ""
+    return "-".join(parts[:-2] + parts[-1:])
+
+
+def make_evaluator(cfg: OfflineConfig, ds: Dataset) -> Evaluator:
+    """evaluator(nets, actor_params, key) -> OGBench task metrics, in the env matching `ds`.
+
+    Raises DatasetError/ValueError (one line) when the env's sizes do not match the dataset's.
+    """
+
+    kind, name = eval_target(cfg, ds)
+    if kind == "crlkit":
+        env = make(name, cfg.backend)
+        check_env(ds, env.spec)
+        return lambda nets, params, key: evaluate.evaluate_tasks(
+            env, evaluate.actor_policy(nets, params), key, cfg.eval_episodes
+        )
+    return _gym_evaluator(cfg, ds, name)
+
+
+def _gym_evaluator(cfg: OfflineConfig, ds: Dataset, env_id: str) -> Evaluator:
+
+    envs = [gym_eval.make_gym_env(env_id)]
+    obs_dim, action_dim, num_tasks = gym_eval.env_sizes(envs[0])
+    for what, got, want in (
+        ("observation", ds.obs_dim, obs_dim),
+        ("action", ds.action_dim, action_dim),
+    ):
+        if got != want:
+            raise DatasetError(
+                ds.metadata.get("path", ds.name),
+                f"{what} size {got} does not match env {env_id!r} ({what} size {want})",
+            )
+    if num_tasks == 0:
+        raise ValueError(f"OGBench env {env_id!r} has no fixed evaluation tasks")
+    envs += [gym_eval.make_gym_env(env_id) for _ in range(cfg.eval_episodes - 1)]
+
+    def evaluator(nets, params, key):
+        policy = evaluate.actor_policy(nets, params)
+        seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+        act = lambda s, g: np.asarray(_batched_policy(policy, s, g))
+        return gym_eval.evaluate_gym_tasks(envs, act, ds.goal_indices, seed)
+
+    return evaluator
+
+
+@jax.jit
+def _batched_policy(policy, states: jax.Array, goal: jax.Array) -> jax.Array:
+    return jax.vmap(policy)(states, goal)

@@ -1,0 +1,264 @@
+"""The online loop's host side: run dir, compiled epochs between events, evaluation, summary.
+
+One training step takes `num_envs * unroll_length` env steps; a budget of `steps` env steps runs
+ceil(steps / that) training steps and the run reports the exact number taken. Epochs end at the
+next log, eval or checkpoint boundary (in training steps), so the spacing of events never changes
+what is computed: a run resumed from a checkpoint continues bit for bit.
+
+Every SGD update whose loss or new parameters are not finite is discarded (the state keeps the
+last finite parameters); the epoch then stops after its training step, the host saves that state
+as a checkpoint and raises `NonFiniteLoss` naming the SGD and env step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from crlkit import metric_names as names
+from crlkit.config import LearnerConfig
+from crlkit.runs.checkpoint import RunDirError
+from crlkit.runs.progress import Progress
+from crlkit.runs.rundir import RunDir, default_out_dir
+from crlkit.train import evaluate
+from crlkit.train.hostloop import (
+    Clock,
+    NonFiniteLoss,
+    device_name,
+    due,
+    next_boundary,
+    progress_disabled,
+)
+from crlkit.train.online.config import RESUMABLE_FIELDS, OnlineConfig, config_dict
+from crlkit.train.online.epoch import (
+    EpochStats,
+    OnlineState,
+    Setup,
+    empty_replay,
+    init_state,
+    jitted_epoch,
+    make_setup,
+)
+
+
+class _Loop:
+    """The host side of one run: owns the compiled epoch, the run dir and the progress bar."""
+
+    def __init__(
+        self, cfg: OnlineConfig, setup: Setup, run: RunDir, progress: bool | None, echo: Callable
+    ):
+        self.setup, self.run, self.echo = setup, run, echo
+        self.cfg = cfg
+        self.spt = self.cfg.steps_per_train_step
+        self.total = self.cfg.train_steps
+        self.clock = Clock()
+        self.compiled: Any = None  # this run's compiled epoch
+        self.progress = progress
+        self.last_eval: dict[str, float] = {}
+
+    # -- setup --------------------------------------------------------------------------------
+
+    def start(self, resume: bool) -> OnlineState:
+        """Fresh state, or the newest checkpoint's when resuming (fresh if none was written)."""
+        key = jax.random.PRNGKey(self.cfg.seed)
+        init = jax.jit(lambda k: init_state(self.setup, k))
+        if resume:
+            template = jax.eval_shape(init, key)
+            restored = self._restore(template)
+            if restored is not None:
+                return restored
+        return init(key)
+
+    def _restore(self, template: OnlineState) -> OnlineState | None:
+        for with_buffer in (True, False):  # the run may have saved its buffer or not
+            tmpl = template if with_buffer else template.replace(replay=None)
+            try:
+                found = self.run.restore(tmpl)
+            except RunDirError:
+                if not with_buffer:
+                    raise
+                continue
+            if found is None:
+                return None
+            state, step, meta = found
+            self.clock = Clock.from_meta(meta)
+            if state.replay is None:
+                state = state.replace(replay=jax.jit(lambda: empty_replay(self.setup))())
+            self.echo(f"resumed {self.run.path} at env step {step:,}")
+            return state
+        return None
+
+    def compile(self, state: OnlineState):
+        """AOT-compile the epoch once for any number of steps (JAX's cache serves an equal setup
+        again, e.g. a resumed run in the same process)."""
+        t0 = time.perf_counter()
+        self.compiled = jitted_epoch.lower(self.setup, state, jnp.int32(0)).compile()
+        self.clock.compile += time.perf_counter() - t0
+        return self.compiled
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _every(self, env_steps_interval: int) -> int | None:
+        """An env-step interval in training steps (None: disabled)."""
+        if env_steps_interval <= 0:
+            return None
+        return max(1, math.ceil(env_steps_interval / self.spt))
+
+    def next_stop(self, done: int) -> int:
+        """The next training step at which something happens (log, eval, checkpoint, end)."""
+        intervals = (self.cfg.log_every, self.cfg.eval_every, self.cfg.checkpoint_every)
+        return next_boundary(done, self.total, *(self._every(i) for i in intervals))
+
+    def due(self, interval: int, done: int) -> bool:
+        return due(self._every(interval), done)
+
+    def evaluate(self, state: OnlineState, env_steps: int) -> dict[str, float]:
+        """Fresh-goal (and OGBench task) evaluation of the deterministic actor."""
+        key = jax.random.fold_in(jax.random.PRNGKey(self.cfg.seed + 1), env_steps // self.spt)
+        k_fresh, k_tasks = jax.random.split(key)
+        policy = evaluate.actor_policy(self.setup.nets, state.learner.actor.params)
+        env = self.setup.env
+        fresh = evaluate.evaluate_fresh_goals(env, policy, k_fresh, self.cfg.eval_episodes)
+        out = names.prefixed(names.EVAL, fresh)
+        if self.setup.spec.num_tasks and self.cfg.eval_episodes_per_task:
+            tasks = evaluate.evaluate_tasks(env, policy, k_tasks, self.cfg.eval_episodes_per_task)
+            out.update(names.prefixed(names.EVAL_TASKS, tasks))
+        self.last_eval = out
+        return out
+
+    def checkpoint(self, state: OnlineState, env_steps: int) -> Path:
+        tree = state if self.cfg.buffer_in_checkpoint else state.replace(replay=None)
+        meta = {"env_steps": env_steps, "train_steps": int(state.train_steps), **self.clock.meta()}
+        return self.run.save_checkpoint(tree, env_steps, meta)
+
+
+def _epoch_metrics(
+    stats: EpochStats, env_steps: int, sgd_steps: int, seconds: float
+) -> dict[str, float]:
+    """Host means of an epoch's sums (`env_steps` taken in it), plus its throughput."""
+    stats = jax.device_get(stats)
+    updates = max(float(stats.updates), 1.0)
+    out = {names.TRAIN + k: float(v) / updates for k, v in stats.learner.items()}
+    out[names.ROLLOUT_TIME_AT_GOAL] = float(stats.at_goal) / max(env_steps, 1.0)
+    out[names.ROLLOUT_EPISODES] = float(stats.episodes)
+    out[names.ENV_STEPS_PER_S] = env_steps / max(seconds, 1e-9)
+    out[names.SGD_STEPS_PER_S] = float(stats.updates) / max(seconds, 1e-9)
+    out[names.SGD_STEPS] = sgd_steps
+    return out
+
+
+def train(
+    online: OnlineConfig,
+    learner: LearnerConfig,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    tensorboard: bool = False,
+    wandb_project: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train CRL online; returns the summary (also written to <run dir>/summary.json).
+
+    Args:
+      online, learner: the run's configs.
+      out: run directory (default runs/<env>-d<depth>-<time>); must be new unless `resume`.
+      resume: continue the run in `out` from its newest checkpoint; the stored config must equal
+        this one except `RESUMABLE_FIELDS` (RunDirError names the fields that differ).
+      progress: tqdm bar (None: only on a terminal).
+      tensorboard, wandb_project: optional extra metric sinks.
+      echo: where one-line status messages go.
+
+    Raises:
+      ValueError (incl. RunDirError): bad config, env or run dir, one line.
+      NonFiniteLoss: training diverged; the last finite state was checkpointed first.
+    """
+    setup = make_setup(online, learner)
+    if out is None:
+        out = default_out_dir(online.env, learner.network.critic_depth)
+    run = RunDir.create(
+        out,
+        config_dict(online, learner),
+        resume=resume,
+        ignore_on_resume=RESUMABLE_FIELDS,
+        tensorboard=tensorboard,
+        wandb_project=wandb_project,
+    )
+    with run:
+        loop = _Loop(online, setup, run, progress, echo)
+        return _run(loop, resume)
+
+
+def _run(loop: _Loop, resume: bool) -> dict[str, Any]:
+    """The host loop: epochs between events; log, evaluate, checkpoint; then the summary."""
+    t_start = time.perf_counter()
+    wall0 = loop.clock.wall
+    state = loop.start(resume)
+    done = int(state.train_steps)
+    compiled = loop.compile(state)
+    spt, run = loop.spt, loop.run
+    if done == 0:
+        run.log(0, {**loop.evaluate(state, 0), names.SGD_STEPS: 0})
+    bar = Progress(loop.total * spt, initial=done * spt, disable=progress_disabled(loop.progress))
+    with bar:
+        while done < loop.total:
+            n = loop.next_stop(done) - done
+            t0 = time.perf_counter()
+            state, stats = compiled(state, jnp.int32(n))
+            jax.block_until_ready(state)
+            seconds = time.perf_counter() - t0
+            loop.clock.train += seconds
+            before, done = done, int(state.train_steps)
+            env_steps = done * spt
+            sgd = int(state.learner.step)
+            event = _epoch_metrics(stats, (done - before) * spt, sgd, seconds)
+            if int(state.nonfinite_step) >= 0:
+                loop.clock.wall = wall0 + time.perf_counter() - t_start
+                run.log(env_steps, event)
+                path = loop.checkpoint(state, env_steps)
+                _write_summary(loop, state, "non_finite")
+                raise NonFiniteLoss(
+                    f"non-finite loss or parameters at SGD step {int(state.nonfinite_step)} "
+                    f"(env step {env_steps:,}); stopped and saved the last finite state to {path}"
+                )
+            is_last = done >= loop.total
+            if loop.due(loop.cfg.eval_every, done) or is_last:
+                event.update(loop.evaluate(state, env_steps))
+                bar.set_eval(success=event[names.SUCCESS])
+            run.log(env_steps, event)
+            bar.update(env_steps)
+            loop.clock.wall = wall0 + time.perf_counter() - t_start
+            if loop.due(loop.cfg.checkpoint_every, done) or is_last:
+                loop.checkpoint(state, env_steps)
+    loop.clock.wall = wall0 + time.perf_counter() - t_start
+    if not loop.last_eval:  # resumed a finished run: evaluate what it ended with
+        loop.evaluate(state, done * spt)
+    return _write_summary(loop, state, "budget")
+
+
+def _write_summary(loop: _Loop, state: OnlineState, stopped: str) -> dict[str, Any]:
+    env_steps = int(state.train_steps) * loop.spt
+    sgd = int(state.learner.step)
+    train_s = max(loop.clock.train, 1e-9)
+    summary = {
+        "env": loop.setup.spec.name,
+        "run_dir": str(loop.run.path),
+        "stopped": stopped,
+        "env_steps": env_steps,
+        "train_steps": int(state.train_steps),
+        "sgd_steps": sgd,
+        **loop.clock.summary(),
+        "env_steps_per_s": env_steps / train_s,
+        "sgd_steps_per_s": sgd / train_s,
+        "backend": loop.setup.spec.backend,
+        "device": device_name(),
+        **loop.last_eval,
+    }
+    loop.run.write_summary(summary)
+    return summary
