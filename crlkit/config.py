@@ -16,6 +16,11 @@ ACTIVATIONS = ("swish", "relu", "gelu")
 ENERGIES = ("l2", "l2_squared", "l1", "dot", "cosine")
 CONTRASTIVE_LOSSES = ("fwd_infonce", "bwd_infonce", "sym_infonce", "binary_nce")
 ACTOR_LOSSES = ("sac", "ddpg_bc")
+TOWERS = ("residual", "mlp")
+ACTOR_DISTS = ("tanh_gaussian", "gaussian_const_std")
+REMAT_MODES = ("auto", "on", "off")
+# remat=auto: on at every depth on a CPU, elsewhere from this depth (of the deeper tower) on.
+AUTO_REMAT_DEPTH = 256
 
 
 def option_field(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -35,6 +40,11 @@ def _check_depth(name: str, value: int) -> None:
         )
 
 
+def _check_layers(name: str, value: int) -> None:
+    if not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive number of hidden layers, got {value!r}")
+
+
 def _check_positive(name: str, value: float) -> None:
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
@@ -42,34 +52,64 @@ def _check_positive(name: str, value: float) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class NetworkConfig:
-    """Shape of the three residual towers: the actor, phi(s, a) and psi(g)."""
+    """Shape of the three towers: the actor, phi(s, a) and psi(g).
 
+    `tower="residual"` is the paper's network: Dense -> LayerNorm -> act, then depth/4 residual
+    blocks (depth counts the Dense layers inside the blocks, a multiple of 4). `tower="mlp"` is
+    OGBench's MLP: depth x [Dense(width) -> act -> LayerNorm] (depth counts every hidden layer),
+    glorot-uniform kernels and an actor mean head initialised at scale 1e-2. Either tower ends in a
+    linear head: `repr_dim` for phi and psi (OGBench's latent_dim), the action size for the actor.
+    """
+
+    tower: str = option_field(
+        "residual",
+        "residual: the paper's residual tower; mlp: OGBench's MLP (Dense -> act -> LayerNorm).",
+        TOWERS,
+    )
     width: int = option_field(256, "Units per Dense layer of every tower.")
     critic_depth: int = option_field(
-        4, "Dense layers inside the residual blocks of phi and psi (positive multiple of 4)."
+        4,
+        "Dense layers of phi and psi: inside the residual blocks (positive multiple of 4), or "
+        "the hidden layers of the mlp tower.",
     )
     actor_depth: int = option_field(
-        4, "Dense layers inside the residual blocks of the actor (positive multiple of 4)."
+        4,
+        "Dense layers of the actor: inside the residual blocks (positive multiple of 4), or "
+        "the hidden layers of the mlp tower.",
     )
-    repr_dim: int = option_field(64, "Size of the phi/psi representation the energy compares.")
+    repr_dim: int = option_field(
+        64, "Size of the phi/psi representation the energy compares (OGBench: latent_dim 512)."
+    )
     activation: str = option_field("swish", "Nonlinearity after every Dense layer.", ACTIVATIONS)
     layer_norm: bool = option_field(True, "LayerNorm after every Dense layer (paper: on).")
-    residual: bool = option_field(
-        True, "Skip connection around each block of 4 layers (paper: on)."
+    actor_layer_norm: bool = option_field(
+        True, "LayerNorm in the actor's tower too when layer_norm is on (OGBench's actor: off)."
     )
-    remat: bool = option_field(
-        False,
-        "Recompute each block's activations in the backward pass (less memory, ~1/3 more FLOPs).",
+    residual: bool = option_field(
+        True, "Skip connection around each block of 4 layers (paper: on; residual tower only)."
+    )
+    remat: str = option_field(
+        "auto",
+        "Recompute each residual block's activations in the backward pass (less memory, ~1/3 "
+        f"more FLOPs). auto: on at every depth on a CPU (faster there too), elsewhere on when "
+        f"the deeper tower has >= {AUTO_REMAT_DEPTH} layers; see networks.resolve_remat.",
+        REMAT_MODES,
     )
 
     def __post_init__(self) -> None:
+        _check_choice("tower", self.tower, TOWERS)
         if not isinstance(self.width, int) or self.width < 1:
             raise ValueError(f"width must be an integer >= 1, got {self.width!r}")
         if not isinstance(self.repr_dim, int) or self.repr_dim < 1:
             raise ValueError(f"repr_dim must be an integer >= 1, got {self.repr_dim!r}")
-        _check_depth("critic_depth", self.critic_depth)
-        _check_depth("actor_depth", self.actor_depth)
+        check = _check_depth if self.tower == "residual" else _check_layers
+        check("critic_depth", self.critic_depth)
+        check("actor_depth", self.actor_depth)
         _check_choice("activation", self.activation, ACTIVATIONS)
+        if isinstance(self.remat, bool):
+            # Configs written before remat=auto stored a bool: read it as on/off.
+            object.__setattr__(self, "remat", "on" if self.remat else "off")
+        _check_choice("remat", self.remat, REMAT_MODES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +119,16 @@ class LearnerConfig:
     network: NetworkConfig = dataclasses.field(
         default_factory=NetworkConfig, metadata={"help": "Tower shapes (see NetworkConfig)."}
     )
+    num_critics: int = option_field(
+        1,
+        "Independent phi/psi pairs (OGBench: 2). The critic loss is their mean; the actor "
+        "maximises the min over them.",
+    )
     energy: str = option_field(
         "l2", "Critic energy f(s,a,g) between phi(s,a) and psi(g) (l2 = -||phi-psi||).", ENERGIES
+    )
+    scale_energy: bool = option_field(
+        False, "Divide the energy by sqrt(repr_dim) (OGBench: dot / sqrt(512))."
     )
     contrastive_loss: str = option_field(
         "fwd_infonce",
@@ -94,6 +142,13 @@ class LearnerConfig:
         "sac", "sac: entropy-regularised (online); ddpg_bc: Q plus behaviour cloning.", ACTOR_LOSSES
     )
     bc_alpha: float = option_field(0.1, "Behaviour-cloning weight of the ddpg_bc actor loss.")
+    actor_dist: str = option_field(
+        "tanh_gaussian",
+        "tanh_gaussian: tanh(Gaussian) with a learned, squashed log_std; gaussian_const_std: "
+        "OGBench's Gaussian with std 1 (no std parameters), Q taken at clip(mean, -1, 1), "
+        "actions clipped to [-1, 1] (needs ddpg_bc).",
+        ACTOR_DISTS,
+    )
     target_entropy_scale: float = option_field(
         0.5, "SAC target entropy is -scale * action_dim (alpha is tuned toward it)."
     )
@@ -107,6 +162,14 @@ class LearnerConfig:
         _check_choice("energy", self.energy, ENERGIES)
         _check_choice("contrastive_loss", self.contrastive_loss, CONTRASTIVE_LOSSES)
         _check_choice("actor_loss", self.actor_loss, ACTOR_LOSSES)
+        _check_choice("actor_dist", self.actor_dist, ACTOR_DISTS)
+        if self.actor_dist == "gaussian_const_std" and self.actor_loss != "ddpg_bc":
+            raise ValueError(
+                f"actor_dist 'gaussian_const_std' has no entropy to tune; it needs actor_loss "
+                f"'ddpg_bc', got {self.actor_loss!r}"
+            )
+        if not isinstance(self.num_critics, int) or self.num_critics < 1:
+            raise ValueError(f"num_critics must be an integer >= 1, got {self.num_critics!r}")
         for name in ("actor_lr", "critic_lr", "alpha_lr"):
             _check_positive(name, getattr(self, name))
         if self.logsumexp_coef < 0 or self.bc_alpha < 0:
@@ -114,6 +177,56 @@ class LearnerConfig:
                 f"logsumexp_coef and bc_alpha must be >= 0, got "
                 f"{self.logsumexp_coef!r} and {self.bc_alpha!r}"
             )
+
+
+# ---- ready-made learners ----------------------------------------------------------------------
+
+
+def ogbench_crl_learner(alpha: float) -> LearnerConfig:
+    """OGBench's CRL agent (impls/agents/crl.py, DDPG+BC) with BC weight `alpha`.
+
+    Two critics of phi/psi MLPs 512x3 (Dense -> GELU -> LayerNorm) with a 512 latent, logits
+    phi.psi / sqrt(512), binary NCE averaged over B x B and both critics; actor MLP 512x3 without
+    LayerNorm, Gaussian with constant std 1 whose Q action is clip(mean, -1, 1) under the min of
+    the critics; loss -Q / stopgrad(mean|Q|) - alpha * log pi(a_data); Adam 3e-4. OGBench feeds
+    the raw Q (its current code has no value_exp / actor_log_q). Its goals are full observations:
+    build Dims with goal_dim = state_dim.
+    """
+    network = NetworkConfig(
+        tower="mlp",
+        width=512,
+        critic_depth=3,
+        actor_depth=3,
+        repr_dim=512,
+        activation="gelu",
+        layer_norm=True,
+        actor_layer_norm=False,
+    )
+    return LearnerConfig(
+        network=network,
+        num_critics=2,
+        energy="dot",
+        scale_energy=True,
+        contrastive_loss="binary_nce",
+        actor_loss="ddpg_bc",
+        bc_alpha=alpha,
+        actor_dist="gaussian_const_std",
+    )
+
+
+def paper_offline_learner(
+    depth: int, alpha: float, width: int = 256, repr_dim: int = 64
+) -> LearnerConfig:
+    """OGBench's CRL agent with phi, psi and the actor swapped for the paper's residual towers.
+
+    The agent stays OGBench's (two critics, dot / sqrt(repr_dim) energy, binary NCE, constant-std
+    Gaussian actor, DDPG+BC with weight `alpha`); the towers are the paper's (residual blocks of
+    Dense -> LayerNorm -> swish at `depth`, `width` 256, LayerNorm in the actor too, a 64-wide
+    representation head).
+    """
+    base = ogbench_crl_learner(alpha)
+    network = NetworkConfig(width=width, critic_depth=depth, actor_depth=depth, repr_dim=repr_dim)
+    return dataclasses.replace(base, network=network)
 
 
 # ---- CLI options generated from the dataclasses ------------------------------------------------
@@ -182,14 +295,15 @@ def click_options(cls: type) -> Callable[[Callable], Callable]:
     return apply
 
 
-def config_from_options(cls: type, options: dict[str, Any]) -> Any:
+def config_from_options(cls: type, options: dict[str, Any], base: Any = None) -> Any:
     """Build `cls` from click kwargs, consuming (popping) the keys `click_options(cls)` added.
 
-    Raises ValueError (one line) when a value is invalid.
+    Flags the user gave override `base` (a preset such as `ogbench_crl_learner(0.1)`), whose
+    values override the dataclass defaults. Raises ValueError (one line) when a value is invalid.
     """
     # `--depth` belongs to the config that has the depth fields; others leave it for that one.
     depth = options.pop(DEPTH_OPTION, None) if _has_depth_fields(cls) else None
-    return _build(cls, options, depth)
+    return _build(cls, options, depth, base)
 
 
 def _has_depth_fields(cls: type) -> bool:
@@ -202,27 +316,30 @@ def _has_depth_fields(cls: type) -> bool:
     return False
 
 
-def _build(cls: type, options: dict[str, Any], depth: int | None) -> Any:
+def _build(cls: type, options: dict[str, Any], depth: int | None, base: Any) -> Any:
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         nested = f.default_factory if f.default_factory is not dataclasses.MISSING else None
         if nested is not None and dataclasses.is_dataclass(nested):
-            kwargs[f.name] = _build(nested, options, depth)
+            nested_base = None if base is None else getattr(base, f.name)
+            kwargs[f.name] = _build(nested, options, depth, nested_base)
             continue
         value = options.pop(f.name, None)
         if value is None and depth is not None and f.name in ("actor_depth", "critic_depth"):
             value = depth
+        if value is None and base is not None:
+            value = getattr(base, f.name)
         if value is not None:
             kwargs[f.name] = value
     return cls(**kwargs)
 
 
-def config_from_cli(cls: type, options: dict[str, Any]) -> Any:
+def config_from_cli(cls: type, options: dict[str, Any], base: Any = None) -> Any:
     """`config_from_options` for click commands: a bad value becomes a usage error (exit code 2)."""
     import click
 
     try:
-        return config_from_options(cls, options)
+        return config_from_options(cls, options, base)
     except ValueError as err:
         raise click.UsageError(str(err)) from None
 

@@ -4,6 +4,9 @@
 a scan over minibatches) and donate `state`. Static things, the flax modules in `Networks` and the
 config, never ride in the `CRLState` pytree; optimizers are rebuilt from the config inside `update`
 (cheap, and it keeps closures out of the pytree).
+
+With `num_critics == 1` the critic parameters are {"phi": ..., "psi": ...} as before ensembles
+existed; with E > 1 every leaf gets a leading [E] axis (independent pairs, run with vmap).
 """
 
 from __future__ import annotations
@@ -58,7 +61,11 @@ class TrainState:
 
 @flax.struct.dataclass
 class CRLState:
-    """Everything `update` changes: critic {phi, psi}, actor, log alpha, step counter, RNG key."""
+    """Everything `update` changes: critic {phi, psi}, actor, log alpha, step counter, RNG key.
+
+    `step` counts kept updates; `update_if_finite` leaves it (and everything else) unchanged when
+    it skips one.
+    """
 
     critic: TrainState
     actor: TrainState
@@ -79,8 +86,9 @@ class Networks:
 def make_networks(cfg: LearnerConfig, dims: Dims, unrolled: bool = False) -> Networks:
     """Build the three towers; `unrolled=True` is the Python-loop twin (tests and benchmarks)."""
     net = cfg.network
+    const_std = cfg.actor_dist == "gaussian_const_std"
     return Networks(
-        actor=Actor(net, dims.action_dim, unrolled=unrolled),
+        actor=Actor(net, dims.action_dim, unrolled=unrolled, const_std=const_std),
         phi=Encoder(net, unrolled=unrolled),
         psi=Encoder(net, unrolled=unrolled),
     )
@@ -100,10 +108,15 @@ def init(nets: Networks, cfg: LearnerConfig, dims: Dims, key: jax.Array) -> CRLS
     s = jnp.zeros((1, dims.state_dim), jnp.float32)
     a = jnp.zeros((1, dims.action_dim), jnp.float32)
     g = jnp.zeros((1, dims.goal_dim), jnp.float32)
-    critic_params = {
-        "phi": nets.phi.init(k_phi, s, a)["params"],
-        "psi": nets.psi.init(k_psi, g)["params"],
-    }
+    init_phi = lambda k: nets.phi.init(k, s, a)["params"]
+    init_psi = lambda k: nets.psi.init(k, g)["params"]
+    if cfg.num_critics == 1:
+        critic_params = {"phi": init_phi(k_phi), "psi": init_psi(k_psi)}
+    else:
+        critic_params = {
+            "phi": jax.vmap(init_phi)(jax.random.split(k_phi, cfg.num_critics)),
+            "psi": jax.vmap(init_psi)(jax.random.split(k_psi, cfg.num_critics)),
+        }
     actor_params = nets.actor.init(k_actor, s, g)["params"]
     critic_tx, actor_tx, alpha_tx = _optimizers(cfg)
     return CRLState(
@@ -115,15 +128,37 @@ def init(nets: Networks, cfg: LearnerConfig, dims: Dims, key: jax.Array) -> CRLS
     )
 
 
-def _apply(ts: TrainState, grads: Params, tx: optax.GradientTransformation) -> TrainState:
+def _apply(
+    ts: TrainState, grads: Params, tx: optax.GradientTransformation, ok: jax.Array | None
+) -> TrainState:
+    """One optimizer step; with a flag `ok`, parameters and Adam state stay as they were unless ok.
+
+    The select is elementwise on the outputs of the Adam step, so XLA fuses it into that step and
+    writes in place into the donated state: no second copy of the state is kept.
+    """
     updates, opt_state = tx.update(grads, ts.opt_state, ts.params)
-    return TrainState(params=optax.apply_updates(ts.params, updates), opt_state=opt_state)
+    new = TrainState(params=optax.apply_updates(ts.params, updates), opt_state=opt_state)
+    if ok is None:
+        return new
+    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, ts)
 
 
-def _q(nets: Networks, cfg: LearnerConfig, critic_params: Params, s, a, g) -> jax.Array:
-    phi = nets.phi.apply({"params": critic_params["phi"]}, s, a)
-    psi = nets.psi.apply({"params": critic_params["psi"]}, g)
-    return losses.energy_pairs(phi, psi, cfg.energy)
+def critic_representations(
+    nets: Networks, cfg: LearnerConfig, critic_params: Params, s, a, g
+) -> tuple[jax.Array, jax.Array]:
+    """phi(s, a) and psi(g) of every critic: [E, B, repr_dim] each (E = 1 without an ensemble)."""
+    phi_fn = lambda p: nets.phi.apply({"params": p}, s, a)
+    psi_fn = lambda p: nets.psi.apply({"params": p}, g)
+    if cfg.num_critics == 1:
+        return phi_fn(critic_params["phi"])[None], psi_fn(critic_params["psi"])[None]
+    return jax.vmap(phi_fn)(critic_params["phi"]), jax.vmap(psi_fn)(critic_params["psi"])
+
+
+def q_value(nets: Networks, cfg: LearnerConfig, critic_params: Params, s, a, g) -> jax.Array:
+    """Q(s, a, g) [B] the actor maximises: the energy of matched pairs, min over the critics."""
+    phi, psi = critic_representations(nets, cfg, critic_params, s, a, g)
+    pairs = jax.vmap(lambda p, q: losses.energy_pairs(p, q, cfg.energy, cfg.scale_energy))
+    return jnp.min(pairs(phi, psi), axis=0)
 
 
 def actor_loss_fn(
@@ -137,78 +172,116 @@ def actor_loss_fn(
 ) -> tuple[jax.Array, tuple[losses.Metrics, jax.Array]]:
     """Actor loss (sac or ddpg_bc); aux = (metrics, log-probs of the sampled actions)."""
     mean, log_std = nets.actor.apply({"params": actor_params}, batch.state, batch.actor_goal)
-    action, log_prob = losses.tanh_gaussian_sample(mean, log_std, key)
+    const_std = nets.actor.const_std
+    sample = losses.gaussian_sample if const_std else losses.tanh_gaussian_sample
+    action, log_prob = sample(mean, log_std, key)
     if cfg.actor_loss == "sac":
-        q = _q(nets, cfg, critic_params, batch.state, action, batch.actor_goal)
+        q = q_value(nets, cfg, critic_params, batch.state, action, batch.actor_goal)
         loss, metrics = losses.sac_actor_loss(log_prob, q, jnp.exp(log_alpha))
         return loss, (metrics, log_prob)
     # ddpg_bc: Q of the deterministic action, plus likelihood of the data action.
-    q = _q(nets, cfg, critic_params, batch.state, jnp.tanh(mean), batch.actor_goal)
-    data_log_prob = losses.tanh_gaussian_log_prob(mean, log_std, batch.action)
+    q = q_value(nets, cfg, critic_params, batch.state, _mode(mean, const_std), batch.actor_goal)
+    log_prob_fn = losses.gaussian_log_prob if const_std else losses.tanh_gaussian_log_prob
+    data_log_prob = log_prob_fn(mean, log_std, batch.action)
     loss, metrics = losses.ddpg_bc_actor_loss(q, data_log_prob, cfg.bc_alpha)
     return loss, ({**metrics, "entropy": -jnp.mean(log_prob)}, log_prob)
+
+
+def _mode(mean: jax.Array, const_std: bool) -> jax.Array:
+    """The deterministic action: clip(mean, -1, 1) (OGBench's Gaussian) or tanh(mean)."""
+    return jnp.clip(mean, -1.0, 1.0) if const_std else jnp.tanh(mean)
 
 
 def critic_loss_fn(
     critic_params: Params, nets: Networks, cfg: LearnerConfig, batch: Batch
 ) -> tuple[jax.Array, losses.Metrics]:
-    """Contrastive loss of phi(s, a) against psi(g) over the batch."""
-    phi = nets.phi.apply({"params": critic_params["phi"]}, batch.state, batch.action)
-    psi = nets.psi.apply({"params": critic_params["psi"]}, batch.goal)
-    logits = losses.energy_matrix(phi, psi, cfg.energy)
-    return losses.contrastive_loss(logits, cfg.contrastive_loss, cfg.logsumexp_coef)
+    """Contrastive loss of phi(s, a) against psi(g) over the batch, averaged over the critics."""
+    phi, psi = critic_representations(
+        nets, cfg, critic_params, batch.state, batch.action, batch.goal
+    )
+    matrix = lambda p, q: losses.energy_matrix(p, q, cfg.energy, cfg.scale_energy)
+    logits = jax.vmap(matrix)(phi, psi)
+    return losses.ensemble_contrastive_loss(logits, cfg.contrastive_loss, cfg.logsumexp_coef)
+
+
+def _gradients(
+    nets: Networks, cfg: LearnerConfig, state: CRLState, batch: Batch
+) -> tuple[dict[str, Params], losses.Metrics, jax.Array]:
+    """Gradients of the actor, alpha (None unless sac) and critic losses, all at `state`.
+
+    Returns (grads, metrics, next RNG key). The critic loss does not depend on the actor, and the
+    actor loss holds the critic fixed, so every gradient can be taken before any step is applied.
+    """
+    key, actor_key = jax.random.split(state.key)
+    log_alpha = state.alpha.params["log_alpha"]
+    (_, (actor_metrics, log_prob)), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
+        state.actor.params, nets, cfg, state.critic.params, log_alpha, batch, actor_key
+    )
+    alpha_grads = None
+    if cfg.actor_loss == "sac":
+        target_entropy = -cfg.target_entropy_scale * batch.action.shape[-1]
+        (_, alpha_metrics), alpha_grads = jax.value_and_grad(
+            lambda p: losses.alpha_loss(p["log_alpha"], log_prob, target_entropy), has_aux=True
+        )(state.alpha.params)
+    else:
+        alpha_metrics = {"alpha": jnp.exp(log_alpha)}
+    (_, critic_metrics), critic_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(
+        state.critic.params, nets, cfg, batch
+    )
+    grads = {"critic": critic_grads, "actor": actor_grads, "alpha": alpha_grads}
+    return grads, {**critic_metrics, **actor_metrics, **alpha_metrics}, key
+
+
+def _apply_gradients(
+    cfg: LearnerConfig,
+    state: CRLState,
+    grads: dict[str, Params],
+    key: jax.Array,
+    ok: jax.Array | None,
+) -> CRLState:
+    """Adam steps for actor, alpha and critic; with a flag `ok`, all of them only where ok."""
+    critic_tx, actor_tx, alpha_tx = _optimizers(cfg)
+    alpha = state.alpha
+    if grads["alpha"] is not None:
+        alpha = _apply(alpha, grads["alpha"], alpha_tx, ok)
+    if ok is not None:
+        key = jnp.where(ok, key, state.key)
+    return state.replace(
+        critic=_apply(state.critic, grads["critic"], critic_tx, ok),
+        actor=_apply(state.actor, grads["actor"], actor_tx, ok),
+        alpha=alpha,
+        step=state.step + (1 if ok is None else ok.astype(state.step.dtype)),
+        key=key,
+    )
 
 
 def update(
     nets: Networks, cfg: LearnerConfig, state: CRLState, batch: Batch
 ) -> tuple[CRLState, losses.Metrics]:
     """One SGD step: actor and alpha, then the critic, on one minibatch. Pure; jit it outside."""
-    critic_tx, actor_tx, alpha_tx = _optimizers(cfg)
-    key, actor_key = jax.random.split(state.key)
-    log_alpha = state.alpha.params["log_alpha"]
-
-    (_, (actor_metrics, log_prob)), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
-        state.actor.params, nets, cfg, state.critic.params, log_alpha, batch, actor_key
-    )
-    actor = _apply(state.actor, actor_grads, actor_tx)
-
-    alpha = state.alpha
-    if cfg.actor_loss == "sac":
-        target_entropy = -cfg.target_entropy_scale * batch.action.shape[-1]
-        (_, alpha_metrics), alpha_grads = jax.value_and_grad(
-            lambda p: losses.alpha_loss(p["log_alpha"], log_prob, target_entropy), has_aux=True
-        )(alpha.params)
-        alpha = _apply(alpha, alpha_grads, alpha_tx)
-    else:
-        alpha_metrics = {"alpha": jnp.exp(log_alpha)}
-
-    (_, critic_metrics), critic_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(
-        state.critic.params, nets, cfg, batch
-    )
-    critic = _apply(state.critic, critic_grads, critic_tx)
-
-    new_state = state.replace(critic=critic, actor=actor, alpha=alpha, step=state.step + 1, key=key)
-    return new_state, {**critic_metrics, **actor_metrics, **alpha_metrics}
+    grads, metrics, key = _gradients(nets, cfg, state, batch)
+    return _apply_gradients(cfg, state, grads, key, None), metrics
 
 
 def update_if_finite(
     nets: Networks, cfg: LearnerConfig, state: CRLState, batch: Batch, bad_step: jax.Array
 ) -> tuple[CRLState, jax.Array, losses.Metrics, jax.Array]:
-    """`update`, kept only while training is finite (what both training loops run).
+    """`update`, skipped unless training is finite (what both training loops run).
 
-    The update is discarded (state unchanged, metrics zeroed) when its metrics or new parameters
-    are not finite, or when an earlier one was not (`bad_step >= 0`).
+    The update is skipped (state unchanged, metrics zeroed) when its losses/metrics or gradients
+    are not finite, or when an earlier one was not (`bad_step >= 0`). The skip happens inside
+    the optimizer step (see `_apply`), so the old and the new state are never both held: finite
+    gradients give finite Adam steps, so the new parameters need no check of their own.
 
     Returns:
       (state, bad_step, metrics, ok): bad_step is the first non-finite SGD step (1-based; -1 while
       none was), ok is 1.0 when this update was kept, else 0.0.
     """
-    new, metrics = update(nets, cfg, state, batch)
-    trained = (metrics, new.critic.params, new.actor.params, new.alpha.params)
-    ok = (bad_step < 0) & jnp.all(
-        jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(trained)])
-    )
-    state = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state)
+    grads, metrics, key = _gradients(nets, cfg, state, batch)
+    checked = jax.tree.leaves((metrics, grads))
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in checked]))
+    ok = (bad_step < 0) & finite
+    state = _apply_gradients(cfg, state, grads, key, ok)
     bad_step = jnp.where((bad_step < 0) & ~ok, state.step + 1, bad_step)
     okf = ok.astype(jnp.float32)
     return state, bad_step, {k: v * okf for k, v in metrics.items()}, okf
@@ -222,9 +295,14 @@ def act(
     key: jax.Array,
     deterministic: bool,
 ) -> jax.Array:
-    """Action in [-1, 1] for any leading batch shape: tanh(mean) or a tanh-Gaussian sample."""
+    """Action in [-1, 1] for any leading batch shape: the mode or a sample of the actor.
+
+    tanh-Gaussian: tanh(mean) or a tanh-Gaussian sample; constant-std Gaussian (OGBench):
+    clip(mean, -1, 1) or clip(mean + eps, -1, 1).
+    """
     mean, log_std = nets.actor.apply({"params": actor_params}, obs_state, goal)
+    const_std = nets.actor.const_std
     if deterministic:
-        return jnp.tanh(mean)
-    action, _ = losses.tanh_gaussian_sample(mean, log_std, key)
-    return action
+        return _mode(mean, const_std)
+    sample = losses.gaussian_sample if const_std else losses.tanh_gaussian_sample
+    return sample(mean, log_std, key)[0]

@@ -2,7 +2,9 @@
 
 Energies compare representations phi(s, a) [B, D] with psi(g) [B, D]. `energy_matrix` gives the
 B x B matrix f(s_i, a_i, g_j) the contrastive losses consume (diagonal = positive pairs);
-`energy_pairs` gives the B matched values f(s_i, a_i, g_i) the actor maximises.
+`energy_pairs` gives the B matched values f(s_i, a_i, g_i) the actor maximises. Either can be
+divided by sqrt(D) (`scale=True`, OGBench's phi.psi / sqrt(512)). A critic ensemble stacks its
+matrices [E, B, B]: `ensemble_contrastive_loss` averages the loss and metrics over E.
 """
 
 from __future__ import annotations
@@ -42,8 +44,16 @@ def _normalize(x: jax.Array) -> jax.Array:
     return x / jnp.sqrt(jnp.sum(x * x, -1, keepdims=True) + L2_EPS)
 
 
-def energy_matrix(phi: jax.Array, psi: jax.Array, energy: str) -> jax.Array:
-    """f(s_i, a_i, g_j) for all i, j: [B, B] logits (higher = more likely to reach)."""
+def energy_matrix(phi: jax.Array, psi: jax.Array, energy: str, scale: bool = False) -> jax.Array:
+    """f(s_i, a_i, g_j) for all i, j: [B, B] logits (higher = more likely to reach).
+
+    With `scale`, divided by sqrt(D), D the representation size.
+    """
+    logits = _energy_matrix(phi, psi, energy)
+    return logits / jnp.sqrt(float(phi.shape[-1])) if scale else logits
+
+
+def _energy_matrix(phi: jax.Array, psi: jax.Array, energy: str) -> jax.Array:
     if energy == "l2":
         return -_safe_norm(squared_distances(phi, psi))
     if energy == "l2_squared":
@@ -58,8 +68,13 @@ def energy_matrix(phi: jax.Array, psi: jax.Array, energy: str) -> jax.Array:
     raise ValueError(f"unknown energy {energy!r}")
 
 
-def energy_pairs(phi: jax.Array, psi: jax.Array, energy: str) -> jax.Array:
+def energy_pairs(phi: jax.Array, psi: jax.Array, energy: str, scale: bool = False) -> jax.Array:
     """f(s_i, a_i, g_i) for matched rows: [B]; equals the diagonal of `energy_matrix`."""
+    values = _energy_pairs(phi, psi, energy)
+    return values / jnp.sqrt(float(phi.shape[-1])) if scale else values
+
+
+def _energy_pairs(phi: jax.Array, psi: jax.Array, energy: str) -> jax.Array:
     if energy == "l2":
         return -_safe_norm(jnp.sum((phi - psi) ** 2, -1))
     if energy == "l2_squared":
@@ -119,6 +134,29 @@ def contrastive_loss(
         raise ValueError(f"unknown contrastive loss {loss!r}")
     total = ce + penalty
     return total, {"critic_loss": total, "logsumexp_penalty": penalty, **_logit_metrics(logits)}
+
+
+def ensemble_contrastive_loss(
+    logits: jax.Array, loss: str, logsumexp_coef: float
+) -> tuple[jax.Array, Metrics]:
+    """`contrastive_loss` of each critic's [B, B] matrix in `logits` [E, B, B], averaged over E."""
+    total, metrics = jax.vmap(lambda m: contrastive_loss(m, loss, logsumexp_coef))(logits)
+    return jnp.mean(total), {k: jnp.mean(v) for k, v in metrics.items()}
+
+
+def gaussian_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Array) -> jax.Array:
+    """log N(action; mean, exp(log_std)^2), summed over the action axis (no squashing)."""
+    z = (action - mean) / jnp.exp(log_std)
+    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi), -1)
+
+
+def gaussian_sample(
+    mean: jax.Array, log_std: jax.Array, key: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """OGBench's Gaussian actor: clip(mean + std * eps, -1, 1), log-prob of the unclipped sample."""
+    eps = jax.random.normal(key, mean.shape, mean.dtype)
+    gauss = -0.5 * eps**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi)
+    return jnp.clip(mean + jnp.exp(log_std) * eps, -1.0, 1.0), jnp.sum(gauss, -1)
 
 
 def tanh_gaussian_sample(

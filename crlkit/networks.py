@@ -1,4 +1,4 @@
-"""The paper's residual towers: phi(s, a), psi(g) and the tanh-Gaussian actor.
+"""The towers phi(s, a), psi(g) and the actor: the paper's residual tower or OGBench's MLP.
 
 A tower is `Dense(width) -> LayerNorm -> act`, then depth/4 residual blocks of
 4 x `[Dense(width) -> LayerNorm -> act]` with the block input added after the last activation.
@@ -8,10 +8,12 @@ the depth, so compile time does not grow with depth. With `remat`, each block is
 backward pass; past NESTED_REMAT_BLOCKS blocks the scan is split into ~sqrt(n) checkpointed groups
 so that only ~2 sqrt(n) block inputs are stored. `unrolled=True` runs the same parameters with a
 Python loop (the reference implementation's way), for the twin test and `bench --compare-unrolled`.
+`MLPTower` is OGBench's plain MLP (Dense -> act -> LayerNorm), chosen with `tower="mlp"`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from crlkit.config import NetworkConfig
+from crlkit.config import AUTO_REMAT_DEPTH, NetworkConfig
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 BLOCK_LAYERS = 4
@@ -28,6 +30,9 @@ BLOCKS = "blocks"  # name of a tower's stacked block parameters
 
 # The paper's init: variance scaling 1/3, fan-in, uniform; biases zero (flax's default).
 kernel_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+# OGBench's init (utils/networks.py default_init): glorot uniform; the actor's mean head at 1e-2.
+ogbench_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
+ogbench_actor_head_init = nn.initializers.variance_scaling(1e-2, "fan_avg", "uniform")
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "swish": nn.swish,
@@ -90,6 +95,24 @@ def residual_block(p: BlockParams, h: jax.Array, cfg: NetworkConfig) -> jax.Arra
     return x + h if cfg.residual else x
 
 
+def resolve_remat(cfg: NetworkConfig, platform: str | None = None) -> bool:
+    """Whether the residual blocks are rematerialised: `cfg.remat` with `auto` decided.
+
+    auto is on at every depth on a CPU (recomputing a block there is cheaper than the memory
+    traffic of storing its activations, so it is faster as well as smaller) and elsewhere when
+    the deeper of the actor and critic towers has >= AUTO_REMAT_DEPTH layers, where stored
+    activations dominate memory (depth 1024, width 256, batch 512 on a CPU: 18.2 GB without,
+    4.0 GB with). The mlp tower has no blocks: always False. `platform` defaults to JAX's
+    default backend.
+    """
+    if cfg.tower != "residual" or cfg.remat == "off":
+        return False
+    if cfg.remat == "on":
+        return True
+    platform = platform or jax.default_backend()
+    return platform == "cpu" or max(cfg.actor_depth, cfg.critic_depth) >= AUTO_REMAT_DEPTH
+
+
 def remat_groups(n_blocks: int) -> int:
     """Number of checkpointed groups: the largest divisor of n_blocks not above sqrt(n_blocks)."""
     if n_blocks < NESTED_REMAT_BLOCKS:
@@ -108,7 +131,7 @@ def run_blocks(params: BlockParams, h: jax.Array, cfg: NetworkConfig, unrolled: 
     def step(carry: jax.Array, p: BlockParams) -> tuple[jax.Array, None]:
         return residual_block(p, carry, cfg), None
 
-    if not cfg.remat:
+    if not resolve_remat(cfg):
         return jax.lax.scan(step, h, params)[0]
     # prevent_cse=False is safe under scan, which already keeps the recomputation apart.
     step = jax.checkpoint(step, prevent_cse=False)
@@ -139,6 +162,27 @@ class Tower(nn.Module):
         return run_blocks(blocks, x, c, self.unrolled)
 
 
+class MLPTower(nn.Module):
+    """OGBench's MLP body: `depth` x [Dense(width) -> act -> optional LayerNorm], glorot init."""
+
+    cfg: NetworkConfig
+    depth: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = _ACTIVATIONS[self.cfg.activation]
+        for _ in range(self.depth):
+            x = act(nn.Dense(self.cfg.width, kernel_init=ogbench_init)(x))
+            if self.cfg.layer_norm:
+                x = nn.LayerNorm()(x)
+        return x
+
+
+def _body(cfg: NetworkConfig, depth: int, unrolled: bool) -> nn.Module:
+    """The tower `cfg.tower` names (built inside a compact module, so it nests there)."""
+    return MLPTower(cfg, depth) if cfg.tower == "mlp" else Tower(cfg, depth, unrolled)
+
+
 class Encoder(nn.Module):
     """A tower plus a linear `repr_dim` head: phi(concat(s, a)) or psi(g)."""
 
@@ -148,23 +192,34 @@ class Encoder(nn.Module):
     @nn.compact
     def __call__(self, *inputs: jax.Array) -> jax.Array:
         x = jnp.concatenate(inputs, axis=-1)
-        x = Tower(self.cfg, self.cfg.critic_depth, self.unrolled)(x)
-        return nn.Dense(self.cfg.repr_dim, kernel_init=kernel_init)(x)
+        x = _body(self.cfg, self.cfg.critic_depth, self.unrolled)(x)
+        init = ogbench_init if self.cfg.tower == "mlp" else kernel_init
+        return nn.Dense(self.cfg.repr_dim, kernel_init=init)(x)
 
 
 class Actor(nn.Module):
-    """Tanh-Gaussian policy head on a tower over concat(state, goal): returns (mean, log_std)."""
+    """Gaussian policy head on a tower over concat(state, goal): returns (mean, log_std).
+
+    With `const_std` (OGBench's actor) there is no log_std head and log_std is 0 (std 1);
+    otherwise log_std is squashed into [LOG_STD_MIN, LOG_STD_MAX] (the paper's tanh-Gaussian).
+    """
 
     cfg: NetworkConfig
     action_dim: int
     unrolled: bool = False
+    const_std: bool = False
 
     @nn.compact
     def __call__(self, state: jax.Array, goal: jax.Array) -> tuple[jax.Array, jax.Array]:
+        c = self.cfg
+        cfg = dataclasses.replace(c, layer_norm=c.layer_norm and c.actor_layer_norm)
         x = jnp.concatenate([state, goal], axis=-1)
-        x = Tower(self.cfg, self.cfg.actor_depth, self.unrolled)(x)
-        mean = nn.Dense(self.action_dim, kernel_init=kernel_init)(x)
-        raw = nn.Dense(self.action_dim, kernel_init=kernel_init)(x)
+        x = _body(cfg, cfg.actor_depth, self.unrolled)(x)
+        head_init = ogbench_actor_head_init if cfg.tower == "mlp" else kernel_init
+        mean = nn.Dense(self.action_dim, kernel_init=head_init)(x)
+        if self.const_std:
+            return mean, jnp.zeros_like(mean)
+        raw = nn.Dense(self.action_dim, kernel_init=head_init)(x)
         # Squash log_std smoothly into [LOG_STD_MIN, LOG_STD_MAX].
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(raw) + 1.0)
         return mean, log_std

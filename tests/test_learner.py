@@ -209,7 +209,7 @@ def test_click_options_build_the_config_from_flags():
     assert cfg.network.layer_norm is False and cfg.actor_lr == 1e-3
 
     help_text = runner.invoke(_learner_command, ["--help"]).output
-    assert "--contrastive-loss" in help_text and "--remat / --no-remat" in help_text
+    assert "--contrastive-loss" in help_text and "--remat [auto|on|off]" in help_text
 
     for bad in (["--depth", "6"], ["--energy", "l3"], ["--width", "0"]):
         out = runner.invoke(_learner_command, bad)

@@ -1,5 +1,8 @@
 """`crlkit bench learner`: compile time, step time, FLOP rate and peak memory of the CRL update.
 
+It times `learner.update_if_finite`, the step both training loops run, with the settings users
+get by default (remat `auto`, resolved by `networks.resolve_remat`).
+
 Each (depth, variant) runs in a fresh Python subprocess so its peak host RSS (`ru_maxrss`) belongs
 to that depth alone; on a GPU the device's `peak_bytes_in_use` is reported instead. FLOPs are
 counted analytically: the matmul FLOPs of the update's forward and backward passes (bias, LayerNorm
@@ -24,15 +27,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from crlkit.config import LearnerConfig, NetworkConfig
-from crlkit.learner import Batch, Dims, init, make_networks, update
-from crlkit.networks import BLOCK_LAYERS, count_params, remat_groups
+from crlkit.config import REMAT_MODES, LearnerConfig, NetworkConfig
+from crlkit.learner import Batch, Dims, init, make_networks, update_if_finite
+from crlkit.networks import BLOCK_LAYERS, count_params, remat_groups, resolve_remat
 
 # The paper's ant task sizes: its parameter counts are quoted at these dims.
 BENCH_DIMS = Dims(state_dim=29, goal_dim=2, action_dim=8)
-REMAT_MODES = ("auto", "on", "off")
-# remat=auto: always on a CPU; elsewhere from this depth on (memory over speed).
-AUTO_REMAT_DEPTH = 256
 ROW_KEYS = ("depth", "params", "compile_s", "step_s", "gflops", "peak_fraction", "peak_mem_mb")
 
 
@@ -44,7 +44,7 @@ class BenchLearnerConfig:
     width: int = 256  # units per layer
     batch: int = 512  # minibatch size of the SGD step
     repeats: int = 10  # timed steps per depth (the median is reported)
-    remat: str = "auto"  # auto (see remat_for), on, off
+    remat: str = "auto"  # auto (networks.resolve_remat, the loops' default), on, off
     compare_unrolled: bool = False  # also time the Python-unrolled twin
     unrolled_max_depth: int = 256  # skip the unrolled twin above this depth (its compile explodes)
     timeout_s: float = 1800.0  # per-subprocess limit; a run past it is reported as timed out
@@ -64,12 +64,9 @@ class BenchLearnerConfig:
             raise ValueError(f"unknown remat {self.remat!r}; valid: {', '.join(REMAT_MODES)}")
 
     def remat_for(self, depth: int, platform: str) -> bool:
-        """Whether blocks are rematerialised at this depth on this platform."""
-        if self.remat != "auto":
-            return self.remat == "on"
-        # On a CPU, recomputing a block is cheaper than the memory traffic of storing its
-        # activations, so remat is faster at every depth; elsewhere it only saves memory.
-        return platform == "cpu" or depth >= AUTO_REMAT_DEPTH
+        """Whether blocks are rematerialised at this depth on this platform (as in the loops)."""
+        net = NetworkConfig(critic_depth=depth, actor_depth=depth, remat=self.remat)
+        return resolve_remat(net, platform)
 
 
 # ---- analytic FLOPs ---------------------------------------------------------------------------
@@ -77,6 +74,9 @@ class BenchLearnerConfig:
 
 def update_matmul_flops(cfg: LearnerConfig, dims: Dims, batch: int) -> dict[str, float]:
     """Matmul FLOPs of one `update` (sac actor loss): {'model': ..., 'executed': ...}.
+
+    Residual towers only (the bench's network). Each of `num_critics` critics costs its own
+    phi/psi passes.
 
     A layer x[B, i] @ W[i, o] costs 2*B*i*o forward; its backward costs the same again for dW
     and for dX (dX is skipped where the input is data). The actor loss runs the actor forward and
@@ -94,19 +94,21 @@ def update_matmul_flops(cfg: LearnerConfig, dims: Dims, batch: int) -> dict[str,
     def fwd(parts: tuple[float, float, float]) -> float:
         return sum(parts)
 
-    actor = layers(dims.state_dim + dims.goal_dim, net.actor_depth, 2 * dims.action_dim)
+    heads = 1 if cfg.actor_dist == "gaussian_const_std" else 2
+    actor = layers(dims.state_dim + dims.goal_dim, net.actor_depth, heads * dims.action_dim)
     phi = layers(dims.state_dim + dims.action_dim, net.critic_depth, net.repr_dim)
     psi = layers(dims.goal_dim, net.critic_depth, net.repr_dim)
     gram = 2 * b * b * net.repr_dim
 
-    actor_loss = 3 * fwd(actor) - actor[0] + 2 * fwd(phi) + fwd(psi)
-    critic_loss = 3 * fwd(phi) - phi[0] + 3 * fwd(psi) - psi[0] + 3 * gram
+    e = cfg.num_critics
+    actor_loss = 3 * fwd(actor) - actor[0] + e * (2 * fwd(phi) + fwd(psi))
+    critic_loss = e * (3 * fwd(phi) - phi[0] + 3 * fwd(psi) - psi[0] + 3 * gram)
     model = actor_loss + critic_loss
     recompute = 0.0
-    if net.remat:
+    if resolve_remat(net):
         # One recomputed forward per scanned block; two when remat is nested (groups, then blocks).
         passes = lambda depth: 1 + (remat_groups(depth // BLOCK_LAYERS) > 1)
-        recompute = passes(net.actor_depth) * actor[1] + passes(net.critic_depth) * (
+        recompute = passes(net.actor_depth) * actor[1] + e * passes(net.critic_depth) * (
             2 * phi[1] + psi[1]
         )
     return {"model": model, "executed": model + recompute}
@@ -178,8 +180,11 @@ def _peak_mem_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_depth(depth: int, width: int, batch: int, repeats: int, remat: bool, unrolled: bool):
-    """Compile and time the jitted, state-donating update at one depth. Returns a result row."""
+def measure_depth(depth: int, width: int, batch: int, repeats: int, remat: str, unrolled: bool):
+    """Compile and time the jitted, state-donating `update_if_finite` at one depth; a result row.
+
+    `remat` is a NetworkConfig mode (auto, on, off), resolved here as the loops resolve it.
+    """
     cfg = LearnerConfig(
         network=NetworkConfig(width=width, critic_depth=depth, actor_depth=depth, remat=remat)
     )
@@ -187,18 +192,19 @@ def measure_depth(depth: int, width: int, batch: int, repeats: int, remat: bool,
     state = jax.jit(lambda k: init(nets, cfg, BENCH_DIMS, k))(jax.random.key(0))
     data = _synthetic_batch(BENCH_DIMS, batch)
     params = count_params(state.critic.params) + count_params(state.actor.params)
+    bad = jnp.asarray(-1, jnp.int32)
 
-    step = jax.jit(lambda s, b: update(nets, cfg, s, b), donate_argnums=0)
+    step = jax.jit(lambda s, b, bad: update_if_finite(nets, cfg, s, b, bad), donate_argnums=0)
     start = time.perf_counter()
-    compiled = step.lower(state, data).compile()
+    compiled = step.lower(state, data, bad).compile()
     compile_s = time.perf_counter() - start
 
-    state, metrics = compiled(state, data)  # warm-up step
+    state, bad, metrics, _ = compiled(state, data, bad)  # warm-up step
     jax.block_until_ready(metrics)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        state, metrics = compiled(state, data)
+        state, bad, metrics, _ = compiled(state, data, bad)
         jax.block_until_ready((state, metrics))
         times.append(time.perf_counter() - start)
     step_s = statistics.median(times)
@@ -217,9 +223,9 @@ def measure_depth(depth: int, width: int, batch: int, repeats: int, remat: bool,
         "model_peak_fraction": flops["model"] / step_s / 1e9 / peak,
         "matmul_peak_gflops": peak,
         "peak_mem_mb": _peak_mem_mb(),
-        "remat": remat,
+        "remat": resolve_remat(cfg.network),
         "variant": "unrolled" if unrolled else "scanned",
-        "finite": bool(jnp.isfinite(metrics["critic_loss"])),
+        "finite": bool(bad < 0) and bool(jnp.isfinite(metrics["critic_loss"])),
     }
 
 
@@ -260,7 +266,7 @@ def run_bench(cfg: BenchLearnerConfig, log: Callable[[str], None] = print) -> di
                 "width": cfg.width,
                 "batch": cfg.batch,
                 "repeats": cfg.repeats,
-                "remat": cfg.remat_for(depth, jax.devices()[0].platform),
+                "remat": cfg.remat,
                 "unrolled": unrolled,
             }
             row = _run_subprocess(spec, cfg.timeout_s)
