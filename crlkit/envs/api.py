@@ -25,12 +25,13 @@ class EnvSpec:
 
     Attributes:
       name: registry name.
-      state_dim: size of the state part of the observation (= ogbench's observation size).
+      state_dim: size of the state part of the observation (ogbench's or the paper's obs size).
       goal_dim: size of the goal (the goal slice of a state).
-      goal_indices: indices into the state that form the goal (xy of the body).
+      goal_indices: indices into the state that form the goal (xy of the body; the paper's
+        humanoid: torso xyz).
       action_dim: action size; actions live in [-1, 1].
       episode_length: control steps before truncation (the wrapped env's limit).
-      success_radius: success when the body's xy is within this distance of the goal.
+      success_radius: success when the body's goal-space position is within this distance.
       backend: the resolved physics backend name.
       ogbench_env_id: the matching ogbench gymnasium id, or None when OGBench has no such env.
       body: 'point', 'ant' or 'humanoid'.
@@ -38,6 +39,9 @@ class EnvSpec:
       num_tasks: number of fixed evaluation tasks for `reset_to_task` (0 when none).
       healthy_z: (low, high): the episode terminates when the torso height leaves it; None: never.
       control_dt: seconds of simulated time per control step.
+      family: 'paper' (the paper's Brax bodies) or 'ogbench' (ogbench's bodies).
+      easy_success_radius: the paper's looser "easy success" radius (humanoid 2.0), or None.
+      backends: the physics backends this env can run on (whether installed or not).
     """
 
     name: str
@@ -54,6 +58,9 @@ class EnvSpec:
     num_tasks: int
     healthy_z: tuple[float, float] | None
     control_dt: float
+    family: str = "ogbench"
+    easy_success_radius: float | None = None
+    backends: tuple[str, ...] = ()
 
     @property
     def obs_dim(self) -> int:
@@ -67,9 +74,9 @@ class EnvState:
 
     Attributes:
       obs: [state_dim + goal_dim] concat(state, goal).
-      goal: [goal_dim] the goal (xy).
-      success: [] 1.0 when the body's xy is within success_radius of the goal, else 0.0.
-      dist_to_goal: [] distance from the body's xy to the goal.
+      goal: [goal_dim] the goal (xy; the paper's humanoid: xyz).
+      success: [] 1.0 when the body's goal-space position is within success_radius of the goal.
+      dist_to_goal: [] distance from the body's goal-space position to the goal.
       done: [] 1.0 when the episode ended at this step (termination or truncation).
       truncation: [] 1.0 when it ended by the episode limit only.
       steps: [] int32 control steps taken in the current episode.
@@ -161,16 +168,19 @@ class GoalEnv(BatchMixin):
         check_action(self.spec, action)
         physics, ctrl = self.body.control(state.physics, jnp.asarray(action, jnp.float32))
         physics = self.backend.step(physics, ctrl)
-        return self._observe(physics, state.goal, state.steps + 1, state.rng)
+        return self._observe(physics, state.goal, state.steps + 1, state.rng, ctrl)
 
     def _start(self, key, rng, start_xy, goal_xy, needed=None) -> EnvState:
         qpos, qvel = self.body.reset_qpos_qvel(key, self._qpos0, self.mj_model)
-        physics = self.backend.init(self.body.set_xy(qpos, start_xy), qvel, needed)
-        return self._observe(physics, goal_xy.astype(jnp.float32), jnp.int32(0), rng)
+        goal_xy = goal_xy.astype(jnp.float32)
+        qpos = self.body.place(qpos, start_xy, goal_xy)
+        physics = self.backend.init(qpos, qvel, needed)
+        goal = self.body.goal_of_xy(goal_xy)
+        return self._observe(physics, goal, jnp.int32(0), rng)
 
-    def _observe(self, physics: PhysicsState, goal, steps, rng) -> EnvState:
-        state = self.body.observe(physics, self._ids)
-        dist = jnp.linalg.norm(self.body.xy(physics) - goal)
+    def _observe(self, physics: PhysicsState, goal, steps, rng, ctrl=None) -> EnvState:
+        state = self.body.observe(physics, self._ids, ctrl)
+        dist = jnp.linalg.norm(self.body.achieved_goal(physics) - goal)
         done = jnp.float32(0.0)
         if self.spec.healthy_z is not None:
             low, high = self.spec.healthy_z

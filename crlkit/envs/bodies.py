@@ -34,14 +34,43 @@ class Body:
     name: str
     xml: str
     action_dim: int
+    frame_skip: int = FRAME_SKIP  # physics steps per control step
+    goal_indices: tuple[int, ...] = (0, 1)  # state entries that form the goal
+    family: str = "ogbench"  # 'ogbench' (ogbench's robots) or 'paper' (the paper's Brax robots)
 
     def load_spec(self) -> mujoco.MjSpec:
         """The body's MjSpec from ogbench's asset (a fresh copy each call)."""
         return mujoco.MjSpec.from_file(ogbench_asset(self.xml))
 
-    def observe(self, physics: PhysicsState, ids: dict[str, int]) -> jax.Array:
-        """The env state vector (= ogbench's observation) for a physics state."""
+    def build_spec(self, maze: bool) -> mujoco.MjSpec:
+        """The body's MjSpec with the (non-colliding) goal marker; `maze`: walls will be added."""
+        from crlkit.envs.maze import add_target
+
+        spec = self.load_spec()
+        add_target(spec)
+        return spec
+
+    def observe(
+        self, physics: PhysicsState, ids: dict[str, int], ctrl: jax.Array | None = None
+    ) -> jax.Array:
+        """The env state vector for a physics state (`ctrl`: the control just applied)."""
         raise NotImplementedError
+
+    def goal_of_xy(self, goal_xy: jax.Array) -> jax.Array:
+        """The goal vector for a goal position drawn by a task sampler (xy)."""
+        return goal_xy
+
+    def achieved_goal(self, physics: PhysicsState) -> jax.Array:
+        """The goal-space position of the body (compared with the goal for success)."""
+        return self.xy(physics)
+
+    def place(self, qpos: jax.Array, start_xy: jax.Array, goal_xy: jax.Array) -> jax.Array:
+        """qpos with the body at `start_xy` (and any goal marker joints at `goal_xy`)."""
+        return self.set_xy(qpos, start_xy)
+
+    def with_model(self, model: mujoco.MjModel) -> Body:
+        """This body with facts of its compiled model recorded (none for ogbench bodies)."""
+        return self
 
     def state_dim(self, model: mujoco.MjModel) -> int:
         """Size of `observe`'s vector for a compiled model."""
@@ -68,7 +97,7 @@ class Body:
 class Point(Body):
     """ogbench PointEnv: a sphere on two slide joints; the action moves qpos directly."""
 
-    def observe(self, physics: PhysicsState, ids: dict[str, int]) -> jax.Array:
+    def observe(self, physics: PhysicsState, ids: dict[str, int], ctrl=None) -> jax.Array:
         return physics.qpos
 
     def state_dim(self, model: mujoco.MjModel) -> int:
@@ -90,7 +119,7 @@ class Point(Body):
 class Ant(Body):
     """ogbench AntEnv: observation qpos (15) + qvel (14); reset noise 0.1."""
 
-    def observe(self, physics: PhysicsState, ids: dict[str, int]) -> jax.Array:
+    def observe(self, physics: PhysicsState, ids: dict[str, int], ctrl=None) -> jax.Array:
         return jnp.concatenate([physics.qpos, physics.qvel])
 
     def state_dim(self, model: mujoco.MjModel) -> int:
@@ -138,7 +167,7 @@ class Humanoid(Body):
                 spec.delete(sensor)
         return spec
 
-    def observe(self, physics: PhysicsState, ids: dict[str, int]) -> jax.Array:
+    def observe(self, physics: PhysicsState, ids: dict[str, int], ctrl=None) -> jax.Array:
         # Torso is the free root body without a body quat, so xmat[torso] = mat(qpos[3:7]).
         torso_frame = quat_to_mat(physics.qpos[3:7])
         torso_pos = physics.xpos[ids["torso"]]

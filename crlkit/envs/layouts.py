@@ -129,9 +129,47 @@ PAPER_TEXT: dict[str, tuple[str, ...]] = {
     ),
     "u": ("11111", "1RGG1", "111G1", "1GGG1", "11111"),
 }
+# The paper's evaluation variants (its `*_eval` layouts: the same walls, goals only in the far
+# cells), as its envs/ant_maze.py and envs/humanoid_maze.py define them. Its humanoid big_maze_eval
+# differs from the ant's in one cell, so the two are kept apart.
+PAPER_EVAL_TEXT: dict[str, tuple[str, ...]] = {
+    "u4-eval": ("11111", "10001", "1R101", "11101", "1G101", "1GGG1", "11111"),
+    "u5-eval": (
+        "11111111",
+        "10000001",
+        "1R111101",
+        "11111101",
+        "1G1111G1",
+        "1GGGGGG1",
+        "11111111",
+    ),
+    "big-eval": (
+        "11111111",
+        "1R011GG1",
+        "100100G1",
+        "11000111",
+        "10010001",
+        "101G01G1",
+        "10GG1GG1",
+        "11111111",
+    ),
+    "u-eval": ("11111", "1R001", "11101", "1GGG1", "11111"),
+    "humanoid-big-eval": (
+        "11111111",
+        "1R011GG1",
+        "10010GG1",
+        "11000111",
+        "10010001",
+        "101G01G1",
+        "10GG1GG1",
+        "11111111",
+    ),
+}
+PAPER_TEXT.update(PAPER_EVAL_TEXT)
 PAPER_ANT_UNIT = 4.0
 PAPER_HUMANOID_UNIT = 2.0
-PAPER_START_NOISE = 0.1  # "the robot starts at R with small uniform noise"
+PAPER_ANT_START_NOISE = 0.1  # the paper's ant: uniform reset noise 0.1 on every qpos entry
+PAPER_HUMANOID_START_NOISE = 0.0  # the paper's humanoid: reset_noise_scale 0
 
 
 def _rows(text: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
@@ -156,7 +194,7 @@ def ogbench_maze(layout: str) -> MazeInfo:
     )
 
 
-def paper_maze(layout: str, unit: float) -> MazeInfo:
+def paper_maze(layout: str, unit: float, start_noise: float = PAPER_ANT_START_NOISE) -> MazeInfo:
     """MazeInfo of one of the paper's mazes: fixed R start cell, goal drawn among the G cells."""
     text = PAPER_TEXT[layout]
     # Transpose: text (r, c) is world (r * unit, c * unit), i.e. MazeInfo cell (i=c, j=r).
@@ -173,6 +211,6 @@ def paper_maze(layout: str, unit: float) -> MazeInfo:
         start_cells=cells["R"],
         goal_cells=cells["G"],
         tasks=(),
-        start_noise=PAPER_START_NOISE,
+        start_noise=start_noise,
         goal_noise=0.0,
     )

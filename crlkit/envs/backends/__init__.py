@@ -1,7 +1,8 @@
-"""Physics backends behind one contract (see base.py): `mjx`, `native`, `warp`, chosen by name.
+"""Physics backends behind one contract (see base.py): `mjx`, `native`, `warp`, `spring`.
 
 `auto` picks `native` (MuJoCo C on CPU threads) when JAX's default device is a CPU and `mjx`
 otherwise (GPU/TPU), because MJX's JAX implementation is very slow on CPU for maze models.
+`spring` (Brax's spring pipeline, the paper's physics) needs the optional `brax` package.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ BACKENDS: dict[str, str] = {
     "mjx": "crlkit.envs.backends.mjx:MjxBackend",
     "native": "crlkit.envs.backends.native:NativeBackend",
     "warp": "crlkit.envs.backends.warp:WarpBackend",
+    "spring": "crlkit.envs.backends.spring:SpringBackend",
 }
 BACKEND_CHOICES = ("auto", *BACKENDS)
 

@@ -2,8 +2,9 @@
 
 Env code (crlkit/envs/) never calls mujoco.mjx, mujoco C or warp directly: it holds a
 `PhysicsBackend` built from an `mujoco.MjModel` and moves a `PhysicsState` pytree through it.
-Three backends implement it: `mjx` (JAX implementation of mujoco.mjx), `native` (MuJoCo C on CPU
-threads behind a jax callback) and `warp` (MJX with impl='warp').
+Four backends implement it: `mjx` (JAX implementation of mujoco.mjx), `native` (MuJoCo C on CPU
+threads behind a jax callback), `warp` (MJX with impl='warp') and `spring` (Brax's spring
+pipeline; the paper's bodies only, whose env code never edits qpos/qvel between steps).
 
 Contract (all three backends must satisfy it; tests check them against each other):
   * `init(qpos, qvel, needed=None)` -> PhysicsState for ONE env (callers vmap), with forward
@@ -22,7 +23,7 @@ Contract (all three backends must satisfy it; tests check them against each othe
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import jax
 from flax import struct
@@ -43,6 +44,8 @@ class PhysicsState:
       sensordata: [nsensordata] sensor readings consistent with (qpos, qvel) (position and
         velocity stages, as after mj_forward). The humanoid observation reads its
         `subtreelinvel` sensor here. Defaults to None for backends that predate the field.
+      extra: a backend's own integration state when (qpos, qvel, ...) do not determine the next
+        step (spring: Brax's maximal-coordinate link state); None for the MuJoCo backends.
     """
 
     qpos: jax.Array
@@ -52,6 +55,7 @@ class PhysicsState:
     qacc_warmstart: jax.Array
     xpos: jax.Array
     sensordata: jax.Array | None = None
+    extra: Any = None
 
 
 def state_from_mjx_data(d) -> PhysicsState:
