@@ -1,0 +1,62 @@
+"""`crlkit render`: a run's policy as a video (.mp4/.gif) or a top-down trajectory map (.png)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+OUT = click.Path(dir_okay=False, path_type=Path)
+
+
+class RenderInputError(click.ClickException):
+    """Bad input (output path, run dir, task, option): one line, exit code 2."""
+
+    exit_code = 2
+
+
+@click.command("render")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", type=OUT, required=True,
+              help="Output file: .mp4 or .gif (a video, needs OpenGL) or .png (trajectory map).")
+@click.option("--step", type=int, default=None,
+              help="Checkpoint step to load (default: the newest).")
+@click.option("--task", type=int, default=None,
+              help="OGBench evaluation task 1..5 of maze envs (default: fresh random goals).")
+@click.option("--episodes", type=int, default=4, show_default=True, help="Episodes to record.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the starts and goals (the actor itself is deterministic).")
+@click.option("--size", type=int, default=480, show_default=True,
+              help="Video frame side in pixels (a multiple of 16).")
+@click.option("--frame-skip", type=int, default=1, show_default=True,
+              help="Render every n-th control step (playback stays real-time).")  # fmt: skip
+def render(run_dir: Path, out: Path, step: int | None, task: int | None, episodes: int,
+           seed: int, size: int, frame_skip: int) -> None:  # fmt: skip
+    """Roll out RUN_DIR's trained actor (deterministic) and write what it does to --out.
+
+    Works for `crlkit online` and `crlkit offline` run directories in every crlkit env.
+    An episode ends at its first success, a fall, or the episode limit. Videos use a camera
+    tracking the body with the goal marker drawn; the png shows every episode's path from its
+    start to its goal, green when it got there. Headless: MUJOCO_GL is chosen automatically
+    (egl, then osmesa), e.g.
+
+        crlkit render runs/pointmaze-arena-d4-... --out quickstart.gif --episodes 2
+    """
+    # Imported here so MUJOCO_GL can still be chosen before MuJoCo is first imported.
+    from crlkit.render import gl, outputs
+    from crlkit.render.outfile import RenderError, check_output
+
+    try:
+        path = check_output(out)
+        if path.suffix.lower() != ".png":
+            outputs.check_size(size, frame_skip)
+            gl.select_gl_backend()
+        written = outputs.render(
+            run_dir, path, step=step, task=task, episodes=episodes, seed=seed, size=size,
+            frame_skip=frame_skip,
+        )
+    except RenderError as err:
+        raise RenderInputError(str(err)) from None
+    except gl.NoGLBackend as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(str(written))

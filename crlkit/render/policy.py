@@ -1,0 +1,103 @@
+"""A run directory's env and trained actor, for rendering.
+
+The one module of `crlkit.render` that imports run-directory helpers (`crlkit.runs`) and the
+offline loop's dataset-to-env naming, so a move of those touches only this file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from crlkit.render.outfile import RenderError
+
+RENDER_BACKEND = "native"  # MuJoCo C: a handful of episodes; MJX on a CPU is slow with maze walls
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPolicy:
+    """A run's env (built on the native backend) and the actor of one of its checkpoints."""
+
+    run_dir: Path
+    env: Any
+    nets: Any
+    params: Any
+    step: int
+    regime: str  # "online" or "offline"
+
+
+def load_run_policy(run_dir: str | os.PathLike, step: int | None = None) -> RunPolicy:
+    """The env and actor of `run_dir`'s newest (or `step`) checkpoint; RenderError when unusable."""
+    from crlkit.envs import make
+    from crlkit.runs.actor import load_actor
+    from crlkit.runs.checkpoint import RunDirError, list_checkpoints
+    from crlkit.runs.rundir import CHECKPOINT_DIR, read_run_config
+
+    run = Path(run_dir)
+    try:
+        config = read_run_config(run)
+    except RunDirError as err:
+        raise RenderError(str(err)) from None
+    regime, env_name = run_env(config, run)
+    found = list_checkpoints(run / CHECKPOINT_DIR)
+    if not found:
+        raise RenderError(f"{run}: no checkpoint in {CHECKPOINT_DIR}/ yet (nothing to render)")
+    saved = [s for s, _ in found]
+    if step is not None and step not in saved:
+        raise RenderError(
+            f"{run}: no checkpoint at step {step}; saved steps: {', '.join(map(str, saved))}"
+        )
+    env = make(env_name, RENDER_BACKEND)
+    try:
+        nets, params = load_actor(run, env.spec, step)
+    except ValueError as err:
+        raise RenderError(str(err)) from None
+    return RunPolicy(run, env, nets, params, saved[-1] if step is None else step, regime)
+
+
+def run_env(config: dict, run: Path) -> tuple[str, str]:
+    """(regime, crlkit env name) of a run's config.json; RenderError when no crlkit env fits."""
+    from crlkit.envs.registry import REGISTRY, canonical_name
+
+    if "online" in config:
+        try:
+            return "online", canonical_name(str(config["online"].get("env", "")))
+        except ValueError as err:
+            raise RenderError(f"{run}: {err}") from None
+    offline = config.get("offline")
+    if not isinstance(offline, dict):
+        raise RenderError(f"{run}: config.json has neither an 'online' nor an 'offline' section")
+    name = str(offline.get("env") or "") or _card_env(str(offline.get("dataset", "")))
+    if name:
+        try:
+            return "offline", canonical_name(name)
+        except ValueError:
+            pass
+    env_id = name or _ogbench_env_id(str(offline.get("dataset", "")))
+    same = [n for n, entry in REGISTRY.items() if env_id and entry.ogbench_env_id == env_id]
+    if not same:
+        raise RenderError(
+            f"{run}: trained on {offline.get('dataset')!r}, whose env "
+            f"{env_id or '(unknown)'!r} is not a crlkit env; render supports "
+            "the point/ant/humanoid mazes and open floors (see: crlkit envs)"
+        )
+    return "offline", same[0]
+
+
+def _card_env(dataset: str) -> str:
+    """The crlkit env named by the dataset's catalog card, or ''."""
+    from crlkit.data import catalog
+
+    try:
+        card, _ = catalog.resolve(Path(dataset).name.removesuffix(".npz"))
+    except ValueError:
+        return ""
+    return card.env
+
+
+def _ogbench_env_id(dataset: str) -> str:
+    from crlkit.train.offline import ogbench_env_id
+
+    return ogbench_env_id(dataset)
