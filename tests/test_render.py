@@ -1,0 +1,202 @@
+"""`crlkit render` on real tiny run dirs: mp4, gif, png, an offline run, bad input, no GL."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from crlkit.cli.main import cli
+
+TINY_ONLINE = [
+    "online", "--steps", "640", "--num-envs", "4", "--unroll-length", "16", "--prefill-steps",
+    "16", "--updates-per-step", "2", "--batch-size", "16", "--width", "16",
+    "--replay-steps-per-env", "200", "--eval-episodes", "2", "--eval-episodes-per-task", "0",
+    "--quiet",
+]  # fmt: skip
+SIZE = 64
+
+
+def invoke(*args: str):
+    """Runs `crlkit *args` in-process; returns click's result."""
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def online_run(tmp_path_factory) -> Path:
+    """A bare `crlkit online` run (quickstart preset: pointmaze-arena) with a tiny budget."""
+    out = tmp_path_factory.mktemp("online") / "run"
+    result = invoke(*TINY_ONLINE, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def offline_run(tmp_path_factory) -> Path:
+    """A `crlkit offline` run on the shipped pointmaze-medium sample, a few SGD steps."""
+    out = tmp_path_factory.mktemp("offline") / "run"
+    result = invoke(
+        "offline", "--dataset", "pointmaze-medium-navigate-sample", "--steps", "20",
+        "--batch-size", "64", "--width", "16", "--eval-episodes", "1", "--quiet", "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def expected_frames(run: Path, episodes: int, frame_skip: int, seed: int = 0) -> int:
+    """Frames a video of these episodes must hold (the same deterministic episodes)."""
+    from crlkit.render import record_run
+
+    rec = record_run(run, episodes, seed)
+    return sum(len(ep.qpos[::frame_skip]) for ep in rec.episodes)
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Hidden temporary files a writer left behind."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_mp4_reads_back_with_every_frame(online_run, tmp_path):
+    import imageio.v3 as iio
+
+    out = tmp_path / "eval.mp4"
+    result = invoke("render", str(online_run), "--out", str(out), "--episodes", "2",
+                    "--size", str(SIZE), "--frame-skip", "4")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    frames = iio.imread(out)
+    want = expected_frames(online_run, 2, 4)
+    assert want >= 100
+    assert frames.shape == (want, SIZE, SIZE, 3)
+    assert frames.std() > 5  # a rendered scene, not a blank buffer
+    assert leftovers(tmp_path) == []
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def test_gif_plays_for_the_episode_length(online_run, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "eval.gif"
+    result = invoke("render", str(online_run), "--out", str(out), "--episodes", "1",
+                    "--size", str(SIZE), "--frame-skip", "10")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as gif:
+        assert gif.size == (SIZE, SIZE)
+        durations = []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            durations.append(gif.info["duration"])
+    # pointmaze: 0.1 s per control step, every 10th rendered -> 1 s per frame; Pillow merges
+    # identical frames into longer ones, so the total is what must match.
+    assert sum(durations) == expected_frames(online_run, 1, 10) * 1000
+
+
+def test_png_draws_one_path_per_episode(online_run, tmp_path):
+    from matplotlib.figure import Figure
+
+    from crlkit.render import plot_trajectory_map, record_run
+
+    rec = record_run(online_run, episodes=3, seed=1)
+    ax = Figure().add_subplot()
+    lines = plot_trajectory_map(ax, rec.spec, rec.episodes)
+    assert len(lines) == 3
+    for line, ep in zip(lines, rec.episodes, strict=True):
+        np.testing.assert_allclose(line.get_xydata(), ep.xy)
+        assert ep.steps == rec.spec.episode_length or ep.success
+    out = tmp_path / "map.png"
+    result = invoke("render", str(online_run), "--out", str(out), "--episodes", "3")
+    assert result.exit_code == 0, result.output
+    import matplotlib.image
+
+    assert matplotlib.image.imread(out).ndim == 3
+
+
+def test_offline_run_renders_ogbench_task(offline_run, tmp_path):
+    from crlkit.render import record_run
+
+    rec = record_run(offline_run, episodes=2, task=2)
+    assert rec.regime == "offline" and rec.spec.name == "pointmaze-medium"
+    maze = rec.spec.maze
+    goal_cell = np.asarray(maze.cell_to_xy(maze.tasks[1][1]))
+    for ep in rec.episodes:
+        assert np.all(np.abs(ep.goal - goal_cell) <= maze.goal_noise + 1e-5)
+    out = tmp_path / "task2.png"
+    result = invoke("render", str(offline_run), "--out", str(out), "--task", "2")
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 0
+
+
+def test_write_outputs_puts_video_and_map_in_the_run_dir(online_run, tmp_path):
+    from crlkit.render import write_outputs
+
+    run = tmp_path / "run"
+    shutil.copytree(online_run, run)
+    written = write_outputs(run, episodes=1, size=SIZE)
+    assert [p.name for p in written] == ["trajectories.png", "eval.mp4"]
+    assert all(p.stat().st_size > 0 for p in written)
+
+
+def _bad_cases(run: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
+    empty = tmp / "no-checkpoint"
+    empty.mkdir()
+    shutil.copy(run / "config.json", empty / "config.json")
+    a_file = tmp / "plain-file"
+    a_file.write_text("x")
+    return {
+        "no checkpoint": ([str(empty), "--out", str(tmp / "a.png")], "no checkpoint"),
+        "unknown task": ([str(run), "--out", str(tmp / "b.png"), "--task", "9"], "unknown task 9"),
+        "bad suffix": ([str(run), "--out", str(tmp / "c.avi")], "'.avi'"),
+        "unwritable": ([str(run), "--out", str(a_file / "d.png")], "cannot write"),
+        "bad step": ([str(run), "--out", str(tmp / "e.png"), "--step", "7"], "step 7"),
+    }
+
+
+@pytest.mark.parametrize("case", ["no checkpoint", "unknown task", "bad suffix", "unwritable",
+                                  "bad step"])  # fmt: skip
+def test_bad_input_is_one_line_exit_2_and_no_file(online_run, tmp_path, case):
+    args, says = _bad_cases(online_run, tmp_path)[case]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = CliRunner().invoke(cli, ["render", *args])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().count("\n") == 0 and says in result.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_without_gl_the_video_fails_in_one_line_and_the_png_still_works(online_run, tmp_path):
+    # PyOpenGL pinned to another platform than MUJOCO_GL: MuJoCo cannot make a context.
+    env = {**os.environ, "MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "egl"}
+    command = [str(Path(sys.executable).with_name("crlkit")), "render", str(online_run), "--out"]
+    video = subprocess.run([*command, str(tmp_path / "v.mp4")], env=env, capture_output=True,
+                           text=True, timeout=600)  # fmt: skip
+    assert video.returncode == 1, video.stderr
+    assert video.stderr.strip().count("\n") == 0 and "GL" in video.stderr
+    assert list(tmp_path.iterdir()) == []
+    png = subprocess.run([*command, str(tmp_path / "m.png")], env=env, capture_output=True,
+                         text=True, timeout=600)  # fmt: skip
+    assert png.returncode == 0, png.stderr
+    assert (tmp_path / "m.png").is_file()
+
+
+def test_gl_probe_rejects_a_backend_that_cannot_load():
+    from crlkit.render import gl
+
+    assert not gl._probe("no-such-backend")
+    assert gl.select_gl_backend() in (os.environ.get("MUJOCO_GL"), *gl.CANDIDATES)
+
+
+def test_run_config_of_an_offline_run_names_its_env(offline_run):
+    from crlkit.render.policy import run_env
+
+    config = json.loads((offline_run / "config.json").read_text())
+    assert run_env(config, offline_run) == ("offline", "pointmaze-medium")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
