@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import click
+from crlkit.cli.helpers import usage_errors
+from crlkit.cli.options import build_config, config_options
 
-from crlkit.config import click_options, config_from_cli
-from crlkit.data.collect import CollectConfig
+from crlkit.collect.config import CollectConfig
 
 
 @click.command("collect")
-@click_options(CollectConfig)
+@config_options(CollectConfig)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def collect(quiet: bool, **options) -> None:
     """Roll out a policy and write a goal-conditioned dataset (see docs/datasets.md).
@@ -20,13 +21,10 @@ def collect(quiet: bool, **options) -> None:
       --steps 200000 --episode-length 1000 --noise 0.5 --num-envs 55 --seed 0 \\
       --format ogbench --out datasets/pointmaze-medium-navigate-sample.npz
     """
-    from crlkit.data import collect as collect_lib
+    from crlkit.collect import collect as run_collect
 
-    cfg = config_from_cli(CollectConfig, options)
-    try:
-        summary = collect_lib.collect(cfg, progress=not quiet)
-    except ValueError as err:  # bad env/policy/output: one line, exit code 2
-        raise click.UsageError(str(err)) from None
+    cfg = usage_errors(lambda: build_config(CollectConfig, options))
+    summary = usage_errors(lambda: run_collect(cfg, progress=not quiet))
     click.echo(
         f"wrote {', '.join(summary['paths'])}: {summary['episodes']} episodes, "
         f"{summary['rows']:,} rows; {summary['steps_per_second']:,.0f} env steps/s "

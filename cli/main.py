@@ -19,7 +19,8 @@ COMMANDS: dict[str, str] = {
     "envs": "crlkit.cli.envs:envs",
     "bench": "crlkit.cli.bench:bench",
     "sweep": "crlkit.cli.sweep:sweep",
-    "report": "crlkit.cli.sweep:report",
+    "report": "crlkit.cli.report:report",
+    "render": "crlkit.cli.render:render",
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -31,24 +32,29 @@ SHORT_HELP: dict[str, str] = {
     "bench": "Benchmarks: learner speed/memory, env throughput.",
     "sweep": "Run a depth grid over the online and offline regimes.",
     "report": "Summarise a sweep directory into report.md and plots.",
+    "render": "A run's policy as a video (.mp4/.gif) or a top-down trajectory map (.png).",
 }
 
 
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
+    """A click group whose subcommands ({name: "module:attribute"}) are imported on first use."""
+
+    def __init__(self, *args, lazy: dict[str, str], lazy_help: dict[str, str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy, self.lazy_help = lazy, lazy_help
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(n for n, target in COMMANDS.items() if _importable(target))
+        return sorted(n for n, target in self.lazy.items() if _importable(target))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        target = COMMANDS.get(name)
+        target = self.lazy.get(name)
         if target is None:
             return None
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(n, SHORT_HELP.get(n, "")) for n in self.list_commands(ctx)]
+        rows = [(n, self.lazy_help.get(n, "")) for n in self.list_commands(ctx)]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
@@ -59,7 +65,12 @@ def _importable(target: str) -> bool:
     return importlib.util.find_spec(target.split(":")[0]) is not None
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    lazy_help=SHORT_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(package_name="crlkit")
 def cli() -> None:
     """crlkit: deep-residual contrastive RL, online (MuJoCo/MJX) and offline (OGBench/Minari)."""

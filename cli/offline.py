@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import click
+from crlkit.cli.helpers import echo_for, usage_errors
+from crlkit.cli.options import build_config, config_options
 
-from crlkit.config import LearnerConfig, click_options, config_from_options
-from crlkit.train.offline import SAMPLE_STEPS, OfflineConfig
+from crlkit import metric_names as names
+from crlkit.config import LearnerConfig
+from crlkit.train.offline.config import SAMPLE_STEPS, OfflineConfig
 
 # The learner's defaults that differ offline: the actor loss, and --alpha (an OfflineConfig field,
 # resolved per dataset family) replaces the learner's --bc-alpha.
 OFFLINE_ACTOR_LOSS = "ddpg_bc"
-
-
-class InputError(click.ClickException):
-    """Bad user input found after parsing (a dataset, env or run dir): one line, exit code 2."""
-
-    exit_code = 2
 
 
 def _offline_learner_options(command: click.Command) -> click.Command:
@@ -29,8 +26,8 @@ def _offline_learner_options(command: click.Command) -> click.Command:
 
 @_offline_learner_options
 @click.command("offline")
-@click_options(OfflineConfig)
-@click_options(LearnerConfig)
+@config_options(OfflineConfig)
+@config_options(LearnerConfig)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar or notes (errors still print).")
 def offline(resume: bool, quiet: bool, **options) -> None:
@@ -45,30 +42,23 @@ def offline(resume: bool, quiet: bool, **options) -> None:
     OGBench's datasets (here: antmaze-large -> antmaze-large-navigate-v0) train for OGBench's
     1M steps unless --steps says otherwise; --dataset also takes an .npz path or minari:<id>.
     """
-    from crlkit.train import offline as offline_lib
-    from crlkit.train.rundir import NonFiniteLoss
+    from crlkit.train.hostloop import NonFiniteLoss
+    from crlkit.train.offline import run
 
-    options.setdefault("actor_loss", None)
-    options["actor_loss"] = options["actor_loss"] or OFFLINE_ACTOR_LOSS
-    echo = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
+    options["actor_loss"] = options.get("actor_loss") or OFFLINE_ACTOR_LOSS
+    cfg = usage_errors(lambda: build_config(OfflineConfig, options))
+    lcfg = usage_errors(lambda: build_config(LearnerConfig, options))
     try:
-        cfg = config_from_options(OfflineConfig, options)
-        lcfg = config_from_options(LearnerConfig, options)
-        summary = offline_lib.run(cfg, lcfg, resume=resume, progress=not quiet, echo=echo)
-    except ValueError as err:  # DatasetError, RunDirError and bad settings are ValueErrors
-        raise InputError(str(err)) from None
+        summary = usage_errors(
+            lambda: run(cfg, lcfg, resume=resume, progress=not quiet, echo=echo_for(quiet))
+        )
     except NonFiniteLoss as err:  # diverged: exit code 1, state kept
         raise click.ClickException(str(err)) from None
-    tasks = " ".join(f"{summary[f'eval/task{k}_success']:.2f}" for k in _task_ids(summary))
+    tasks = " ".join(f"{summary[f'eval/task{k}_success']:.2f}" for k in names.task_ids(summary))
     click.echo(
-        f"success {summary['eval/success']:.3f} (tasks {tasks}) after {summary['sgd_steps']:,} "
+        f"success {summary[names.SUCCESS]:.3f} (tasks {tasks}) after {summary['sgd_steps']:,} "
         f"SGD steps ({summary['sgd_steps_per_s']:.1f}/s); run dir {summary['run_dir']}"
     )
-
-
-def _task_ids(summary: dict) -> list[int]:
-    names = (k.removeprefix("eval/task").removesuffix("_success") for k in summary)
-    return sorted(int(n) for n in names if n.isdigit())
 
 
 offline.help = offline.help.replace("%(sample)s", f"{SAMPLE_STEPS:,}").replace("%%", "%")

@@ -27,21 +27,36 @@ FILE_MODE = 0o666  # the kernel subtracts the umask
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike) -> Iterator[IO[bytes]]:
-    """Binary file object whose content replaces `path` only when the block ends without error."""
+def temp_beside(path: str | os.PathLike) -> Iterator[tuple[Path, IO[bytes]]]:
+    """(temp path, binary file) beside `path`, flushed and fsynced when the block ends.
+
+    The caller renames the temp into place (`os.replace`), possibly together with other files;
+    the temp is removed if the block raises.
+    """
     path = Path(path)
     tmp = path.parent / f"{TMP_PREFIX}{secrets.token_hex(6)}-{path.name}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as f:
-            yield f
+            yield tmp, f
             f.flush()
             os.fsync(f.fileno())
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+    """Binary file object whose content replaces `path` only when the block ends without error."""
+    with temp_beside(path) as (tmp, f):
+        yield f
+    try:
         os.replace(tmp, path)
     except BaseException:
         remove_quietly(tmp)
         raise
-    fsync_dir(path.parent)
+    fsync_dir(Path(path).parent)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

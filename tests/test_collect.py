@@ -19,9 +19,10 @@ import pytest
 from click.testing import CliRunner
 from crlkit.cli.main import cli
 
+from crlkit.collect import CollectConfig, MazeGraph, collect
 from crlkit.data import minari_io, ogbench_io
-from crlkit.data.collect import CollectConfig, MazeGraph, collect
-from crlkit.data.dataset import DatasetError, load_dataset
+from crlkit.data.catalog import load_dataset
+from crlkit.data.dataset import DatasetError
 from crlkit.envs import make_spec
 
 # Small: 4 envs x 2 episodes of 150 transitions each (+ 1 val episode).
@@ -253,7 +254,7 @@ def _run_dir(tmp_path, state_dim=2, goal_dim=2, action_dim=2):
     """A real run directory: config.json + one checkpoint of a freshly initialised learner."""
     from crlkit import learner
     from crlkit.config import LearnerConfig, NetworkConfig
-    from crlkit.train.rundir import RunDir
+    from crlkit.runs.rundir import RunDir
 
     cfg = LearnerConfig(network=NetworkConfig(width=32))
     dims = learner.Dims(state_dim, goal_dim, action_dim)

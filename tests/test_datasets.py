@@ -20,7 +20,8 @@ from click.testing import CliRunner
 from crlkit.cli.main import cli
 
 from crlkit.data import catalog, minari_io, ogbench_io
-from crlkit.data.dataset import DatasetError, check_env, from_raw, load_dataset
+from crlkit.data.catalog import load_dataset
+from crlkit.data.dataset import DatasetError, check_env, from_raw
 
 SAMPLE = "pointmaze-medium-navigate-sample"
 
@@ -427,7 +428,8 @@ def test_killed_writer_leaves_no_complete_looking_dataset(tmp_path):
         f"""
         import numpy as np
         from crlkit.data import ogbench_io
-        from crlkit.data.dataset import from_raw
+        from crlkit.data.catalog import load_dataset
+from crlkit.data.dataset import from_raw
         n = 3_000_000
         term = np.zeros(n, bool); term[999::1000] = True
         obs = np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32)

@@ -14,8 +14,12 @@ from crlkit.cli.main import cli
 from crlkit import learner
 from crlkit.config import LearnerConfig, NetworkConfig
 from crlkit.data import minari_io, ogbench_io
-from crlkit.data.dataset import from_raw, load_dataset
-from crlkit.train import evaluate_gym, offline
+from crlkit.data.catalog import load_dataset
+from crlkit.data.dataset import from_raw
+from crlkit.train import hostloop, offline
+from crlkit.train.offline import chunks, evaluators, gym_eval, sampling
+from crlkit.train.offline import config as offline_config
+from crlkit.train.offline import loop as offline_loop
 
 SAMPLE = "pointmaze-medium-navigate-sample"
 TINY_NET = NetworkConfig(width=16, actor_depth=4, critic_depth=4, repr_dim=8)
@@ -59,13 +63,13 @@ def test_ogbench_defaults_per_family(name, env, alpha, discount, p_random):
     assert (cfg.alpha, lcfg.bc_alpha, cfg.discount, cfg.actor_p_random) == (
         alpha, alpha, discount, p_random,
     )  # fmt: skip
-    assert cfg.steps == offline.OGBENCH_STEPS and cfg.batch_size == 1024
+    assert cfg.steps == offline_config.OGBENCH_STEPS and cfg.batch_size == 1024
 
 
 def test_explicit_settings_win_and_samples_get_the_quick_budget():
     ds = load_dataset(SAMPLE)
     cfg, lcfg = resolved(ds)
-    assert cfg.steps == offline.SAMPLE_STEPS and lcfg.bc_alpha == 0.03
+    assert cfg.steps == offline_config.SAMPLE_STEPS and lcfg.bc_alpha == 0.03
     cfg, lcfg = resolved(ds, steps=7, alpha=0.0, discount=0.9, actor_p_random=0.25)
     assert (cfg.steps, lcfg.bc_alpha, cfg.discount, cfg.actor_goals().p_random) == (7, 0, 0.9, 0.25)
 
@@ -101,7 +105,7 @@ def test_batches_pair_states_with_goals_from_their_own_future(sampler):
     if sampler == "device":
         batch = offline.sample_batch(cfg, jax.device_put(data), jax.random.PRNGKey(3))
     else:
-        block = offline.sample_host_block(cfg, data, np.random.default_rng(3), 1)
+        block = sampling.sample_host_block(cfg, data, np.random.default_rng(3), 1)
         batch = jax.tree.map(lambda x: x[0], block)
     state, goal, actor_goal = map(np.asarray, (batch.state, batch.goal, batch.actor_goal))
     for g in (goal, actor_goal):
@@ -117,13 +121,13 @@ def test_device_and_host_chunks_compile_once_and_apply_the_same_updates():
     when fed the device sampler's own minibatches."""
     ds = episodes_dataset()
     cfg, lcfg = resolved(ds, batch_size=8)
-    nets = learner.make_networks(lcfg, offline.dims_of(ds))
+    nets = learner.make_networks(lcfg, offline_loop.dims_of(ds))
     data = offline.dataset_arrays(ds)
-    state = learner.init(nets, lcfg, offline.dims_of(ds), jax.random.PRNGKey(0))
+    state = learner.init(nets, lcfg, offline_loop.dims_of(ds), jax.random.PRNGKey(0))
     key = jax.random.PRNGKey(1)
-    device = offline.Trainer(nets, lcfg, cfg, data, "device")
-    host = offline.Trainer(nets, lcfg, cfg, data, "host")
-    fresh = lambda: offline.Carry(learner=jax.tree.map(jnp.copy, state), key=jnp.copy(key))
+    device = chunks.Trainer(nets, lcfg, cfg, data, "device")
+    host = chunks.Trainer(nets, lcfg, cfg, data, "host")
+    fresh = lambda: chunks.Carry(learner=jax.tree.map(jnp.copy, state), key=jnp.copy(key))
     device.compile(fresh())
     host.compile(fresh())
     compiled = device.compiled  # ahead of time: a new shape would raise, not recompile
@@ -140,7 +144,7 @@ def test_device_and_host_chunks_compile_once_and_apply_the_same_updates():
     assert np.isfinite(metrics["critic_loss"]) and "actor_bc_loss" in metrics
 
     batches = [offline.sample_batch(cfg, device.data, sk) for sk in keys]
-    batches += batches[:1] * (offline.HOST_BLOCK - len(batches))  # padding, never run
+    batches += batches[:1] * (chunks.HOST_BLOCK - len(batches))  # padding, never run
     block = jax.tree.map(lambda *x: jnp.stack(x), *batches)
     out, sums, kept, bad = host.compiled(fresh(), block, jnp.int32(9))
     assert int(out.learner.step) == 9 and np.isfinite(float(sums["critic_loss"]))
@@ -154,7 +158,7 @@ def test_device_and_host_chunks_compile_once_and_apply_the_same_updates():
 def test_chunk_boundaries_hit_every_log_eval_and_checkpoint_step():
     ends, step = [], 0
     while step < 23:
-        step = offline.next_boundary(step, 23, 5, 10, 0)
+        step = hostloop.next_boundary(step, 23, 5, 10, 0)
         ends.append(step)
     assert ends == [5, 10, 15, 20, 23]
 
@@ -164,13 +168,13 @@ def test_chunk_boundaries_hit_every_log_eval_and_checkpoint_step():
 
 def test_eval_target_prefers_crlkit_envs_and_falls_back_to_ogbench_gym():
     cfg = offline.OfflineConfig(dataset="x")
-    assert offline.eval_target(cfg, episodes_dataset()) == ("crlkit", "pointmaze-medium")
+    assert evaluators.eval_target(cfg, episodes_dataset()) == ("crlkit", "pointmaze-medium")
     cube = episodes_dataset(name="cube-single-play-v0", env=None)
-    assert offline.eval_target(cfg, cube) == ("ogbench", "cube-single-v0")
+    assert evaluators.eval_target(cfg, cube) == ("ogbench", "cube-single-v0")
     via_id = episodes_dataset(name="antmaze-large-navigate-v0", env=None)
-    assert offline.eval_target(cfg, via_id) == ("crlkit", "antmaze-large")
+    assert evaluators.eval_target(cfg, via_id) == ("crlkit", "antmaze-large")
     with pytest.raises(ValueError, match="names no env to evaluate in; pass --env"):
-        offline.eval_target(cfg, episodes_dataset(name="mine", env=None))
+        evaluators.eval_target(cfg, episodes_dataset(name="mine", env=None))
 
 
 def test_minari_datasets_are_evaluated_in_the_env_they_name(tmp_path, monkeypatch):
@@ -180,16 +184,16 @@ def test_minari_datasets_are_evaluated_in_the_env_they_name(tmp_path, monkeypatc
     )
     ds = load_dataset("minari:toy/pm-v0")
     cfg, lcfg = resolved(ds)
-    assert offline.eval_target(cfg, ds) == ("crlkit", "pointmaze-medium")
-    assert lcfg.bc_alpha == 0.03 and cfg.steps == offline.OGBENCH_STEPS
+    assert evaluators.eval_target(cfg, ds) == ("crlkit", "pointmaze-medium")
+    assert lcfg.bc_alpha == 0.03 and cfg.steps == offline_config.OGBENCH_STEPS
 
 
 def test_gym_fallback_is_seeded_and_reports_every_task():
     ds = episodes_dataset(name="pointmaze-medium-navigate-v0")
     cfg, lcfg = resolved(ds, eval_episodes=2)
-    evaluator = offline._gym_evaluator(cfg, ds, "pointmaze-medium-v0")
-    nets = learner.make_networks(lcfg, offline.dims_of(ds))
-    params = learner.init(nets, lcfg, offline.dims_of(ds), jax.random.PRNGKey(0)).actor.params
+    evaluator = evaluators._gym_evaluator(cfg, ds, "pointmaze-medium-v0")
+    nets = learner.make_networks(lcfg, offline_loop.dims_of(ds))
+    params = learner.init(nets, lcfg, offline_loop.dims_of(ds), jax.random.PRNGKey(0)).actor.params
     first = evaluator(nets, params, jax.random.PRNGKey(5))
     assert set(first) == {"success", *(f"task{k}_success" for k in range(1, 6))}
     assert first == evaluator(nets, params, jax.random.PRNGKey(5))
@@ -199,14 +203,14 @@ def test_gym_fallback_checks_sizes():
     ds = episodes_dataset(name="pointmaze-medium-navigate-v0", obs_dim=3)
     cfg, _ = resolved(ds, eval_episodes=1)
     with pytest.raises(ValueError, match="observation size 3 does not match env"):
-        offline._gym_evaluator(cfg, ds, "pointmaze-medium-v0")
+        evaluators._gym_evaluator(cfg, ds, "pointmaze-medium-v0")
 
 
 def test_gym_envs_without_tasks_are_refused():
-    env = evaluate_gym.make_gym_env("pointmaze-medium-v0")
-    assert evaluate_gym.env_sizes(env) == (2, 2, 5)
+    env = gym_eval.make_gym_env("pointmaze-medium-v0")
+    assert gym_eval.env_sizes(env) == (2, 2, 5)
     with pytest.raises(ValueError, match="cannot make OGBench env 'nomaze-v0'"):
-        evaluate_gym.make_gym_env("nomaze-v0")
+        gym_eval.make_gym_env("nomaze-v0")
 
 
 # ------------------------------------------------------------------------------ CLI and run dirs
@@ -297,7 +301,7 @@ def test_cli_antmaze_large_offline_message_when_files_are_missing(tmp_path):
 @pytest.mark.slow  # collects ant data, compiles the update and an ant rollout: 20 s to 2 min
 def test_cli_antmaze_large_as_written_when_the_files_are_present(tmp_path):
     """OGBench's cache holding antmaze-large-navigate-v0 (here: a tiny stand-in) is all it needs."""
-    from crlkit.data import collect
+    from crlkit import collect
 
     cache = tmp_path / "home" / ".ogbench" / "data"
     cache.mkdir(parents=True)
@@ -345,10 +349,10 @@ def test_offline_crl_learns_pointmaze_from_the_shipped_sample(tmp_path):
     )
     cfg, lcfg = offline.resolve(cfg, LearnerConfig(actor_loss="ddpg_bc"), ds)
     evaluator = offline.make_evaluator(cfg, ds)
-    nets = learner.make_networks(lcfg, offline.dims_of(ds))
-    untrained = offline.initial_carry(nets, lcfg, offline.dims_of(ds), cfg.seed).learner
+    nets = learner.make_networks(lcfg, offline_loop.dims_of(ds))
+    untrained = offline.initial_carry(nets, lcfg, offline_loop.dims_of(ds), cfg.seed).learner
     key = offline.eval_key(cfg.seed, cfg.steps)  # the key of the run's final evaluation
     before = evaluator(nets, untrained.actor.params, key)["success"]
     summary = offline.train(cfg, lcfg, ds, evaluator, progress=False)
-    assert summary["sgd_steps"] == offline.SAMPLE_STEPS
+    assert summary["sgd_steps"] == offline_config.SAMPLE_STEPS
     assert summary["eval/success"] >= before + 0.2, (before, summary)

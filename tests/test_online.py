@@ -17,17 +17,18 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from crlkit.cli.main import cli
-from crlkit.cli.online import _apply_flags, _base_configs
+from crlkit.cli.online import base_configs, configs_from_flags
 
 from crlkit.envs import make
-from crlkit.train import evaluate, online, rundir
+from crlkit.runs import rundir
+from crlkit.train import evaluate, online
 
 # A tiny run: 4 envs x 8 steps = 32 env steps per training step, a 16-wide depth-4 learner.
 TINY = [
     "--env", "pointmaze-medium", "--num-envs", "4", "--unroll-length", "8",
     "--batch-size", "16", "--updates-per-step", "2", "--width", "16", "--depth", "4",
     "--replay-steps-per-env", "32", "--eval-episodes", "2", "--eval-episodes-per-task", "1",
-    "--quiet",
+    "--prefill-steps", "0", "--quiet",
 ]  # fmt: skip
 
 
@@ -101,22 +102,35 @@ def test_evaluate_tasks_has_one_metric_per_ogbench_task():
 
 
 def test_bare_command_is_quickstart_and_env_flag_gives_paper_defaults():
-    base, name = _base_configs("auto", {}, None)
+    base, name = base_configs("auto", {}, None)
     assert name == "quickstart" and base == online.QUICKSTART
     given = {"env": "humanoid", "depth": 512}
-    base, name = _base_configs("auto", given, None)
-    cfg, learner = _apply_flags(base, given)
+    base, name = base_configs("auto", given, None)
+    cfg, learner = configs_from_flags(base, given)
     assert name == "paper" and cfg.env == "humanoid"
     assert (cfg.num_envs, cfg.unroll_length, cfg.batch_size, cfg.gamma) == (512, 62, 512, 0.99)
     assert (cfg.replay_steps_per_env, cfg.updates_per_step) == (10_000, 800)
     assert learner.network.actor_depth == learner.network.critic_depth == 512
-    _, learner = _apply_flags(base, {"depth": 8, "actor_depth": 4})
+    _, learner = configs_from_flags(base, {"depth": 8, "actor_depth": 4})
     assert (learner.network.actor_depth, learner.network.critic_depth) == (4, 8)
+
+
+def test_prefill_collects_before_the_first_update(tmp_path):
+    """The paper's min_replay_size: 16 prefill steps per env = 2 unrolls of 8 without SGD."""
+    args = [*TINY, "--steps", "128", "--prefill-steps", "16", "--eval-every", "0",
+            "--out", str(tmp_path / "run")]  # fmt: skip
+    result = _run(args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    # 4 training steps of 32 env steps; the first 2 only collect: 2 x 2 updates remain.
+    assert summary["train_steps"] == 4 and summary["sgd_steps"] == 4
+    assert online.PRESETS["paper"][0].prefill_steps == 1000
+    assert online.QUICKSTART[0].prefill_steps == 0
 
 
 def test_paper_humanoid_depth_512_sets_up_without_allocating():
     given = {"env": "humanoid", "depth": 512}
-    cfg, learner = _apply_flags(_base_configs("auto", given, None)[0], given)
+    cfg, learner = configs_from_flags(base_configs("auto", given, None)[0], given)
     setup = online.make_setup(cfg, learner)
     state = jax.eval_shape(lambda k: online.init_state(setup, k), jax.random.PRNGKey(0))
     assert state.replay.data["state"].shape == (10_000, 512, setup.dims.state_dim)
@@ -129,13 +143,13 @@ def test_paper_humanoid_depth_512_sets_up_without_allocating():
 
 def test_tiny_run_writes_the_run_dir(tmp_path):
     out = tmp_path / "run"
-    traces = online._EPOCH_TRACES[0]
+    traces = online.EPOCH_TRACES[0]
     # 100 steps -> ceil(100 / 32) = 4 training steps = 128 env steps exactly.
     args = [*TINY, "--steps", "100", "--log-every", "32", "--eval-every", "64",
             "--checkpoint-every", "64", "--out", str(out)]  # fmt: skip
     result = _run(args)
     assert result.exit_code == 0, result.output
-    assert online._EPOCH_TRACES[0] == traces + 1  # epochs of 1 and 2 steps: one compile
+    assert online.EPOCH_TRACES[0] == traces + 1  # epochs of 1 and 2 steps: one compile
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env_steps"] == 128 and summary["train_steps"] == 4
     assert summary["sgd_steps"] == 8 and summary["stopped"] == "budget"
@@ -161,11 +175,11 @@ def test_tiny_run_writes_the_run_dir(tmp_path):
     assert json.loads((out / "summary.json").read_text())["env_steps"] == 160
     # Without the buffer in checkpoints: smaller files; a resume refills an empty buffer.
     assert any(k.startswith(".replay.data") for k in _checkpoint_paths(out))
-    traces = online._EPOCH_TRACES[0]
+    traces = online.EPOCH_TRACES[0]
     for steps in ("192", "224"):
         result = _run([*TINY, "--steps", steps, "--no-buffer-in-checkpoint", "--resume", str(out)])
         assert result.exit_code == 0, result.output
-    assert online._EPOCH_TRACES[0] == traces  # budget and checkpoint flags reuse the compile
+    assert online.EPOCH_TRACES[0] == traces  # budget and checkpoint flags reuse the compile
     assert not any(k.startswith(".replay") for k in _checkpoint_paths(out))
     assert json.loads((out / "summary.json").read_text())["env_steps"] == 224
     result = CliRunner().invoke(cli, ["online", *TINY, "--width", "32", "--resume", str(out)])

@@ -33,9 +33,9 @@ def _crlkit_commands() -> list[list[str]]:
 def test_readme_has_the_two_setup_commands():
     text = README.read_text()
     assert "pip install -e . && crlkit online" in text
-    assert 'pip install -e ".[test]" && ruff check . && pytest -q' in text
+    assert 'pip install -e ".[test]" && ruff check . && lint-imports && pytest -q' in text
     ci = (README.parent / ".ci" / "run").read_text()
-    assert 'pip install -q -e ".[test]" && ruff check . && pytest -q' in ci
+    assert 'pip install -q -e ".[test]" && ruff check . && lint-imports && pytest -q' in ci
 
 
 @pytest.mark.parametrize("argv", _crlkit_commands(), ids=lambda a: " ".join(a)[:60])

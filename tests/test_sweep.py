@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from crlkit.cli.main import cli
 
 from crlkit.config import LearnerConfig, NetworkConfig
-from crlkit.train import report, rundir, sweep
+from crlkit.experiments import grid, report, sweep
+from crlkit.runs import rundir
 from crlkit.train.offline import OfflineConfig
 from crlkit.train.online import OnlineConfig
 
@@ -53,9 +54,9 @@ def _steps(run_dir: Path) -> list[int]:
 
 
 def test_grid_is_seed_major_with_per_regime_configs():
-    cfg = sweep.SweepConfig(out="x", depths=(4, 16), seeds=2)
+    cfg = grid.SweepConfig(out="x", depths=(4, 16), seeds=2)
     learner = LearnerConfig(network=NetworkConfig(width=32))
-    plans = sweep.expand_grid(
+    plans = grid.expand_grid(
         cfg, learner, OnlineConfig(env="pointmaze-medium"), OfflineConfig(dataset=DATASET)
     )
     names = [p.cell.name for p in plans]
@@ -73,11 +74,11 @@ def test_grid_is_seed_major_with_per_regime_configs():
 
 
 def test_width_and_batch_axes_name_cells_and_actor_depth_can_stay_fixed():
-    cfg = sweep.SweepConfig(
+    cfg = grid.SweepConfig(
         out="x", regimes=("offline",), depths=(8,), widths=(16, 32), batch_sizes=(64,),
         seeds=1, actor_depth=4,
     )  # fmt: skip
-    plans = sweep.expand_grid(cfg, LearnerConfig(), offline=OfflineConfig(dataset=DATASET))
+    plans = grid.expand_grid(cfg, LearnerConfig(), offline=OfflineConfig(dataset=DATASET))
     assert [p.cell.name for p in plans] == ["offline-d8-w16-b64-s0", "offline-d8-w32-b64-s0"]
     assert [p.learner.network.width for p in plans] == [16, 32]
     assert all(p.learner.network.actor_depth == 4 and p.run.batch_size == 64 for p in plans)

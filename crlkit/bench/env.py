@@ -15,11 +15,9 @@ one core of plain MuJoCo; on a 2-core CPU the `native` backend's ideal is 2.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 
@@ -27,6 +25,8 @@ import jax
 import mujoco
 import numpy as np
 
+from crlkit import files
+from crlkit.config import option_field
 from crlkit.envs.backends import BACKEND_CHOICES
 
 RESULT_KEYS = (
@@ -41,13 +41,17 @@ RESULT_KEYS = (
 class BenchEnvConfig:
     """What `crlkit bench env` measures."""
 
-    env: str = "antmaze-large"  # registered env name (see `crlkit envs`)
-    backend: str = "auto"  # auto, mjx, native or warp
-    num_envs: int = 256  # envs stepped together (vmapped)
-    steps: int = 100  # control steps per env in one timed call
-    repeats: int = 3  # timed calls after the compiling one (the median is reported)
-    baseline_envs: int = 16  # envs whose visited states the single-thread MuJoCo run replays
-    seed: int = 0  # PRNG seed for resets and actions
+    env: str = option_field("antmaze-large", "Registered env name (see `crlkit envs`).")
+    backend: str = option_field(
+        "auto", "Physics backend; auto: native on CPU, mjx on GPU/TPU.", BACKEND_CHOICES
+    )
+    num_envs: int = option_field(256, "Envs stepped together (vmapped).")
+    steps: int = option_field(100, "Control steps per env in one timed call.")
+    repeats: int = option_field(3, "Timed calls after the compiling one (the median is reported).")
+    baseline_envs: int = option_field(
+        16, "Envs whose visited states the single-thread MuJoCo C reference replays."
+    )
+    seed: int = option_field(0, "Seed for resets and actions.")
 
     def __post_init__(self):
         if self.backend not in BACKEND_CHOICES:
@@ -170,13 +174,8 @@ def run_bench(cfg: BenchEnvConfig, log: Callable[[str], None] = print) -> dict:
 
 
 def write_json(path: str, result: dict) -> None:
-    """Writes the result atomically (temp file in the same directory, then os.replace)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Writes the result as JSON, atomically."""
+    files.atomic_write_json(path, result)
 
 
 __all__ = ["BenchEnvConfig", "make_env", "run_bench", "time_single_thread", "write_json"]

@@ -129,7 +129,7 @@ def local_path(card: Card, data_dir: str | os.PathLike | None = None) -> Path | 
     return path if path.is_file() else None
 
 
-def load(
+def load_dataset(
     spec: str | os.PathLike,
     *,
     split: str = "train",
@@ -137,7 +137,20 @@ def load(
     goal_indices: Sequence[int] | None = None,
     echo: Callable[[str], Any] | None = None,
 ) -> Dataset:
-    """Loads a dataset spec into the layout (see `crlkit.data.dataset.load_dataset`)."""
+    """Loads a dataset by catalog name, OGBench name, path (`.npz` or Minari dir) or `minari:<id>`.
+
+    Args:
+      spec: `pointmaze-medium-navigate-sample`, `antmaze-large` (short names resolve through the
+        catalog; the resolution is passed to `echo`), `path/NAME.npz`, `path/to/minari_dataset`,
+        or `minari:<id>` (from $MINARI_DATASETS_PATH or ~/.minari/datasets).
+      split: `train` or `val` (OGBench's NAME-val.npz; Minari datasets have no val split).
+      data_dir: OGBench cache directory (default ~/.ogbench/data).
+      goal_indices: the goal slice, for files that do not record one.
+      echo: called with one line when a short name was resolved (e.g. `click.echo`).
+
+    Raises:
+      DatasetError: bad file, unknown name, or not present locally and not downloadable.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     text = str(spec)
@@ -227,3 +240,11 @@ def _card_metadata(card: Card) -> dict[str, Any]:
         "ogbench_env_id": card.ogbench_env_id,
         "episode_length": card.episode_length,
     }
+
+
+def ogbench_env_id(dataset_name: str) -> str:
+    """OGBench's env id for one of its dataset names (the data-type word removed), else ''."""
+    parts = Path(dataset_name).name.removesuffix(".npz").split("-")
+    if len(parts) < 3 or not re.fullmatch(r"v\d+", parts[-1]):
+        return ""
+    return "-".join(parts[:-2] + parts[-1:])

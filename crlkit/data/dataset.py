@@ -182,26 +182,6 @@ def to_raw(ds: Dataset) -> dict[str, np.ndarray]:
     return arrays
 
 
-def concatenate(parts: Sequence[Dataset], *, metadata: Mapping[str, Any] | None = None) -> Dataset:
-    """Joins datasets episode after episode (same sizes, goal slice and extras keys)."""
-    first = parts[0]
-    keys = set(first.extras)
-    for part in parts[1:]:
-        if part.goal_indices != first.goal_indices or set(part.extras) != keys:
-            raise ValueError("cannot concatenate datasets with different goal slices or extras")
-    raw = [to_raw(p) for p in parts]
-    joined = {k: np.concatenate([r[k] for r in raw]) for k in raw[0]}
-    return from_raw(
-        joined.pop("observations"),
-        joined.pop("actions"),
-        joined.pop("terminals"),
-        goal_indices=first.goal_indices,
-        source=first.name,
-        extras=joined,
-        metadata=metadata if metadata is not None else first.metadata,
-    )
-
-
 def check_env(ds: Dataset, spec: Any) -> None:
     """Raises DatasetError when `ds` cannot drive the env described by `spec` (an EnvSpec).
 
@@ -219,34 +199,6 @@ def check_env(ds: Dataset, spec: Any) -> None:
             raise DatasetError(
                 source, f"{what} size {got} does not match env {spec.name!r} ({what} size {want})"
             )
-
-
-def load_dataset(
-    spec: str | os.PathLike,
-    *,
-    split: str = "train",
-    data_dir: str | os.PathLike | None = None,
-    goal_indices: Sequence[int] | None = None,
-    echo: Any = None,
-) -> Dataset:
-    """Loads a dataset by catalog name, OGBench name, path (`.npz` or Minari dir) or `minari:<id>`.
-
-    Args:
-      spec: `pointmaze-medium-navigate-sample`, `antmaze-large` (short names resolve through the
-        catalog; the resolution is passed to `echo`), `path/NAME.npz`, `path/to/minari_dataset`,
-        or `minari:<id>` (from $MINARI_DATASETS_PATH or ~/.minari/datasets).
-      split: `train` or `val` (OGBench's NAME-val.npz; Minari datasets have no val split).
-      data_dir: OGBench cache directory (default ~/.ogbench/data).
-      goal_indices: the goal slice, for files that do not record one.
-      echo: called with one line when a short name was resolved (e.g. `click.echo`).
-
-    Raises:
-      DatasetError: bad file, unknown name, or not present locally and not downloadable.
-    """
-    # Imported here because the readers import this module's layout.
-    from crlkit.data import catalog
-
-    return catalog.load(spec, split=split, data_dir=data_dir, goal_indices=goal_indices, echo=echo)
 
 
 # ---------------------------------------------------------------------------------- validation

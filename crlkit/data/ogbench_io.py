@@ -14,7 +14,6 @@ import contextlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from crlkit import files
 from crlkit.data.dataset import REQUIRED_KEYS, Dataset, DatasetError, from_raw, to_raw
 
 DEFAULT_DATA_DIR = "~/.ogbench/data"
@@ -153,17 +153,9 @@ def _write_temp(target: Path, ds: Dataset) -> Path:
     meta = {k: v for k, v in ds.metadata.items() if k not in ("path", "format")}
     meta["goal_indices"] = list(ds.goal_indices)
     arrays[METADATA_KEY] = np.array(json.dumps(meta, sort_keys=True, default=str))
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-    try:
-        os.chmod(temp, 0o644)  # mkstemp makes 0600; a dataset is for everyone who can read the dir
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        os.remove(temp)
-        raise
-    return Path(temp)
+    with files.temp_beside(target) as (temp, f):
+        np.savez_compressed(f, **arrays)
+    return temp
 
 
 def _download(name: str, data_dir: Path) -> None:

@@ -254,6 +254,8 @@ class RunDir:
 
 def _check_resumable(path: Path, config: dict, ignore: Sequence[str]) -> None:
     """Raise a one-line RunDirError unless `path` holds a run with the same config."""
+    if not (path / CONFIG_FILE).is_file():
+        raise RunDirError(f"cannot resume {path}: no {CONFIG_FILE} there (not a crlkit run dir)")
     try:
         stored = read_run_config(path)
     except RunDirError as err:

@@ -48,6 +48,12 @@ class Clock:
         return {k: round(v, 3) for k, v in self.meta().items()}
 
 
+def param_count(learner_state: Any) -> int:
+    """Parameters of a learner state's actor and critic (phi and psi) networks."""
+    trees = (learner_state.actor.params, learner_state.critic.params)
+    return int(sum(x.size for t in trees for x in jax.tree.leaves(t)))
+
+
 def device_name() -> str:
     """'<platform>:<device kind>' of the first device, e.g. 'cpu:cpu' or 'gpu:NVIDIA H200'."""
     d = jax.devices()[0]

@@ -3,16 +3,14 @@ else OGBench's own gymnasium env (`gym_eval.py`); OGBench's protocol either way.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
 from crlkit import learner
-from crlkit.data.catalog import VERSIONED_NAMES
+from crlkit.data.catalog import VERSIONED_NAMES, ogbench_env_id
 from crlkit.data.dataset import Dataset, DatasetError, check_env
 from crlkit.envs import make
 from crlkit.envs.registry import REGISTRY, canonical_name
@@ -45,14 +43,6 @@ def eval_target(cfg: OfflineConfig, ds: Dataset) -> tuple[str, str]:
         )
     same = [n for n, e in REGISTRY.items() if e.ogbench_env_id == env_id and e.maze]
     return ("crlkit", same[0]) if same else ("ogbench", env_id)
-
-
-def ogbench_env_id(dataset_name: str) -> str:
-    """OGBench's env id for one of its dataset names (the data-type word removed), else ''."""
-    parts = Path(dataset_name).name.removesuffix(".npz").split("-")
-    if len(parts) < 3 or not re.fullmatch(r"v\d+", parts[-1]):
-        return ""
-    return "-".join(parts[:-2] + parts[-1:])
 
 
 def make_evaluator(cfg: OfflineConfig, ds: Dataset) -> Evaluator:

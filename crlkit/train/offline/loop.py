@@ -20,7 +20,8 @@ import jax
 from crlkit import learner
 from crlkit import metric_names as names
 from crlkit.config import LearnerConfig
-from crlkit.data.dataset import Dataset, load_dataset
+from crlkit.data.catalog import load_dataset
+from crlkit.data.dataset import Dataset
 from crlkit.runs.progress import Progress
 from crlkit.runs.rundir import RunDir, default_out_dir
 from crlkit.train.hostloop import (
@@ -29,6 +30,7 @@ from crlkit.train.hostloop import (
     device_name,
     due,
     next_boundary,
+    param_count,
     progress_disabled,
 )
 from crlkit.train.offline.chunks import Carry, Trainer
@@ -227,6 +229,7 @@ class _Loop:
             "sgd_steps_per_s": int(carry.learner.step) / train_s,
             "sampler": self.trainer.sampler,
             "device": device_name(),
+            "params": param_count(carry.learner),
             **self.last_eval,
         }
 

@@ -222,7 +222,7 @@ def _updates(setup: Setup, learner, replay, key):
 
     Returns (learner state, first non-finite SGD step or -1, metric sums, accepted updates).
     """
-    cfg, goal_idx = setup.online, jnp.asarray(setup.spec.goal_indices)
+    cfg, goal_idx = setup.settings, jnp.asarray(setup.spec.goal_indices)
 
     def sgd(carry, k):
         ls, bad_step = carry

@@ -33,6 +33,7 @@ from crlkit.train.hostloop import (
     device_name,
     due,
     next_boundary,
+    param_count,
     progress_disabled,
 )
 from crlkit.train.online.config import RESUMABLE_FIELDS, OnlineConfig, config_dict
@@ -258,6 +259,7 @@ def _write_summary(loop: _Loop, state: OnlineState, stopped: str) -> dict[str, A
         "sgd_steps_per_s": sgd / train_s,
         "backend": loop.setup.spec.backend,
         "device": device_name(),
+        "params": param_count(state.learner),
         **loop.last_eval,
     }
     loop.run.write_summary(summary)

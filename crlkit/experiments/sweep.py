@@ -30,14 +30,18 @@ import math
 import shutil
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from crlkit.config import LearnerConfig, option_field, to_dict
-from crlkit.train import rundir
+from crlkit import files
+from crlkit import metric_names as names
+from crlkit.config import LearnerConfig, to_dict
+from crlkit.experiments.grid import CellPlan, SweepConfig, SweepError, expand_grid
+from crlkit.runs import rundir
+from crlkit.train import offline as offline_loop
+from crlkit.train import online as online_loop
 
-REGIMES = ("online", "offline")
 SWEEP_FILE = "sweep.json"
 CELLS_DIR = "cells"
 FAILED_FILE = "failed.json"
@@ -45,156 +49,12 @@ FAILED_FILE = "failed.json"
 BUDGET_FIELDS = ("online.steps", "offline.steps")
 
 
-class SweepError(ValueError):
-    """A sweep the user must fix before it can run (bad grid, foreign or changed cell dirs)."""
-
-
 class Diverged(RuntimeError):
     """A cell whose logged metrics or final numbers are not finite."""
 
 
-def _check_ints(name: str, values: Sequence[int], minimum: int = 1) -> None:
-    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < minimum]
-    if bad:
-        raise SweepError(f"{name} must be integers >= {minimum}, got {bad[0]!r}")
-    if len(set(values)) != len(values):
-        raise SweepError(f"{name} lists a value twice: {list(values)}")
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepConfig:
-    """The grid and where it goes; the runs' own settings come from the base configs."""
-
-    out: str = option_field("", "Sweep directory: one run dir per cell, plus sweep.json.")
-    regimes: tuple[str, ...] = option_field(REGIMES, "Regimes to run: online, offline or both.")
-    depths: tuple[int, ...] = option_field(
-        (4, 16, 64), "Critic depths (and actor depths, see below)."
-    )
-    widths: tuple[int, ...] = option_field((), "Widths to sweep; empty: the base learner's width.")
-    batch_sizes: tuple[int, ...] = option_field(
-        (), "Minibatch sizes to sweep; empty: each regime's base batch size."
-    )
-    seeds: int = option_field(3, "Seeds 0 .. seeds-1 of every cell.")
-    actor_depth: int = option_field(0, "Actor depth of every cell; 0: the cell's depth.")
-    retry_failed: bool = option_field(False, "Run cells that failed before again (from scratch).")
-
-    def __post_init__(self) -> None:
-        if not self.out:
-            raise SweepError("the sweep needs an output directory (--out DIR)")
-        if not self.regimes:
-            raise SweepError(f"no regimes given; valid: {', '.join(REGIMES)}")
-        for regime in self.regimes:
-            if regime not in REGIMES:
-                raise SweepError(f"unknown regime {regime!r}; valid: {', '.join(REGIMES)}")
-        if len(set(self.regimes)) != len(self.regimes):
-            raise SweepError(f"regimes lists a value twice: {list(self.regimes)}")
-        if not self.depths:
-            raise SweepError("no depths given (e.g. --depths 4,16,64)")
-        _check_ints("depths", self.depths)
-        for depth in (*self.depths, *([self.actor_depth] if self.actor_depth else [])):
-            if depth % 4:
-                raise SweepError(
-                    f"depths must be multiples of 4 (residual blocks of 4 layers), got {depth}"
-                )
-        _check_ints("widths", self.widths)
-        _check_ints("batch sizes", self.batch_sizes)
-        _check_ints("seeds", [self.seeds])
-        _check_ints("actor depth", [self.actor_depth], minimum=0)
-
-
-@dataclasses.dataclass(frozen=True)
-class Cell:
-    """One grid point: a regime at a depth, width, batch size and seed; `name` is its folder."""
-
-    regime: str
-    depth: int
-    width: int
-    batch_size: int
-    seed: int
-    name: str
-
-
-@dataclasses.dataclass(frozen=True)
-class CellPlan:
-    """A cell with the configs its run gets (`run` is an OnlineConfig or OfflineConfig)."""
-
-    cell: Cell
-    run: Any
-    learner: LearnerConfig
-
-    def request(self) -> dict[str, Any]:
-        """What the cell was asked to run (its record; compared when a sweep is re-run)."""
-        return {self.cell.regime: to_dict(self.run), "learner": to_dict(self.learner)}
-
-
-# ---------------------------------------------------------------------------------------------
-# Grid
-
-
-def cell_name(regime: str, depth: int, width: int, batch: int, seed: int, tags: set[str]) -> str:
-    """`online-d16-s0`; `-w<width>` / `-b<batch>` only when those axes were given."""
-    name = f"{regime}-d{depth}"
-    name += f"-w{width}" if "width" in tags else ""
-    name += f"-b{batch}" if "batch" in tags else ""
-    return f"{name}-s{seed}"
-
-
-def expand_grid(
-    sweep: SweepConfig, learner: LearnerConfig, online: Any = None, offline: Any = None
-) -> list[CellPlan]:
-    """Every cell of the grid with its configs, seed-major; ValueError (one line) on bad values.
-
-    Args:
-      sweep: the grid.
-      learner: the base learner (its actor loss is set per regime: sac online, ddpg_bc offline).
-      online: base OnlineConfig (needed when the grid holds the online regime).
-      offline: base OfflineConfig with a dataset (needed for the offline regime).
-    """
-    bases = {"online": online, "offline": offline}
-    for regime in sweep.regimes:
-        if bases[regime] is None:
-            what = "--env" if regime == "online" else "--dataset"
-            raise SweepError(f"the {regime} regime needs {what}")
-    tags = {"width"} if sweep.widths else set()
-    tags |= {"batch"} if sweep.batch_sizes else set()
-    widths = sweep.widths or (learner.network.width,)
-    plans = []
-    for seed in range(sweep.seeds):
-        for width in widths:
-            for depth in sweep.depths:
-                for regime in sweep.regimes:
-                    for batch in sweep.batch_sizes or (bases[regime].batch_size,):
-                        name = cell_name(regime, depth, width, batch, seed, tags)
-                        cell = Cell(regime, depth, width, batch, seed, name)
-                        plans.append(_plan(cell, sweep, learner, bases[regime]))
-    return plans
-
-
-def _plan(cell: Cell, sweep: SweepConfig, learner: LearnerConfig, base: Any) -> CellPlan:
-    """The cell's configs (validated by their dataclasses)."""
-    network = dataclasses.replace(
-        learner.network,
-        width=cell.width,
-        critic_depth=cell.depth,
-        actor_depth=sweep.actor_depth or cell.depth,
-    )
-    actor_loss = "sac" if cell.regime == "online" else "ddpg_bc"
-    lcfg = dataclasses.replace(learner, network=network, actor_loss=actor_loss)
-    run = dataclasses.replace(base, seed=cell.seed, batch_size=cell.batch_size)
-    return CellPlan(cell, run, lcfg)
-
-
 # ---------------------------------------------------------------------------------------------
 # Cell folders on disk
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object from `path`, or None when it is missing or unreadable."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def record_path(run_dir: Path) -> Path:
@@ -208,7 +68,7 @@ def cell_state(path: Path, plan: CellPlan) -> str:
     Raises SweepError when the folder was not made by a sweep, or holds a cell asked with other
     settings (its failed attempts excepted: those just start over).
     """
-    stored = read_json(record_path(path))
+    stored = files.read_json(record_path(path))
     if stored is None:
         if not path.exists() or (path.is_dir() and not any(path.iterdir())):
             return "new"
@@ -245,7 +105,7 @@ def _write_record(path: Path, plan: CellPlan, status: str, wall: float, attempts
     }
     target = record_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    rundir.atomic_write_json(target, record)
+    files.atomic_write_json(target, record)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,13 +115,11 @@ def _write_record(path: Path, plan: CellPlan, status: str, wall: float, attempts
 def train_cell(plan: CellPlan, path: Path, resume: bool, echo: Callable[[str], None]) -> dict:
     """Train one cell through the entry point its regime's CLI command uses; returns the summary."""
     if plan.cell.regime == "online":
-        from crlkit.train import online
-
-        return online.train(plan.run, plan.learner, path, resume=resume, progress=False, echo=echo)
-    from crlkit.train import offline
-
+        return online_loop.train(
+            plan.run, plan.learner, path, resume=resume, progress=False, echo=echo
+        )
     cfg = dataclasses.replace(plan.run, out=str(path))
-    return offline.run(cfg, plan.learner, resume=resume, progress=False, echo=echo)
+    return offline_loop.run(cfg, plan.learner, resume=resume, progress=False, echo=echo)
 
 
 def nonfinite_problem(path: Path, summary: dict[str, Any]) -> str | None:
@@ -291,7 +149,7 @@ def run_cell(plan: CellPlan, path: Path, resume: bool, echo: Callable[[str], Non
     Returns {"status": "done" | "failed", "reason": ..., "summary": ..., "seconds": ...}.
     KeyboardInterrupt and other BaseExceptions propagate (the cell stays resumable).
     """
-    stored = read_json(record_path(path)) or {}
+    stored = files.read_json(record_path(path)) or {}
     wall0, attempts = float(stored.get("wall_seconds", 0.0)), int(stored.get("attempts", 0)) + 1
     _write_record(path, plan, "running", wall0, attempts)
     t0 = time.perf_counter()
@@ -310,7 +168,7 @@ def run_cell(plan: CellPlan, path: Path, resume: bool, echo: Callable[[str], Non
             "traceback": traceback.format_exc(),
         }
         path.mkdir(parents=True, exist_ok=True)
-        rundir.atomic_write_json(path / FAILED_FILE, failure)
+        files.atomic_write_json(path / FAILED_FILE, failure)
         _write_record(path, plan, "failed", wall0 + seconds, attempts)
         return {"status": "failed", "reason": reason, "seconds": seconds}
     finally:
@@ -393,17 +251,15 @@ def _skip(path: Path, head: str, name: str, state: str, result: SweepResult, ech
         result.skipped.append(name)
         echo(f"{head}: already done, skipped")
         return
-    reason = (read_json(path / FAILED_FILE) or {}).get("reason", "unknown")
+    reason = (files.read_json(path / FAILED_FILE) or {}).get("reason", "unknown")
     result.failed[name] = reason
     echo(f"{head}: failed before ({reason}); skipped (--retry-failed runs it again)")
 
 
 def _headline(summary: dict[str, Any]) -> str:
-    """'success 0.42' from either loop's summary."""
-    for key in ("eval_tasks/success", "eval/success"):
-        if isinstance(summary.get(key), (int, float)):
-            return f"{key} {summary[key]:.3f}"
-    return "no success metric"
+    """'eval_tasks/success 0.800' (OGBench's tasks when evaluated, else fresh goals)."""
+    found = names.headline_success(summary)
+    return f"{found[0]} {found[1]:.3f}" if found else "no success metric"
 
 
 def _write_manifest(out, sweep, learner, online, offline, plans, command) -> None:
@@ -418,4 +274,4 @@ def _write_manifest(out, sweep, learner, online, offline, plans, command) -> Non
         "cells": [p.cell.name for p in plans],
         "written": time.time(),
     }
-    rundir.atomic_write_json(out / SWEEP_FILE, manifest)
+    files.atomic_write_json(out / SWEEP_FILE, manifest)

@@ -1,0 +1,61 @@
+"""Small pieces every command shares: one-line input errors, status echo, list flags."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+
+class InputError(click.ClickException):
+    """Bad user input found after parsing (a dataset, env or run dir): one line, exit code 2."""
+
+    exit_code = 2
+
+
+def usage_errors(fn: Callable[[], Any]) -> Any:
+    """Run `fn`; a ValueError (bad flag value, env, dataset, run dir) becomes exit code 2."""
+    try:
+        return fn()
+    except ValueError as err:
+        raise InputError(str(err)) from None
+
+
+def echo_for(quiet: bool) -> Callable[[str], None]:
+    """Where status lines go: stderr, or nowhere with --quiet."""
+    return (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
+
+
+def int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...]:
+    """click callback: '4,16,64' -> (4, 16, 64); a usage error naming the bad value otherwise."""
+    if value is None:
+        return ()
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    try:
+        return tuple(int(v) for v in items)
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+def name_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    """click callback: 'online,offline' -> ('online', 'offline')."""
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def command_line(ctx: click.Context, name: str) -> str:
+    """The flags given on the command line, as a `crlkit <name> ...` line (to record a run)."""
+    import shlex
+
+    parts = ["crlkit", name]
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if source is not click.core.ParameterSource.COMMANDLINE or not param.opts:
+            continue
+        value = ctx.params[param.name]
+        if isinstance(param, click.Option) and param.is_flag:
+            parts.append(param.opts[0] if value else param.secondary_opts[0])
+            continue
+        raw = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        parts += [param.opts[0], shlex.quote(raw)]
+    return " ".join(parts)

@@ -1,0 +1,143 @@
+"""The grid of a sweep: `SweepConfig`, its cells and the configs each cell's run gets."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from crlkit.checks import check_depth
+from crlkit.config import LearnerConfig, option_field, to_dict
+
+REGIMES = ("online", "offline")
+
+
+class SweepError(ValueError):
+    """A sweep the user must fix before it can run (bad grid, foreign or changed cell dirs)."""
+
+
+def _check_ints(name: str, values: Sequence[int], minimum: int = 1) -> None:
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < minimum]
+    if bad:
+        raise SweepError(f"{name} must be integers >= {minimum}, got {bad[0]!r}")
+    if len(set(values)) != len(values):
+        raise SweepError(f"{name} lists a value twice: {list(values)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """The grid and where it goes; the runs' own settings come from the base configs."""
+
+    out: str = option_field("", "Sweep directory: one run dir per cell, plus sweep.json.")
+    regimes: tuple[str, ...] = option_field(REGIMES, "Regimes to run: online, offline or both.")
+    depths: tuple[int, ...] = option_field(
+        (4, 16, 64), "Critic depths (and actor depths, see below)."
+    )
+    widths: tuple[int, ...] = option_field((), "Widths to sweep; empty: the base learner's width.")
+    batch_sizes: tuple[int, ...] = option_field(
+        (), "Minibatch sizes to sweep; empty: each regime's base batch size."
+    )
+    seeds: int = option_field(3, "Seeds 0 .. seeds-1 of every cell.")
+    actor_depth: int = option_field(0, "Actor depth of every cell; 0: the cell's depth.")
+    retry_failed: bool = option_field(False, "Run cells that failed before again (from scratch).")
+
+    def __post_init__(self) -> None:
+        if not self.out:
+            raise SweepError("the sweep needs an output directory (--out DIR)")
+        if not self.regimes:
+            raise SweepError(f"no regimes given; valid: {', '.join(REGIMES)}")
+        for regime in self.regimes:
+            if regime not in REGIMES:
+                raise SweepError(f"unknown regime {regime!r}; valid: {', '.join(REGIMES)}")
+        if len(set(self.regimes)) != len(self.regimes):
+            raise SweepError(f"regimes lists a value twice: {list(self.regimes)}")
+        if not self.depths:
+            raise SweepError("no depths given (e.g. --depths 4,16,64)")
+        _check_ints("depths", self.depths)
+        for depth in (*self.depths, *([self.actor_depth] if self.actor_depth else [])):
+            try:
+                check_depth("depths", depth)
+            except ValueError as err:
+                raise SweepError(str(err)) from None
+        _check_ints("widths", self.widths)
+        _check_ints("batch sizes", self.batch_sizes)
+        _check_ints("seeds", [self.seeds])
+        _check_ints("actor depth", [self.actor_depth], minimum=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One grid point: a regime at a depth, width, batch size and seed; `name` is its folder."""
+
+    regime: str
+    depth: int
+    width: int
+    batch_size: int
+    seed: int
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CellPlan:
+    """A cell with the configs its run gets (`run` is an OnlineConfig or OfflineConfig)."""
+
+    cell: Cell
+    run: Any
+    learner: LearnerConfig
+
+    def request(self) -> dict[str, Any]:
+        """What the cell was asked to run (its record; compared when a sweep is re-run)."""
+        return {self.cell.regime: to_dict(self.run), "learner": to_dict(self.learner)}
+
+
+def cell_name(regime: str, depth: int, width: int, batch: int, seed: int, tags: set[str]) -> str:
+    """`online-d16-s0`; `-w<width>` / `-b<batch>` only when those axes were given."""
+    name = f"{regime}-d{depth}"
+    name += f"-w{width}" if "width" in tags else ""
+    name += f"-b{batch}" if "batch" in tags else ""
+    return f"{name}-s{seed}"
+
+
+def expand_grid(
+    sweep: SweepConfig, learner: LearnerConfig, online: Any = None, offline: Any = None
+) -> list[CellPlan]:
+    """Every cell of the grid with its configs, seed-major; ValueError (one line) on bad values.
+
+    Args:
+      sweep: the grid.
+      learner: the base learner (its actor loss is set per regime: sac online, ddpg_bc offline).
+      online: base OnlineConfig (needed when the grid holds the online regime).
+      offline: base OfflineConfig with a dataset (needed for the offline regime).
+    """
+    bases = {"online": online, "offline": offline}
+    for regime in sweep.regimes:
+        if bases[regime] is None:
+            what = "--env" if regime == "online" else "--dataset"
+            raise SweepError(f"the {regime} regime needs {what}")
+    tags = {"width"} if sweep.widths else set()
+    tags |= {"batch"} if sweep.batch_sizes else set()
+    widths = sweep.widths or (learner.network.width,)
+    plans = []
+    for seed in range(sweep.seeds):
+        for width in widths:
+            for depth in sweep.depths:
+                for regime in sweep.regimes:
+                    for batch in sweep.batch_sizes or (bases[regime].batch_size,):
+                        name = cell_name(regime, depth, width, batch, seed, tags)
+                        cell = Cell(regime, depth, width, batch, seed, name)
+                        plans.append(plan_cell(cell, sweep, learner, bases[regime]))
+    return plans
+
+
+def plan_cell(cell: Cell, sweep: SweepConfig, learner: LearnerConfig, base: Any) -> CellPlan:
+    """The cell's configs (validated by their dataclasses)."""
+    network = dataclasses.replace(
+        learner.network,
+        width=cell.width,
+        critic_depth=cell.depth,
+        actor_depth=sweep.actor_depth or cell.depth,
+    )
+    actor_loss = "sac" if cell.regime == "online" else "ddpg_bc"
+    lcfg = dataclasses.replace(learner, network=network, actor_loss=actor_loss)
+    run = dataclasses.replace(base, seed=cell.seed, batch_size=cell.batch_size)
+    return CellPlan(cell, run, lcfg)
