@@ -94,6 +94,10 @@ def make_networks(cfg: LearnerConfig, dims: Dims, unrolled: bool = False) -> Net
     )
 
 
+# optax.adam's defaults: `init` builds its state with optax.adam, `_adam_step` steps it.
+ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
+
+
 def _optimizers(cfg: LearnerConfig) -> tuple[optax.GradientTransformation, ...]:
     return optax.adam(cfg.critic_lr), optax.adam(cfg.actor_lr), optax.adam(cfg.alpha_lr)
 
@@ -128,19 +132,29 @@ def init(nets: Networks, cfg: LearnerConfig, dims: Dims, key: jax.Array) -> CRLS
     )
 
 
-def _apply(
-    ts: TrainState, grads: Params, tx: optax.GradientTransformation, ok: jax.Array | None
-) -> TrainState:
-    """One optimizer step; with a flag `ok`, parameters and Adam state stay as they were unless ok.
+def _adam_step(ts: TrainState, grads: Params, lr: float, ok: jax.Array | None) -> TrainState:
+    """optax.adam's step (same formulas, same state layout); with a flag, kept only where `ok`.
 
-    The select is elementwise on the outputs of the Adam step, so XLA fuses it into that step and
-    writes in place into the donated state: no second copy of the state is kept.
+    Written out so that every output is one elementwise select between its new and old value and
+    the parameter step reads the *selected* moments: XLA then fuses each leaf's step into one
+    in-place pass over the donated state. (optax's update followed by a select needs the new and
+    the old moments alive at once.) When not ok, the discarded branch may divide by zero; the
+    select drops it.
     """
-    updates, opt_state = tx.update(grads, ts.opt_state, ts.params)
-    new = TrainState(params=optax.apply_updates(ts.params, updates), opt_state=opt_state)
-    if ok is None:
-        return new
-    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, ts)
+    keep = (lambda new, old: new) if ok is None else (lambda new, old: jnp.where(ok, new, old))
+    adam, *rest = ts.opt_state
+    count = keep(optax.safe_increment(adam.count), adam.count)
+    mu = jax.tree.map(lambda g, m: keep((1 - ADAM_B1) * g + ADAM_B1 * m, m), grads, adam.mu)
+    nu = jax.tree.map(lambda g, v: keep((1 - ADAM_B2) * g**2 + ADAM_B2 * v, v), grads, adam.nu)
+    c1, c2 = 1 - ADAM_B1**count, 1 - ADAM_B2**count
+
+    def step(p: jax.Array, m: jax.Array, v: jax.Array) -> jax.Array:
+        direction = (m / c1.astype(m.dtype)) / (jnp.sqrt(v / c2.astype(v.dtype)) + ADAM_EPS)
+        return keep(p + (-lr) * direction, p)
+
+    params = jax.tree.map(step, ts.params, mu, nu)
+    opt_state = (adam._replace(count=count, mu=mu, nu=nu), *rest)
+    return TrainState(params=params, opt_state=opt_state)
 
 
 def critic_representations(
@@ -240,15 +254,14 @@ def _apply_gradients(
     ok: jax.Array | None,
 ) -> CRLState:
     """Adam steps for actor, alpha and critic; with a flag `ok`, all of them only where ok."""
-    critic_tx, actor_tx, alpha_tx = _optimizers(cfg)
     alpha = state.alpha
     if grads["alpha"] is not None:
-        alpha = _apply(alpha, grads["alpha"], alpha_tx, ok)
+        alpha = _adam_step(alpha, grads["alpha"], cfg.alpha_lr, ok)
     if ok is not None:
         key = jnp.where(ok, key, state.key)
     return state.replace(
-        critic=_apply(state.critic, grads["critic"], critic_tx, ok),
-        actor=_apply(state.actor, grads["actor"], actor_tx, ok),
+        critic=_adam_step(state.critic, grads["critic"], cfg.critic_lr, ok),
+        actor=_adam_step(state.actor, grads["actor"], cfg.actor_lr, ok),
         alpha=alpha,
         step=state.step + (1 if ok is None else ok.astype(state.step.dtype)),
         key=key,
@@ -270,7 +283,7 @@ def update_if_finite(
 
     The update is skipped (state unchanged, metrics zeroed) when its losses/metrics or gradients
     are not finite, or when an earlier one was not (`bad_step >= 0`). The skip happens inside
-    the optimizer step (see `_apply`), so the old and the new state are never both held: finite
+    the optimizer step (see `_adam_step`), so the old and the new state are never both held: finite
     gradients give finite Adam steps, so the new parameters need no check of their own.
 
     Returns:

@@ -29,6 +29,7 @@ def test_bad_input_exits_2_with_one_line(args, fragment):
 
 
 def test_tiny_bench_writes_json_rows(tmp_path):
+    # Rows time update_if_finite (the loops' step) with remat auto, resolved as the loops do.
     out = tmp_path / "bench.json"
     args = ["--depths", "4,8", "--width", "8", "--batch", "8", "--repeats", "1"]
     args += ["--compare-unrolled", "--unrolled-max-depth", "4", "--json", str(out)]
@@ -46,6 +47,7 @@ def test_tiny_bench_writes_json_rows(tmp_path):
         assert row["step_s"] > 0 and row["compile_s"] > 0 and row["peak_mem_mb"] > 0
         assert 0 < row["peak_fraction"] < 2
     assert rows[0]["params"] == rows[1]["params"] < rows[2]["params"]
+    assert all(row["remat"] is True for row in rows)  # auto resolves to on on a CPU
     assert data["matmul_peak_gflops"] > 0 and data["gram_vs_broadcast"]["speedup_grad"] > 0
     assert "Gram form" in result.output
 
@@ -55,11 +57,17 @@ def test_flop_count_by_hand():
     # actor: in 2 -> 2 (8), 4 blocks layers 2x2 (32), head 2 -> 2 (8): fwd 48, +bwd: 3*48 - 8 = 136
     # phi: in 2 -> 2 (8), body 32, head 2 -> 1 (4): fwd 44; psi: in 1 -> 2 (4), 32, 4: fwd 40
     # actor loss: 136 + 2*44 + 40 = 264; critic: 3*44 - 8 + 3*40 - 4 + 3 * (2*1*1*1) = 246
-    cfg = LearnerConfig(network=NetworkConfig(width=2, critic_depth=4, actor_depth=4, repr_dim=1))
-    flops = update_matmul_flops(cfg, Dims(1, 1, 1), batch=1)
+    net = NetworkConfig(width=2, critic_depth=4, actor_depth=4, repr_dim=1, remat="off")
+    flops = update_matmul_flops(LearnerConfig(network=net), Dims(1, 1, 1), batch=1)
     assert flops["model"] == flops["executed"] == 264 + 246
+    # Two critics, constant-std actor (mean head only: 2 -> 1 costs 4, actor fwd 44, +bwd 124):
+    # actor loss 124 + 2 * (2*44 + 40) = 380; critic loss 2 * 246 = 492
+    ogb = LearnerConfig(
+        network=net, num_critics=2, actor_loss="ddpg_bc", actor_dist="gaussian_const_std"
+    )
+    assert update_matmul_flops(ogb, Dims(1, 1, 1), batch=1)["model"] == 380 + 492
     # remat recomputes the blocks (32 each) of actor, phi (twice) and psi: +128 executed
-    remat = LearnerConfig(network=NetworkConfig(width=2, repr_dim=1, remat=True))
+    remat = LearnerConfig(network=NetworkConfig(width=2, repr_dim=1, remat="on"))
     assert update_matmul_flops(remat, Dims(1, 1, 1), batch=1)["executed"] == 264 + 246 + 128
 
 

@@ -149,3 +149,55 @@ def test_ddpg_bc_actor_loss_by_hand():
         jnp.array([2.0, -4.0])
     )
     np.testing.assert_allclose(g, [-1 / 6, -1 / 6], rtol=1e-5)
+
+
+def test_scaled_dot_energy_by_hand():
+    a = jnp.array([[1.0, 2.0]])
+    b = jnp.array([[3.0, 0.0], [0.0, -1.0]])
+    # dot [3, -2] divided by sqrt(D) = sqrt 2: [2.121320, -1.414214]
+    np.testing.assert_allclose(
+        losses.energy_matrix(a, b, "dot", scale=True), [[2.121320, -1.414214]], rtol=1e-5
+    )
+    # matched pair (a0, b0): 3 / sqrt 2
+    np.testing.assert_allclose(losses.energy_pairs(a, b[:1], "dot", scale=True), [2.121320], 1e-5)
+
+
+def test_ensemble_loss_is_the_mean_over_critics_by_hand():
+    # Binary NCE of L = [[log3, 0], [log2, 0]]: diagonal log(4/3) = 0.287682 and log 2 = 0.693147;
+    # off-diagonal -log(1 - 1/2) = 0.693147 and -log(1 - 2/3) = log 3 = 1.098612;
+    # mean = 2.772589 / 4 = 0.693147. M (test above) gives 0.765068. Two critics: 0.729108.
+    m = jnp.array([[math.log(3.0), math.log(3.0)], [0.0, 0.0]])
+    loss, metrics = losses.ensemble_contrastive_loss(jnp.stack([L, m]), "binary_nce", 0.1)
+    np.testing.assert_allclose(loss, 0.729108, rtol=1e-5)
+    np.testing.assert_allclose(metrics["critic_loss"], 0.729108, rtol=1e-5)
+    # logits_pos: L's (log3 + 0) / 2 = 0.549306 and M's (log3 + 0) / 2: mean 0.549306
+    np.testing.assert_allclose(metrics["logits_pos"], 0.549306, rtol=1e-5)
+    # One critic: the ensemble loss is that critic's loss.
+    single, _ = losses.ensemble_contrastive_loss(L[None], "fwd_infonce", 0.1)
+    np.testing.assert_allclose(single, 0.693147 + 0.156438, rtol=1e-5)
+
+
+def test_gaussian_log_prob_by_hand():
+    # mean (0, 1), std 1, action (0.5, -1): z = (0.5, -2)
+    # -0.125 - 0.918939 = -1.043939 and -2 - 0.918939 = -2.918939; sum -3.962877
+    lp = losses.gaussian_log_prob(
+        jnp.array([[0.0, 1.0]]), jnp.zeros((1, 2)), jnp.array([[0.5, -1]])
+    )
+    np.testing.assert_allclose(lp, [-3.962877], rtol=1e-5)
+    # std 2, action 1 from mean 0: z = 0.5: -0.125 - log 2 - 0.918939 = -1.737086
+    lp2 = losses.gaussian_log_prob(
+        jnp.zeros((1, 1)), jnp.full((1, 1), math.log(2.0)), jnp.ones((1, 1))
+    )
+    np.testing.assert_allclose(lp2, [-1.737086], rtol=1e-5)
+
+
+def test_gaussian_sample_is_clipped_and_scored_before_clipping():
+    mean, log_std = jnp.array([[5.0, -5.0, 0.2]]), jnp.zeros((1, 3))
+    key = jax.random.key(7)
+    eps = jax.random.normal(key, mean.shape)
+    action, lp = losses.gaussian_sample(mean, log_std, key)
+    # |eps| < 4 here, so the first two land outside [-1, 1] and are clipped to +-1.
+    assert float(jnp.max(jnp.abs(eps))) < 4.0
+    np.testing.assert_allclose(action[0, :2], [1.0, -1.0])
+    np.testing.assert_allclose(action[0, 2], jnp.clip(0.2 + eps[0, 2], -1, 1), rtol=1e-6)
+    np.testing.assert_allclose(lp, losses.gaussian_log_prob(mean, log_std, mean + eps), rtol=1e-6)
