@@ -128,6 +128,15 @@ def test_prefill_collects_before_the_first_update(tmp_path):
     assert online.QUICKSTART[0].prefill_steps == 0
 
 
+def test_eval_env_must_share_the_body_family():
+    cfg = online.OnlineConfig(env="ant-big-maze", eval_env="ant-big-maze-eval")
+    assert cfg.eval_env == "ant-big-maze-eval"
+    with pytest.raises(ValueError, match="another body"):
+        online.OnlineConfig(env="ant-big-maze", eval_env="humanoid-u-maze")
+    result = CliRunner().invoke(cli, ["online", "--env", "ant", "--eval-env", "humanoid"])
+    assert result.exit_code == 2 and "another body" in result.output
+
+
 def test_paper_humanoid_depth_512_sets_up_without_allocating():
     given = {"env": "humanoid", "depth": 512}
     cfg, learner = configs_from_flags(base_configs("auto", given, None)[0], given)

@@ -19,6 +19,7 @@ RESUMABLE_FIELDS = (
     "online.log_every",
     "online.checkpoint_every",
     "online.buffer_in_checkpoint",
+    "online.eval_env",
 )
 
 
@@ -73,6 +74,11 @@ class OnlineConfig:
     buffer_in_checkpoint: bool = option_field(
         True, "Store the replay buffer in checkpoints (exact resume; large files)."
     )
+    eval_env: str = option_field(
+        "",
+        "Env to evaluate in (default: the training env): one of the same body family, e.g. "
+        "the paper's ant-big-maze-eval for ant-big-maze.",
+    )
     prefill_steps: int = option_field(
         0,
         "Env steps per env collected with the untrained actor before the first SGD update "
@@ -80,9 +86,11 @@ class OnlineConfig:
     )
 
     def __post_init__(self) -> None:
-        from crlkit.envs.registry import canonical_name
+        from crlkit.envs.registry import canonical_name, check_same_family
 
         canonical_name(self.env)  # one-line ValueError naming the unknown env
+        if self.eval_env:
+            check_same_family(self.env, self.eval_env)
         if self.backend not in BACKEND_CHOICES:
             raise ValueError(
                 f"unknown backend {self.backend!r}; valid: {', '.join(BACKEND_CHOICES)}"

@@ -99,7 +99,7 @@ class Setup:
 
 
 @functools.lru_cache(maxsize=8)
-def _make_env(name: str, backend: str):
+def make_env(name: str, backend: str):
     """One env object per (name, backend) in a process, so jitted evaluation compiles once."""
     from crlkit.envs import make
 
@@ -112,7 +112,7 @@ def make_setup(online: OnlineConfig, learner: LearnerConfig) -> Setup:
         raise ValueError(
             f"actor_loss {learner.actor_loss!r} needs dataset actions; online training uses 'sac'"
         )
-    env = _make_env(online.env, online.backend)
+    env = make_env(online.env, online.backend)
     spec = env.spec
     dims = learner_lib.Dims(spec.state_dim, spec.goal_dim, spec.action_dim)
     nets = learner_lib.make_networks(learner, dims)

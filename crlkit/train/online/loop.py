@@ -44,6 +44,7 @@ from crlkit.train.online.epoch import (
     empty_replay,
     init_state,
     jitted_epoch,
+    make_env,
     make_setup,
 )
 
@@ -60,6 +61,7 @@ class _Loop:
         self.total = self.cfg.train_steps
         self.clock = Clock()
         self.compiled: Any = None  # this run's compiled epoch
+        self.eval_env = make_env(cfg.eval_env, cfg.backend) if cfg.eval_env else setup.env
         self.progress = progress
         self.last_eval: dict[str, float] = {}
 
@@ -124,10 +126,10 @@ class _Loop:
         key = jax.random.fold_in(jax.random.PRNGKey(self.cfg.seed + 1), env_steps // self.spt)
         k_fresh, k_tasks = jax.random.split(key)
         policy = evaluate.actor_policy(self.setup.nets, state.learner.actor.params)
-        env = self.setup.env
+        env = self.eval_env
         fresh = evaluate.evaluate_fresh_goals(env, policy, k_fresh, self.cfg.eval_episodes)
         out = names.prefixed(names.EVAL, fresh)
-        if self.setup.spec.num_tasks and self.cfg.eval_episodes_per_task:
+        if env.spec.num_tasks and self.cfg.eval_episodes_per_task:
             tasks = evaluate.evaluate_tasks(env, policy, k_tasks, self.cfg.eval_episodes_per_task)
             out.update(names.prefixed(names.EVAL_TASKS, tasks))
         self.last_eval = out
@@ -249,6 +251,7 @@ def _write_summary(loop: _Loop, state: OnlineState, stopped: str) -> dict[str, A
     train_s = max(loop.clock.train, 1e-9)
     summary = {
         "env": loop.setup.spec.name,
+        "eval_env": loop.eval_env.spec.name,
         "run_dir": str(loop.run.path),
         "stopped": stopped,
         "env_steps": env_steps,
