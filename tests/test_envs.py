@@ -20,11 +20,16 @@ ISSUE_NAMES = (
     + [f"humanoidmaze-{m}" for m in ("medium", "large", "giant")]
     + ["ant", "humanoid", *PAPER_NAMES, "humanoid-u-maze", "humanoid-big-maze"]
 )
+EVAL_NAMES = (
+    "ant-u4-maze-eval", "ant-u5-maze-eval", "ant-big-maze-eval",
+    "humanoid-u-maze-eval", "humanoid-big-maze-eval",
+)  # fmt: skip
 NUM_ENVS, NUM_STEPS = 4, 200
 
 
 def test_registry_has_the_issue_names():
-    assert sorted(list_envs()) == sorted(ISSUE_NAMES)
+    locomotion = [n for n in list_envs() if not n.startswith("arm-")]
+    assert sorted(locomotion) == sorted([*ISSUE_NAMES, *EVAL_NAMES])
 
 
 def _rollout(env, key):
@@ -55,14 +60,18 @@ def test_every_env_resets_and_steps(name):
     assert traj.goal.shape == (NUM_STEPS, NUM_ENVS, spec.goal_dim)
     assert traj.physics.qpos.shape[:2] == (NUM_STEPS, NUM_ENVS)
     assert np.isfinite(np.asarray(traj.obs)).all()
-    # obs = concat(state, goal) and the goal is the goal slice of a state (the body's xy).
+    # obs = concat(state, goal); the goal is the goal slice of a state (body xy; paper humanoid:
+    # torso xyz, which is qpos[:3]).
     np.testing.assert_array_equal(traj.obs[..., spec.state_dim :], traj.goal)
     np.testing.assert_allclose(
-        traj.obs[..., list(spec.goal_indices)], traj.physics.qpos[..., :2], atol=1e-6
+        traj.obs[..., list(spec.goal_indices)],
+        traj.physics.qpos[..., : spec.goal_dim],
+        atol=1e-6,
     )
     # episode limit 50 over 200 steps: every env auto-resets (a new goal) at least 3 times.
     assert (np.asarray(traj.done).sum(0) >= 3).all()
-    goals = np.concatenate([np.asarray(first.goal), np.asarray(traj.goal).reshape(-1, 2)])
+    later = np.asarray(traj.goal).reshape(-1, spec.goal_dim)
+    goals = np.concatenate([np.asarray(first.goal), later])[:, :2]  # humanoid: z fixed 1.25
     assert len(np.unique(goals.round(4), axis=0)) > NUM_ENVS, "resets must draw fresh goals"
     if spec.maze is not None:
         assert bool(spec.maze.is_free(goals).all()), "every goal lies in a free cell"
@@ -117,12 +126,14 @@ def test_unwrapped_has_no_limit():
     assert int(s.steps) == 4 and float(s.done) == 0.0
 
 
-def test_paper_humanoid_terminates_when_torso_leaves_band():
-    env = make("humanoid", backend="auto")
+@pytest.mark.parametrize("name,z,action_dim", [("humanoid", 0.3, 17), ("ant", 1.5, 8)])
+def test_paper_bodies_terminate_when_torso_leaves_band(name, z, action_dim):
+    env = make(name, backend="auto")
     s = env.reset(jax.random.key(0))
-    assert 1.0 < float(s.physics.qpos[2]) < 2.0 and float(s.done) == 0.0
-    fallen = s.replace(physics=s.physics.replace(qpos=s.physics.qpos.at[2].set(0.3)))
-    nxt = env.unwrapped.step(fallen, jnp.zeros(21))
+    band = env.spec.healthy_z
+    assert band[0] < float(s.physics.qpos[2]) < band[1] and float(s.done) == 0.0
+    fallen = s.replace(physics=s.physics.replace(qpos=s.physics.qpos.at[2].set(z)))
+    nxt = env.unwrapped.step(fallen, jnp.zeros(action_dim))
     assert float(nxt.done) == 1.0 and float(nxt.truncation) == 0.0
     # OGBench's humanoidmaze never terminates on a fall.
     hm = make("humanoidmaze-medium", backend="auto").unwrapped
