@@ -8,26 +8,15 @@ from crlkit.cli.options import build_config, config_options
 
 from crlkit import metric_names as names
 from crlkit.config import LearnerConfig
-from crlkit.train.offline.config import SAMPLE_STEPS, OfflineConfig
+from crlkit.train.offline.config import PRESETS, SAMPLE_STEPS, OfflineConfig, preset_learner
 
-# The learner's defaults that differ offline: the actor loss, and --alpha (an OfflineConfig field,
-# resolved per dataset family) replaces the learner's --bc-alpha.
-OFFLINE_ACTOR_LOSS = "ddpg_bc"
-
-
-def _offline_learner_options(command: click.Command) -> click.Command:
-    """Drop --bc-alpha (use --alpha) and show ddpg_bc as the actor loss default."""
-    command.params = [p for p in command.params if p.name != "bc_alpha"]
-    for param in command.params:
-        if param.name == "actor_loss":
-            param.show_default = OFFLINE_ACTOR_LOSS
-    return command
+# --alpha (an OfflineConfig field, resolved per dataset family) replaces the learner's --bc-alpha.
+PRESET_LEARNERS = {name: preset_learner(name) for name in PRESETS}
 
 
-@_offline_learner_options
 @click.command("offline")
 @config_options(OfflineConfig)
-@config_options(LearnerConfig)
+@config_options(LearnerConfig, skip=("bc_alpha",), presets=PRESET_LEARNERS)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar or notes (errors still print).")
 def offline(resume: bool, quiet: bool, **options) -> None:
@@ -41,13 +30,15 @@ def offline(resume: bool, quiet: bool, **options) -> None:
 
     OGBench's datasets (here: antmaze-large -> antmaze-large-navigate-v0) train for OGBench's
     1M steps unless --steps says otherwise; --dataset also takes an .npz path or minari:<id>.
+    --preset ogbench is OGBench's CRL agent exactly; the default, paper, is that agent with the
+    paper's residual towers at --depth (docs/offline.md).
     """
     from crlkit.train.hostloop import NonFiniteLoss
     from crlkit.train.offline import run
 
-    options["actor_loss"] = options.get("actor_loss") or OFFLINE_ACTOR_LOSS
     cfg = usage_errors(lambda: build_config(OfflineConfig, options))
-    lcfg = usage_errors(lambda: build_config(LearnerConfig, options))
+    base = preset_learner(cfg.preset)
+    lcfg = usage_errors(lambda: build_config(LearnerConfig, options, base))
     try:
         summary = usage_errors(
             lambda: run(cfg, lcfg, resume=resume, progress=not quiet, echo=echo_for(quiet))

@@ -53,9 +53,10 @@ def resolved(ds, **kw):
         ("pointmaze-medium-navigate-v0", "pointmaze-medium", 0.03, 0.99, 0.0),
         ("antmaze-large-navigate-v0", "antmaze-large", 0.1, 0.99, 0.0),
         ("antmaze-giant-stitch-v0", "antmaze-giant", 0.1, 0.995, 0.5),
-        ("antmaze-medium-explore-v0", "antmaze-medium", 0.003, 0.99, 0.5),
+        ("antmaze-medium-explore-v0", "antmaze-medium", 0.003, 0.99, 1.0),
         ("humanoidmaze-medium-navigate-v0", "humanoidmaze-medium", 0.1, 0.995, 0.0),
         ("cube-single-play-v0", None, 3.0, 0.99, 0.0),
+        ("cube-single-noisy-v0", None, 0.1, 0.99, 0.0),
     ],
 )
 def test_ogbench_defaults_per_family(name, env, alpha, discount, p_random):
@@ -108,9 +109,15 @@ def test_batches_pair_states_with_goals_from_their_own_future(sampler):
         block = sampling.sample_host_block(cfg, data, np.random.default_rng(3), 1)
         batch = jax.tree.map(lambda x: x[0], block)
     state, goal, actor_goal = map(np.asarray, (batch.state, batch.goal, batch.actor_goal))
+    lengths = np.array((6, 4, 9))  # episodes_dataset's episodes
     for g in (goal, actor_goal):
         assert (g[:, 0] == state[:, 0]).all()  # same episode
-        assert (g[:, 1] > state[:, 1]).all()  # strictly later: never a final row as the state
+        # Later, or the state itself on an episode's last valid row (OGBench's final_state_idxs);
+        # never the final row, which has no action.
+        assert (g[:, 1] >= state[:, 1]).all()
+        assert (g[:, 1] < lengths[g[:, 0].astype(int)] - 1).all()
+        later = g[:, 1] > state[:, 1]
+        assert (later | (state[:, 1] == lengths[state[:, 0].astype(int)] - 2)).all()
     # Actor goals are uniform over the future; critic goals geometric (gamma 0.99 ~ uniform here).
     assert batch.action.shape == (512, 2)
 

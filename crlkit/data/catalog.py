@@ -20,6 +20,7 @@ from typing import Any
 
 from crlkit.data import minari_io, ogbench_io
 from crlkit.data.dataset import Dataset, DatasetError
+from crlkit.data.env_link import crlkit_env, env_goal_indices
 
 SOURCES = ("ogbench", "sample", "minari")
 SPLITS = ("train", "val")
@@ -136,6 +137,7 @@ def load_dataset(
     data_dir: str | os.PathLike | None = None,
     goal_indices: Sequence[int] | None = None,
     echo: Callable[[str], Any] | None = None,
+    env: str | None = None,
 ) -> Dataset:
     """Loads a dataset by catalog name, OGBench name, path (`.npz` or Minari dir) or `minari:<id>`.
 
@@ -147,6 +149,8 @@ def load_dataset(
       data_dir: OGBench cache directory (default ~/.ogbench/data).
       goal_indices: the goal slice, for files that do not record one.
       echo: called with one line when a short name was resolved (e.g. `click.echo`).
+      env: the dataset's env (a crlkit name or OGBench id), for files that name none; its goal
+        contract gives the goal slice when the file records none.
 
     Raises:
       DatasetError: bad file, unknown name, or not present locally and not downloadable.
@@ -158,15 +162,22 @@ def load_dataset(
     if text.startswith(minari_io.PREFIX) or path.is_dir() or path.suffix in (".hdf5", ".h5"):
         if split == "val":
             raise DatasetError(text, "Minari datasets have no val split")
-        return minari_io.read_minari(text if not path.exists() else path, goal_indices=goal_indices)
+        source = text if not path.exists() else path
+        return minari_io.read_minari(source, goal_indices=goal_indices, env=env)
     if text.endswith(".npz"):
         target = path if split == "train" else ogbench_io.val_path(path)
         card = _card_for_file(path)
+        env_name = crlkit_env(env or ogbench_env_id(path.name)) if env or not card else None
+        if card:
+            default_goal = card.goal_indices
+        else:
+            default_goal = env_goal_indices(env_name) if env_name else None
+        metadata = _card_metadata(card) if card else ({"env": env_name} if env_name else None)
         return ogbench_io.read_npz(
             target,
             goal_indices=goal_indices,
-            default_goal_indices=card.goal_indices if card else None,
-            metadata=_card_metadata(card) if card else None,
+            default_goal_indices=default_goal,
+            metadata=metadata,
         )
     if path.exists():
         raise DatasetError(path, "unknown dataset format (expected NAME.npz or a Minari directory)")

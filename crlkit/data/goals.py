@@ -72,6 +72,8 @@ class GoalMix:
 CRITIC_GOALS = GoalMix(p_current=0.0, p_trajectory=1.0, p_random=0.0, geometric=True)
 ACTOR_GOALS = GoalMix(p_current=0.0, p_trajectory=1.0, p_random=0.0, geometric=False)
 ACTOR_GOALS_STITCH = GoalMix(p_current=0.0, p_trajectory=0.5, p_random=0.5, geometric=False)
+# OGBench's share of uniformly random actor goals by data type (stitch, explore; else 0).
+ACTOR_P_RANDOM = {"stitch": ACTOR_GOALS_STITCH.p_random, "explore": 1.0}
 
 
 class OfflineRows(NamedTuple):

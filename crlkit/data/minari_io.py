@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from crlkit.data.dataset import Dataset, DatasetError, from_raw
+from crlkit.data.env_link import crlkit_env, env_goal_indices
 
 PREFIX = "minari:"
 GC_KEYS = ("observation", "achieved_goal", "desired_goal")
@@ -43,10 +44,14 @@ def read_minari(
     *,
     goal_indices: Sequence[int] | None = None,
     rebuild_hint: str | None = None,
+    env: str | None = None,
 ) -> Dataset:
     """Reads a Minari dataset by id (`minari:<id>` or a bare id) or by path into the layout.
 
-    A path may be the dataset directory (holding `data/`) or its `data/` directory.
+    A path may be the dataset directory (holding `data/`) or its `data/` directory. The goal slice
+    is `goal_indices`, else the one crlkit recorded, else where `achieved_goal` sits in the
+    observation, else the goal contract of the env (`env`, or the env the dataset's env_spec names
+    when crlkit has it: ogbench ids map to crlkit envs).
 
     Raises:
       DatasetError: not found locally and not downloadable, unreadable HDF5, unsupported spaces.
@@ -60,7 +65,7 @@ def read_minari(
         dataset_id = spec[len(PREFIX) :] if spec.startswith(PREFIX) else spec
         source = f"{PREFIX}{dataset_id}"
         mds = _open(_local_or_download(dataset_id, rebuild_hint), source)
-    return _to_layout(mds, source, goal_indices)
+    return _to_layout(mds, source, goal_indices, env)
 
 
 def write_minari(
@@ -142,10 +147,12 @@ def _open(data_dir: Path, source: Any):
         raise DatasetError(source, problem) from None
 
 
-def _to_layout(mds, source: Any, goal_indices: Sequence[int] | None) -> Dataset:
+def _to_layout(mds, source: Any, goal_indices: Sequence[int] | None, env: str | None) -> Dataset:
     """Flattens every episode of a MinariDataset into the compact layout."""
     meta = mds.storage.metadata
     stored_goal = goal_indices or meta.get("goal_indices")
+    env_id = env or _recorded_env_id(mds)
+    env_name = crlkit_env(env_id) if env_id else None
     columns: dict[str, list[np.ndarray]] = {}
     try:
         for ep in mds.iterate_episodes():
@@ -159,6 +166,8 @@ def _to_layout(mds, source: Any, goal_indices: Sequence[int] | None) -> Dataset:
     if not columns:
         raise DatasetError(source, "no complete episode (the dataset holds no episodes)")
     arrays = {k: np.concatenate(v) for k, v in columns.items()}
+    if not stored_goal and "achieved_goal" not in arrays:
+        stored_goal = _env_goal(env_id, env_name, source)
     obs, goal = _flatten_obs(arrays, stored_goal, source)
     if meta.get("desired_goal") == "episode_final":
         arrays.pop("desired_goal", None)  # filled in by the writer, not commanded
@@ -167,6 +176,8 @@ def _to_layout(mds, source: Any, goal_indices: Sequence[int] | None) -> Dataset:
         extras["desired_goals"] = arrays["desired_goal"]
     stored = json.loads(meta.get("crlkit_metadata", "{}"))
     metadata = {**stored, "name": mds.spec.dataset_id, "path": str(source), "format": "minari"}
+    if env_name and "env" not in metadata:
+        metadata["env"] = env_name
     return from_raw(
         obs,
         arrays["actions"],
@@ -175,6 +186,27 @@ def _to_layout(mds, source: Any, goal_indices: Sequence[int] | None) -> Dataset:
         source=source,
         extras=extras,
         metadata=metadata,
+    )
+
+
+def _recorded_env_id(mds) -> str | None:
+    """The env id of the dataset's recorded env_spec (e.g. ogbench's pointmaze-medium-v0)."""
+    spec = getattr(mds.spec, "env_spec", None)
+    return getattr(spec, "id", None) or None
+
+
+def _env_goal(env_id: str | None, env_name: str | None, source: Any) -> tuple[int, ...]:
+    """The goal slice from the dataset's env, or a one-line DatasetError saying what to pass."""
+    if env_name is not None:
+        return env_goal_indices(env_name)
+    if env_id is None:
+        raise DatasetError(
+            source, "records no goal slice, no achieved_goal and no env; pass --goal-indices"
+        )
+    raise DatasetError(
+        source,
+        f"records no goal slice and its env {env_id!r} is not a crlkit env (see: crlkit envs); "
+        f"pass --env NAME or --goal-indices",
     )
 
 
@@ -238,7 +270,7 @@ def resolve_out(out: str | os.PathLike) -> tuple[Path, str]:
         dataset_id = out[len(PREFIX) :]
         path = minari_root() / dataset_id
     else:
-        path = Path(out)
+        path = Path(out).expanduser().absolute()  # minari resolves relative paths on its own
         dataset_id = path.name
     try:
         parse_dataset_id(dataset_id)

@@ -8,6 +8,7 @@ from typing import Any
 
 from crlkit.checks import check_depth
 from crlkit.config import LearnerConfig, option_field, to_dict
+from crlkit.train.offline.config import preset_learner
 
 REGIMES = ("online", "offline")
 
@@ -130,7 +131,14 @@ def expand_grid(
 
 
 def plan_cell(cell: Cell, sweep: SweepConfig, learner: LearnerConfig, base: Any) -> CellPlan:
-    """The cell's configs (validated by their dataclasses)."""
+    """The cell's configs (validated by their dataclasses).
+
+    Online cells train the shared learner with SAC; offline cells the offline preset's agent
+    (`--offline-preset`: paper or ogbench; same-as-online: the shared learner with DDPG+BC), all
+    at the cell's depth and width.
+    """
+    if cell.regime == "offline" and base.preset != "same-as-online":
+        learner = preset_learner(base.preset)
     network = dataclasses.replace(
         learner.network,
         width=cell.width,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from crlkit.config import LearnerConfig, option_field
+from crlkit.config import LearnerConfig, ogbench_crl_learner, option_field, paper_offline_learner
 from crlkit.data import goals
 from crlkit.data.dataset import Dataset
 from crlkit.envs.backends import BACKEND_CHOICES
@@ -25,17 +25,43 @@ FAMILY_ALPHA = {
     "puzzle": 3.0,
 }
 EXPLORE_ALPHA = 0.003
+NOISY_MANIPULATION_ALPHA = 0.1  # cube/scene/puzzle `noisy` data (play data: 3.0)
 DEFAULT_ALPHA = 0.1
-# Uniform random goals mixed into the actor's goals on stitch/explore data (OGBench).
-STITCH_ACTOR_P_RANDOM = 0.5
+MANIPULATION = ("cube", "scene", "puzzle")
+# The presets `crlkit offline --preset` starts from (docs/offline.md):
+#   paper: OGBench's CRL agent with the paper's residual towers at --depth (default 4);
+#   ogbench: OGBench's CRL agent exactly (two critics, MLP 512x3, dot / sqrt(512), binary NCE);
+#   same-as-online: the learner `crlkit online` trains (one critic, L2 energy, InfoNCE, tanh
+#     Gaussian) with DDPG+BC, on the goal slice: crlkit's offline settings before presets.
+PRESETS = ("paper", "ogbench", "same-as-online")
+GOAL_SPACES = ("auto", "observation", "slice")
 
 
 @dataclasses.dataclass(frozen=True)
 class OfflineConfig:
     """Settings of `crlkit offline` besides the learner's. Zero/negative sentinels mean 'auto'."""
 
+    preset: str = option_field(
+        "paper",
+        "Agent the flags start from: paper (OGBench's CRL agent with the paper's residual towers "
+        "at --depth), ogbench (OGBench's CRL agent exactly), same-as-online (the online "
+        "learner with DDPG+BC on the goal slice). Any flag overrides its preset value.",
+        PRESETS,
+    )
     dataset: str = option_field(
         "", "Dataset: a catalog name (antmaze-large), an .npz path, a Minari dir or minari:<id>."
+    )
+    goal_indices: str = option_field(
+        "",
+        "Comma-separated observation columns that form a goal, for datasets that record none "
+        "(default: the dataset's own, its catalog card's, or its env's).",
+    )
+    goal_space: str = option_field(
+        "auto",
+        "What psi and the actor see as a goal: observation (the full goal observation, as "
+        "OGBench), slice (the goal columns only), auto (observation for the paper and ogbench "
+        "presets, slice for same-as-online).",
+        GOAL_SPACES,
     )
     data_dir: str = option_field("", "OGBench cache directory (default ~/.ogbench/data).")
     env: str = option_field(
@@ -58,8 +84,8 @@ class OfflineConfig:
     alpha: float = option_field(
         -1.0,
         "Behaviour-cloning weight of the ddpg_bc actor loss; negative: OGBench's per-family value "
-        "(pointmaze 0.03, antmaze 0.1, humanoidmaze 0.1, antsoccer 0.3, cube/scene/puzzle 3.0, "
-        "explore data 0.003, other 0.1).",
+        "(pointmaze 0.03, antmaze 0.1, humanoidmaze 0.1, antsoccer 0.3, cube/scene/puzzle play "
+        "3.0 and noisy 0.1, explore data 0.003, other 0.1).",
     )
     critic_p_current: float = option_field(
         0.0, "Share of critic goals that are the sampled state itself."
@@ -75,7 +101,7 @@ class OfflineConfig:
     )
     actor_p_random: float = option_field(
         -1.0,
-        "Share of actor goals drawn uniformly from the dataset; negative: 0.5 on stitch and "
+        "Share of actor goals drawn uniformly from the dataset; negative: 0.5 on stitch, 1.0 on "
         "explore data, else 0 (OGBench).",
     )
     actor_geometric: bool = option_field(
@@ -125,6 +151,11 @@ class OfflineConfig:
             raise ValueError(f"unknown backend {self.backend!r}; valid: {valid}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
+        for name, choices in (("preset", PRESETS), ("goal_space", GOAL_SPACES)):
+            if getattr(self, name) not in choices:
+                valid = ", ".join(choices)
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; valid: {valid}")
+        parse_goal_indices(self.goal_indices)
         if self.at_episode_end not in goals.AT_EPISODE_END:
             valid = ", ".join(goals.AT_EPISODE_END)
             raise ValueError(f"unknown at_episode_end {self.at_episode_end!r}; valid: {valid}")
@@ -160,8 +191,28 @@ def dataset_family(ds: Dataset) -> tuple[str, str]:
     name = str(ds.metadata.get("env") or ds.name).lower()
     family = Path(name).name.split("-")[0]
     full = ds.name.lower()
-    kind = next((k for k in ("stitch", "explore") if f"-{k}" in full), "navigate")
+    kind = next((k for k in ("stitch", "explore", "noisy", "play") if f"-{k}" in full), "navigate")
     return family, str(ds.metadata.get("dataset_type") or ds.metadata.get("style") or kind)
+
+
+def preset_learner(preset: str, depth: int = 4) -> LearnerConfig:
+    """The learner a preset starts from (the BC weight is resolved per dataset by `resolve`)."""
+    if preset == "ogbench":
+        return ogbench_crl_learner(DEFAULT_ALPHA)
+    if preset == "paper":
+        return paper_offline_learner(depth, DEFAULT_ALPHA)
+    if preset == "same-as-online":
+        return LearnerConfig(actor_loss="ddpg_bc")
+    raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+
+
+def bc_alpha(family: str, kind: str) -> float:
+    """OGBench's DDPG+BC weight for a dataset family and data type."""
+    if kind == "explore":
+        return EXPLORE_ALPHA
+    if family in MANIPULATION and kind == "noisy":
+        return NOISY_MANIPULATION_ALPHA
+    return FAMILY_ALPHA.get(family, DEFAULT_ALPHA)
 
 
 def resolve(
@@ -172,14 +223,28 @@ def resolve(
     giant = "giant" in ds.name.lower() or "giant" in str(ds.metadata.get("env", ""))
     steps = cfg.steps or (SAMPLE_STEPS if ds.metadata.get("source") == "sample" else OGBENCH_STEPS)
     discount = cfg.discount or (0.995 if giant or family == "humanoidmaze" else 0.99)
-    alpha = cfg.alpha
-    if alpha < 0:
-        alpha = EXPLORE_ALPHA if kind == "explore" else FAMILY_ALPHA.get(family, DEFAULT_ALPHA)
+    alpha = cfg.alpha if cfg.alpha >= 0 else bc_alpha(family, kind)
     p_random = cfg.actor_p_random
     if p_random < 0:
-        p_random = STITCH_ACTOR_P_RANDOM if kind in ("stitch", "explore") else 0.0
+        p_random = goals.ACTOR_P_RANDOM.get(kind, 0.0)
+    goal_space = cfg.goal_space
+    if goal_space == "auto":
+        goal_space = "slice" if cfg.preset == "same-as-online" else "observation"
     cfg = dataclasses.replace(
-        cfg, steps=steps, discount=discount, alpha=alpha, actor_p_random=p_random
-    )
+        cfg, steps=steps, discount=discount, alpha=alpha, actor_p_random=p_random,
+        goal_space=goal_space,
+    )  # fmt: skip
     cfg.critic_goals(), cfg.actor_goals()  # validate the mixtures now, with one-line errors
     return cfg, dataclasses.replace(lcfg, bc_alpha=float(alpha))
+
+
+def parse_goal_indices(text: str) -> tuple[int, ...] | None:
+    """'0,1' -> (0, 1); '' -> None; a one-line ValueError for anything else."""
+    if not text.strip():
+        return None
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(
+            f"--goal-indices {text!r} must be comma-separated column numbers, e.g. 0,1"
+        ) from None

@@ -54,6 +54,9 @@ def make_evaluator(cfg: OfflineConfig, ds: Dataset) -> Evaluator:
     kind, name = eval_target(cfg, ds)
     if kind == "crlkit":
         env = make(name, cfg.backend)
+        whole = ds.goal_dim == ds.obs_dim != env.spec.goal_dim
+        if whole and env.spec.ogbench_env_id:  # goal observations: OGBench's env provides them
+            return _gym_evaluator(cfg, ds, env.spec.ogbench_env_id)
         check_env(ds, env.spec)
         return lambda nets, params, key: evaluate.evaluate_tasks(
             env, evaluate.actor_policy(nets, params), key, cfg.eval_episodes

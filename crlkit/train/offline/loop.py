@@ -34,7 +34,7 @@ from crlkit.train.hostloop import (
     progress_disabled,
 )
 from crlkit.train.offline.chunks import Carry, Trainer
-from crlkit.train.offline.config import OfflineConfig, resolve
+from crlkit.train.offline.config import OfflineConfig, parse_goal_indices, resolve
 from crlkit.train.offline.evaluators import Evaluator, make_evaluator
 from crlkit.train.offline.sampling import choose_sampler, dataset_arrays
 
@@ -56,8 +56,13 @@ def run(
         raise ValueError("--dataset is required (see: crlkit datasets)")
     if resume and not cfg.out:
         raise ValueError("--resume needs --out: the run directory to continue")
-    ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir or None, echo=echo)
+    ds = load_dataset(
+        cfg.dataset, data_dir=cfg.data_dir or None, echo=echo,
+        goal_indices=parse_goal_indices(cfg.goal_indices), env=cfg.env or None,
+    )  # fmt: skip
     cfg, lcfg = resolve(cfg, lcfg, ds)
+    if cfg.goal_space == "observation":  # psi and the actor see whole goal observations (OGBench)
+        ds = dataclasses.replace(ds, goal_indices=tuple(range(ds.obs_dim)))
     evaluator = make_evaluator(cfg, ds)
     return train(cfg, lcfg, ds, evaluator, resume=resume, progress=progress, echo=echo)
 

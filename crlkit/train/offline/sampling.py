@@ -25,7 +25,9 @@ class DeviceData:
     observations: Any  # [N, S]
     actions: Any  # [N, A]
     goals: Any  # [N, G]
-    episode_ends: Any  # [N] final row (inclusive) of each row's episode
+    # [N] last goal row of each row's episode: its last valid row, as OGBench's final_state_idxs
+    # (its compact terminals mark that row), so goals never land on the final, action-less row.
+    episode_ends: Any
     valid_rows: Any  # [M] rows that start a transition
 
 
@@ -35,7 +37,7 @@ def dataset_arrays(ds: Dataset) -> DeviceData:
         observations=np.asarray(ds.observations, np.float32),
         actions=np.asarray(ds.actions, np.float32),
         goals=np.asarray(ds.goals(), np.float32),
-        episode_ends=np.asarray(ds.episode_ends, np.int32),
+        episode_ends=np.asarray(ds.episode_ends - 1, np.int32),
         valid_rows=np.flatnonzero(ds.valids > 0).astype(np.int32),
     )
 
