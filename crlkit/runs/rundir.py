@@ -6,8 +6,12 @@ runs/<name>-d<depth>-<YYYYmmdd-HHMMSS>/
   metrics.jsonl       one JSON object per log event: {"step": ..., "time": ..., <metrics>}
   metrics.csv         the same events as a table; columns grow as new metrics appear
   summary.json        final numbers, written by the loop at the end
-  checkpoints/        ckpt-<step, 12 digits>.npz, the last K kept (format: runs/checkpoint.py)
+  checkpoints/        ckpt-<step, 12 digits>.npz (one device) or .orbax/ (several devices or
+                      processes), the last K kept (formats: runs/checkpoint.py, runs/orbax_ckpt.py)
 ```
+
+In a multi-host run every process opens the RunDir (all of them take part in checkpoints), but
+only process 0 (`primary`) writes config, logs and summary.
 
 Every file is written atomically (`crlkit.files`), so a run killed at any instant (even SIGKILL)
 leaves each file either at its old or at its new content. See docs/runs.md.
@@ -26,8 +30,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from crlkit import files
+from crlkit.runs import orbax_ckpt
 from crlkit.runs.checkpoint import (
+    CHECKPOINT_FORMATS,
     CorruptCheckpoint,
     Pytree,
     RunDirError,
@@ -101,8 +109,12 @@ class RunDir:
     `write_summary(...)` at the end and `close()` (or use it as a context manager).
     """
 
-    def __init__(self, path: Path, config: dict, keep_checkpoints: int, sinks: list):
+    def __init__(
+        self, path: Path, config: dict, keep_checkpoints: int, sinks: list, fmt: str = "npz"
+    ):
         self.path = path
+        self.checkpoint_format = fmt
+        self.primary = jax.process_index() == 0
         self.config = config
         self.keep_checkpoints = keep_checkpoints
         self.checkpoint_dir = path / CHECKPOINT_DIR
@@ -121,6 +133,7 @@ class RunDir:
         keep_checkpoints: int = 3,
         tensorboard: bool = False,
         wandb_project: str | None = None,
+        checkpoint_format: str = "npz",
     ) -> RunDir:
         """Open a new run dir, or an existing one to resume.
 
@@ -133,10 +146,14 @@ class RunDir:
           keep_checkpoints: how many of the newest checkpoints to keep (>= 1).
           tensorboard: also log scalars to <path>/tensorboard (needs tensorboardX or torch).
           wandb_project: also log to Weights & Biases under this project (needs wandb).
+          checkpoint_format: "npz" (one device) or "orbax" (sharded; several devices/processes).
         """
         path = Path(path)
         if keep_checkpoints < 1:
             raise RunDirError(f"keep_checkpoints must be >= 1, got {keep_checkpoints}")
+        if checkpoint_format not in CHECKPOINT_FORMATS:
+            valid = ", ".join(CHECKPOINT_FORMATS)
+            raise RunDirError(f"unknown checkpoint format {checkpoint_format!r}; valid: {valid}")
         config_dict = files.to_jsonable(config)
         if resume:
             _check_resumable(path, config_dict, ignore_on_resume)
@@ -144,13 +161,18 @@ class RunDir:
             raise RunDirError(
                 f"run dir {path} already exists; resume it with --resume or choose another --out"
             )
+        if jax.process_index() != 0:  # process 0 owns the files; the others only checkpoint
+            run = cls(path, config_dict, keep_checkpoints, [], checkpoint_format)
+            run._events = read_events(path / METRICS_JSONL) if resume else []
+            return run
         path.mkdir(parents=True, exist_ok=True)
         (path / CHECKPOINT_DIR).mkdir(exist_ok=True)
         files.remove_temp_files(path)
         files.remove_temp_files(path / CHECKPOINT_DIR)
+        orbax_ckpt.remove_orbax_temps(path / CHECKPOINT_DIR)
         files.atomic_write_json(path / CONFIG_FILE, config_dict)
         sinks = open_sinks(path, config_dict, tensorboard, wandb_project)
-        run = cls(path, config_dict, keep_checkpoints, sinks)
+        run = cls(path, config_dict, keep_checkpoints, sinks, checkpoint_format)
         if resume:
             run._events = read_events(path / METRICS_JSONL)
             run._rewrite_logs()
@@ -161,6 +183,8 @@ class RunDir:
     def log(self, step: int, metrics: Mapping[str, Any]) -> dict:
         """Record one event (scalars only) in metrics.jsonl, metrics.csv and the optional sinks."""
         event = {"step": int(step), "time": round(time.time(), 3)}
+        if not self.primary:
+            return event
         for name, value in metrics.items():
             value = files.to_jsonable(value)
             if isinstance(value, (list, dict)):
@@ -187,15 +211,18 @@ class RunDir:
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         """Write summary.json (final eval metrics, env steps, wall seconds, device, ...)."""
-        files.atomic_write_json(self.path / SUMMARY_FILE, summary)
+        if self.primary:
+            files.atomic_write_json(self.path / SUMMARY_FILE, summary)
 
     # -- checkpoints --------------------------------------------------------------------------
 
     def save_checkpoint(self, tree: Pytree, step: int, meta: Mapping | None = None) -> Path:
-        """Atomically save `tree` at `step`, then delete all but the newest `keep_checkpoints`."""
-        target = save_checkpoint(self.checkpoint_dir, tree, step, meta)
-        for _, old in list_checkpoints(self.checkpoint_dir)[: -self.keep_checkpoints]:
-            files.remove_quietly(old)
+        """Atomically save `tree` at `step`, then delete all but the newest `keep_checkpoints`
+        (every process calls it in a multi-host run; process 0 deletes)."""
+        target = save_checkpoint(self.checkpoint_dir, tree, step, meta, self.checkpoint_format)
+        if self.primary:
+            for _, old in list_checkpoints(self.checkpoint_dir)[: -self.keep_checkpoints]:
+                orbax_ckpt.remove_checkpoint(old)
         return target
 
     def restore(self, template: Pytree) -> tuple[Pytree, int, dict] | None:
@@ -214,10 +241,12 @@ class RunDir:
                 break
             except CorruptCheckpoint as err:
                 warnings.warn(f"{err}; set aside as .corrupt, trying an older one", stacklevel=2)
-                os.replace(path, path.with_name(path.name + ".corrupt"))
+                if self.primary:
+                    os.replace(path, path.with_name(path.name + ".corrupt"))
         keep_until = restored[1] if restored else -1
         self._events = [e for e in self._events if e["step"] <= keep_until]
-        self._rewrite_logs()
+        if self.primary:
+            self._rewrite_logs()
         return restored
 
     # -- files --------------------------------------------------------------------------------

@@ -74,3 +74,15 @@ def due(every: int | None, done: int) -> bool:
 def progress_disabled(progress: bool | None) -> bool | None:
     """tqdm's `disable` for a loop's `progress` flag (None: only on a terminal)."""
     return None if progress is None else not progress
+
+
+def wall_estimate(remaining_s: float, elapsed_s: float, platform: str | None = None) -> str | None:
+    """On a CPU, a one-line estimate of the run's wall time when it would exceed an hour."""
+    platform = platform or jax.devices()[0].platform
+    total = remaining_s + elapsed_s
+    if platform != "cpu" or total <= 3600:
+        return None
+    return (
+        f"estimate on this CPU: {total / 3600:.1f} h for the whole budget at the first epoch's "
+        f"speed ({remaining_s / 3600:.1f} h left); a GPU or a smaller --steps/--depth is faster"
+    )

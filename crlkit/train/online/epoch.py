@@ -8,6 +8,10 @@ epoch(setup, state, n)   jitted once per setup; a lax.while_loop over n training
                             [sample minibatch + geometric future goal -> learner.update]
                          (no updates during the first prefill_train_steps: replay prefill)
 ```
+
+On several devices (`setup.mesh`, see crlkit/train/parallel.py) envs and replay are split over
+the data axis, the unroll runs under `shard_map` (each device steps its own envs), and sampling
+and updates see the global arrays, so a minibatch of B is the same global batch as on one device.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 
 from crlkit import learner as learner_lib
 from crlkit.config import LearnerConfig
 from crlkit.data import replay as replay_lib
 from crlkit.envs.api import EnvState
+from crlkit.train import parallel
 from crlkit.train.online.config import OnlineConfig
 
 
@@ -92,10 +98,24 @@ class Setup:
     env: Any
     dims: learner_lib.Dims
     nets: learner_lib.Networks
+    mesh: Any = None  # jax.sharding.Mesh over all devices; None on one device
 
     @property
     def spec(self):
         return self.env.spec
+
+    def shardings(self, state: Any) -> Any:
+        """Per-leaf shardings of an `OnlineState` (None on one device)."""
+        return None if self.mesh is None else parallel.shardings_by_path(self.mesh, state, _split)
+
+
+def _split(path: str) -> int | None:
+    """Which axis of an OnlineState leaf is split over devices: envs and replay columns."""
+    if path.startswith(".env"):
+        return 0
+    if path.startswith((".replay.data", ".replay.episode_id")):
+        return 1
+    return 0 if path.startswith(".replay.next_episode_id") else None
 
 
 @functools.lru_cache(maxsize=8)
@@ -112,11 +132,14 @@ def make_setup(online: OnlineConfig, learner: LearnerConfig) -> Setup:
         raise ValueError(
             f"actor_loss {learner.actor_loss!r} needs dataset actions; online training uses 'sac'"
         )
+    mesh = parallel.data_mesh()
+    parallel.check_divisible("--num-envs", online.num_envs, parallel.mesh_size(mesh))
+    parallel.check_divisible("--batch-size", online.batch_size, parallel.mesh_size(mesh))
     env = make_env(online.env, online.backend)
     spec = env.spec
     dims = learner_lib.Dims(spec.state_dim, spec.goal_dim, spec.action_dim)
     nets = learner_lib.make_networks(learner, dims)
-    return Setup(EpochSettings.of(online), learner, env, dims, nets)
+    return Setup(EpochSettings.of(online), learner, env, dims, nets, mesh)
 
 
 def _replay_example(dims: learner_lib.Dims) -> dict[str, jax.ShapeDtypeStruct]:
@@ -130,14 +153,19 @@ def init_state(setup: Setup, key: jax.Array) -> OnlineState:
     """A fresh run: new parameters, freshly reset envs, an empty buffer (jit it)."""
     cfg = setup.settings
     k_learner, k_env, k_loop = jax.random.split(key, 3)
-    return OnlineState(
+    reset = jax.vmap(setup.env.reset)
+    if setup.mesh is not None:  # each device resets (and calls MuJoCo for) its own envs
+        split = jax.sharding.PartitionSpec(parallel.DATA)
+        reset = jax.shard_map(reset, mesh=setup.mesh, in_specs=split, out_specs=split)
+    state = OnlineState(
         learner=learner_lib.init(setup.nets, setup.learner, setup.dims, k_learner),
-        env=jax.vmap(setup.env.reset)(jax.random.split(k_env, cfg.num_envs)),
+        env=reset(jax.random.split(k_env, cfg.num_envs)),
         replay=empty_replay(setup),
         key=k_loop,
         train_steps=jnp.zeros((), jnp.int32),
         nonfinite_step=jnp.full((), -1, jnp.int32),
     )
+    return parallel.constrain(state, setup.shardings(state))
 
 
 def empty_replay(setup: Setup) -> replay_lib.ReplayState:
@@ -164,9 +192,13 @@ def epoch(setup: Setup, state: OnlineState, num_steps: jax.Array) -> tuple[Onlin
     def body(carry):
         i, st, acc = carry
         st, step_stats = training_step(setup, st)
-        return i + 1, st, jax.tree.map(jnp.add, acc, step_stats)
+        return i + 1, parallel.constrain(st, shardings), jax.tree.map(jnp.add, acc, step_stats)
 
+    shardings = setup.shardings(state)
+    state = parallel.constrain(state, shardings)
     _, state, stats = jax.lax.while_loop(running, body, (jnp.int32(0), state, stats))
+    if setup.mesh is not None:  # host-readable on every process
+        stats = parallel.constrain(stats, parallel.replicated(setup.mesh))
     return state, stats
 
 
@@ -204,16 +236,26 @@ def _unroll(setup: Setup, state: OnlineState, key: jax.Array):
     stored state is the one the action was taken in, `done` marks the last step of an episode.
     """
     nets, state_dim = setup.nets, setup.dims.state_dim
-    actor_params = state.learner.actor.params
 
-    def env_step(env_state: EnvState, k: jax.Array):
-        obs_state = env_state.obs[:, :state_dim]
-        action = learner_lib.act(nets, actor_params, obs_state, env_state.goal, k, False)
-        nxt = setup.env.step_batch(env_state, action)
-        return nxt, ({"state": obs_state, "action": action}, nxt.done > 0, nxt.success)
+    def unroll(env_state: EnvState, actor_params, key: jax.Array):
+        def env_step(env_state: EnvState, k: jax.Array):
+            obs_state = env_state.obs[:, :state_dim]
+            action = learner_lib.act(nets, actor_params, obs_state, env_state.goal, k, False)
+            nxt = setup.env.step_batch(env_state, action)
+            return nxt, ({"state": obs_state, "action": action}, nxt.done > 0, nxt.success)
 
-    keys = jax.random.split(key, setup.settings.unroll_length)
-    env_state, (chunk, done, at_goal) = jax.lax.scan(env_step, state.env, keys)
+        if setup.mesh is not None:  # a different noise stream on each device's envs
+            key = jax.random.fold_in(key, jax.lax.axis_index(parallel.DATA))
+        keys = jax.random.split(key, setup.settings.unroll_length)
+        return jax.lax.scan(env_step, env_state, keys)
+
+    if setup.mesh is not None:  # each device steps its own envs (MuJoCo callbacks stay local)
+        envs, time_envs, whole = (P(parallel.DATA), P(None, parallel.DATA), P())
+        unroll = jax.shard_map(
+            unroll, mesh=setup.mesh, in_specs=(envs, whole, whole),
+            out_specs=(envs, time_envs), check_vma=False,
+        )  # fmt: skip
+    env_state, (chunk, done, at_goal) = unroll(state.env, state.learner.actor.params, key)
     return env_state, chunk, done, at_goal
 
 
@@ -234,6 +276,8 @@ def _updates(setup: Setup, learner, replay, key):
             goal=goal,
             actor_goal=goal,
         )
+        if setup.mesh is not None:  # the global minibatch, split over devices
+            batch = parallel.constrain(batch, parallel.split_on(setup.mesh, 0))
         ls, bad_step, metrics, ok = learner_lib.update_if_finite(
             setup.nets, setup.learner, ls, batch, bad_step
         )

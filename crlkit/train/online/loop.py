@@ -26,7 +26,7 @@ from crlkit.config import LearnerConfig
 from crlkit.runs.checkpoint import RunDirError
 from crlkit.runs.progress import Progress
 from crlkit.runs.rundir import RunDir, default_out_dir
-from crlkit.train import evaluate
+from crlkit.train import evaluate, parallel
 from crlkit.train.hostloop import (
     Clock,
     NonFiniteLoss,
@@ -35,6 +35,7 @@ from crlkit.train.hostloop import (
     next_boundary,
     param_count,
     progress_disabled,
+    wall_estimate,
 )
 from crlkit.train.online.config import RESUMABLE_FIELDS, OnlineConfig, config_dict
 from crlkit.train.online.epoch import (
@@ -55,7 +56,8 @@ class _Loop:
     def __init__(
         self, cfg: OnlineConfig, setup: Setup, run: RunDir, progress: bool | None, echo: Callable
     ):
-        self.setup, self.run, self.echo = setup, run, echo
+        self.setup, self.run = setup, run
+        self.echo = echo if run.primary else (lambda _: None)
         self.cfg = cfg
         self.spt = self.cfg.steps_per_train_step
         self.total = self.cfg.train_steps
@@ -72,7 +74,7 @@ class _Loop:
         key = jax.random.PRNGKey(self.cfg.seed)
         init = jax.jit(lambda k: init_state(self.setup, k))
         if resume:
-            template = jax.eval_shape(init, key)
+            template = _on_devices(jax.eval_shape(init, key), self.setup)
             restored = self._restore(template)
             if restored is not None:
                 return restored
@@ -92,7 +94,10 @@ class _Loop:
             state, step, meta = found
             self.clock = Clock.from_meta(meta)
             if state.replay is None:
-                state = state.replace(replay=jax.jit(lambda: empty_replay(self.setup))())
+                where = None if self.setup.mesh is None else template.replay
+                where = jax.tree.map(lambda t: t.sharding, where)
+                empty = jax.jit(lambda: empty_replay(self.setup), out_shardings=where)
+                state = state.replace(replay=empty())
             self.echo(f"resumed {self.run.path} at env step {step:,}")
             return state
         return None
@@ -101,9 +106,18 @@ class _Loop:
         """AOT-compile the epoch once for any number of steps (JAX's cache serves an equal setup
         again, e.g. a resumed run in the same process)."""
         t0 = time.perf_counter()
+        self.echo(f"compiling the training epoch on {parallel.topology()['devices']} device(s) ...")
         self.compiled = jitted_epoch.lower(self.setup, state, jnp.int32(0)).compile()
-        self.clock.compile += time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        self.clock.compile += seconds
+        self.echo(f"compiled in {seconds:.1f} s")
         return self.compiled
+
+    def echo_estimate(self, remaining_s: float) -> None:
+        """On a CPU, one line when the rest of the budget looks longer than an hour."""
+        line = wall_estimate(remaining_s, self.clock.wall + self.clock.compile)
+        if line:
+            self.echo(line)
 
     # -- events -------------------------------------------------------------------------------
 
@@ -122,10 +136,18 @@ class _Loop:
         return due(self._every(interval), done)
 
     def evaluate(self, state: OnlineState, env_steps: int) -> dict[str, float]:
-        """Fresh-goal (and OGBench task) evaluation of the deterministic actor."""
+        """Fresh-goal (and OGBench task) evaluation of the deterministic actor (process 0 only:
+        the others return {})."""
+        if not self.run.primary:
+            return {}
+        t0 = time.perf_counter()
+        self.echo(f"evaluating at env step {env_steps:,} ...")
         key = jax.random.fold_in(jax.random.PRNGKey(self.cfg.seed + 1), env_steps // self.spt)
         k_fresh, k_tasks = jax.random.split(key)
-        policy = evaluate.actor_policy(self.setup.nets, state.learner.actor.params)
+        params = state.learner.actor.params
+        if self.setup.mesh is not None:  # evaluated on this process's first device
+            params = parallel.local_copy(params)
+        policy = evaluate.actor_policy(self.setup.nets, params)
         env = self.eval_env
         fresh = evaluate.evaluate_fresh_goals(env, policy, k_fresh, self.cfg.eval_episodes)
         out = names.prefixed(names.EVAL, fresh)
@@ -133,6 +155,8 @@ class _Loop:
             tasks = evaluate.evaluate_tasks(env, policy, k_tasks, self.cfg.eval_episodes_per_task)
             out.update(names.prefixed(names.EVAL_TASKS, tasks))
         self.last_eval = out
+        seconds = time.perf_counter() - t0
+        self.echo(f"evaluated in {seconds:.1f} s: success {out[names.SUCCESS]:.2f}")
         return out
 
     def checkpoint(self, state: OnlineState, env_steps: int) -> Path:
@@ -192,6 +216,7 @@ def train(
         ignore_on_resume=RESUMABLE_FIELDS,
         tensorboard=tensorboard,
         wandb_project=wandb_project,
+        checkpoint_format="npz" if setup.mesh is None else "orbax",
     )
     with run:
         loop = _Loop(online, setup, run, progress, echo)
@@ -208,7 +233,9 @@ def _run(loop: _Loop, resume: bool) -> dict[str, Any]:
     spt, run = loop.spt, loop.run
     if done == 0:
         run.log(0, {**loop.evaluate(state, 0), names.SGD_STEPS: 0})
-    bar = Progress(loop.total * spt, initial=done * spt, disable=progress_disabled(loop.progress))
+    first_epoch = True
+    disable = progress_disabled(loop.progress) if run.primary else True
+    bar = Progress(loop.total * spt, initial=done * spt, disable=disable)
     with bar:
         while done < loop.total:
             n = loop.next_stop(done) - done
@@ -218,6 +245,9 @@ def _run(loop: _Loop, resume: bool) -> dict[str, Any]:
             seconds = time.perf_counter() - t0
             loop.clock.train += seconds
             before, done = done, int(state.train_steps)
+            if first_epoch:
+                first_epoch = False
+                loop.echo_estimate((loop.total - done) / max(done - before, 1) * seconds)
             env_steps = done * spt
             sgd = int(state.learner.step)
             event = _epoch_metrics(stats, (done - before) * spt, sgd, seconds)
@@ -233,7 +263,8 @@ def _run(loop: _Loop, resume: bool) -> dict[str, Any]:
             is_last = done >= loop.total
             if loop.due(loop.cfg.eval_every, done) or is_last:
                 event.update(loop.evaluate(state, env_steps))
-                bar.set_eval(success=event[names.SUCCESS])
+                if names.SUCCESS in event:
+                    bar.set_eval(success=event[names.SUCCESS])
             run.log(env_steps, event)
             bar.update(env_steps)
             loop.clock.wall = wall0 + time.perf_counter() - t_start
@@ -243,6 +274,16 @@ def _run(loop: _Loop, resume: bool) -> dict[str, Any]:
     if not loop.last_eval:  # resumed a finished run: evaluate what it ended with
         loop.evaluate(state, done * spt)
     return _write_summary(loop, state, "budget")
+
+
+def _on_devices(template: OnlineState, setup: Setup) -> OnlineState:
+    """The abstract state with the shardings a restored checkpoint is placed on."""
+    shardings = setup.shardings(template)
+    if shardings is None:
+        return template
+    return jax.tree.map(
+        lambda t, s: jax.ShapeDtypeStruct(t.shape, t.dtype, sharding=s), template, shardings
+    )
 
 
 def _write_summary(loop: _Loop, state: OnlineState, stopped: str) -> dict[str, Any]:
@@ -262,6 +303,7 @@ def _write_summary(loop: _Loop, state: OnlineState, stopped: str) -> dict[str, A
         "sgd_steps_per_s": sgd / train_s,
         "backend": loop.setup.spec.backend,
         "device": device_name(),
+        **parallel.topology(),
         "params": param_count(state.learner),
         **loop.last_eval,
     }

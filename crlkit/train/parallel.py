@@ -1,0 +1,195 @@
+"""Data parallelism over every device of every process: one mesh, one `data` axis.
+
+```
+mesh          jax.sharding.Mesh(all devices, ("data",))           (None on one device: today's code)
+replicated    learner params, optimizer states, RNG keys, counters, the offline dataset
+sharded       envs [E] (axis 0), replay [T, E] (axis 1), minibatches [B] (axis 0)
+```
+
+The jitted epoch/chunk stays one program over global arrays (GSPMD): the learner update sees the
+global minibatch, so InfoNCE's negatives are the whole global batch (XLA gathers psi across
+devices) and the gradient is its mean over the global batch (XLA all-reduces it). A global batch
+of B therefore means the same on any number of devices. Env stepping runs under `shard_map` so
+each device steps (and calls MuJoCo for) its own envs. Multi-host: `initialize` joins the
+processes (jax.distributed) before anything touches a device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from crlkit.config import option_field
+
+DATA = "data"
+
+
+def data_mesh() -> Mesh | None:
+    """A mesh with one `data` axis over all devices of all processes; None on a single device."""
+    devices = jax.devices()
+    return Mesh(np.array(devices), (DATA,)) if len(devices) > 1 else None
+
+
+def mesh_size(mesh: Mesh | None) -> int:
+    """Devices along the data axis (1 without a mesh)."""
+    return 1 if mesh is None else int(mesh.shape[DATA])
+
+
+def check_divisible(flag: str, value: int, devices: int) -> None:
+    """One-line ValueError unless `value` splits evenly over `devices` (naming sizes that do)."""
+    if value % devices:
+        lo, hi = max(devices, value // devices * devices), (value // devices + 1) * devices
+        raise ValueError(
+            f"{flag} {value} does not split over {devices} devices; use a multiple of {devices} "
+            f"(e.g. {lo} or {hi})"
+        )
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """Every device holds the whole array."""
+    return NamedSharding(mesh, P())
+
+
+def split_on(mesh: Mesh, axis: int) -> NamedSharding:
+    """Axis `axis` split over the data axis, the rest whole."""
+    return NamedSharding(mesh, P(*([None] * axis), DATA))
+
+
+def shardings_by_path(mesh: Mesh, tree: Any, rule: Callable[[str], int | None]) -> Any:
+    """A sharding per leaf: `rule(keystr path)` names the split axis (None: replicated)."""
+
+    def one(path, _leaf):
+        axis = rule(jax.tree_util.keystr(path))
+        return replicated(mesh) if axis is None else split_on(mesh, axis)
+
+    return jax.tree_util.tree_map_with_path(one, tree)
+
+
+def constrain(tree: Any, shardings: Any | None) -> Any:
+    """`with_sharding_constraint` where there is a mesh; the identity on one device."""
+    return tree if shardings is None else jax.lax.with_sharding_constraint(tree, shardings)
+
+
+def put_global(tree: Any, shardings: Any) -> Any:
+    """Host (NumPy or local jax) leaves, equal on every process, as global arrays."""
+
+    def one(x, sharding):
+        x = np.asarray(x) if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+        return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+    return jax.tree.map(one, tree, shardings)
+
+
+def put_local_slices(tree: Any, mesh: Mesh, axis: int) -> Any:
+    """Global arrays from this process's slice (along `axis`) of host arrays equal everywhere."""
+    count, index = jax.process_count(), jax.process_index()
+
+    def one(x):
+        x = np.asarray(x)
+        size = x.shape[axis] // count
+        local = np.take(x, np.arange(index * size, (index + 1) * size), axis=axis)
+        return jax.make_array_from_process_local_data(split_on(mesh, axis), local, x.shape)
+
+    return jax.tree.map(one, tree)
+
+
+def local_copy(tree: Any) -> Any:
+    """NumPy copies of (replicated) global arrays, usable by single-device code on any process."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_shards[0].data), tree)
+
+
+def is_primary() -> bool:
+    """True in the process that writes logs, summaries and evaluations (process 0)."""
+    return jax.process_index() == 0
+
+
+def topology() -> dict[str, int]:
+    """{'devices': ..., 'processes': ...} for summary.json."""
+    return {"devices": jax.device_count(), "processes": jax.process_count()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Multi-host
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributedConfig:
+    """How this process joins a multi-host run (jax.distributed); all empty: one process, or
+    JAX's own detection on Slurm / Open MPI when `--num-processes` is 0 and those are set."""
+
+    coordinator: str = option_field(
+        "", "host:port of process 0's coordinator (multi-host runs; env: JAX_COORDINATOR_ADDRESS)."
+    )
+    num_processes: int = option_field(
+        0, "Processes in the run (0: one, or auto-detected; env: JAX_NUM_PROCESSES)."
+    )
+    process_id: int = option_field(
+        -1, "This process's index in [0, num_processes) (env: JAX_PROCESS_ID)."
+    )
+    init_timeout: int = option_field(
+        300, "Seconds to wait for every process to reach the coordinator."
+    )
+
+    def __post_init__(self) -> None:
+        if self.num_processes < 0:
+            raise ValueError(f"--num-processes must be >= 0, got {self.num_processes}")
+        if self.num_processes and not 0 <= self.process_id < self.num_processes:
+            raise ValueError(
+                f"--process-id {self.process_id} is outside [0, {self.num_processes}) for "
+                f"--num-processes {self.num_processes}"
+            )
+        if self.num_processes > 1 and not self.coordinator:
+            raise ValueError("--num-processes > 1 needs --coordinator host:port (process 0's)")
+        if self.init_timeout < 1:
+            raise ValueError(f"--init-timeout must be >= 1 second, got {self.init_timeout}")
+
+
+def from_environment(cfg: DistributedConfig, environ: dict[str, str]) -> DistributedConfig:
+    """Fill unset fields from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID."""
+    return DistributedConfig(
+        coordinator=cfg.coordinator or environ.get("JAX_COORDINATOR_ADDRESS", ""),
+        num_processes=cfg.num_processes or int(environ.get("JAX_NUM_PROCESSES", "0")),
+        process_id=(
+            cfg.process_id if cfg.process_id >= 0 else int(environ.get("JAX_PROCESS_ID", "-1"))
+        ),
+        init_timeout=cfg.init_timeout,
+    )
+
+
+_AUTO_ENV = ("SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE")
+
+
+def initialize(cfg: DistributedConfig, environ: dict[str, str] | None = None) -> bool:
+    """Join the multi-host run `cfg` describes (before any device use); False for one process.
+
+    Raises ValueError (one line) for bad flags and for a coordinator not reached in time.
+    """
+    import os
+
+    environ = dict(os.environ if environ is None else environ)
+    cfg = from_environment(cfg, environ)
+    if cfg.num_processes <= 1 and not any(k in environ for k in _AUTO_ENV):
+        return False
+    kwargs: dict[str, Any] = {"initialization_timeout": cfg.init_timeout}
+    if cfg.num_processes > 1:  # explicit; else JAX detects Slurm / Open MPI itself
+        kwargs.update(
+            coordinator_address=cfg.coordinator,
+            num_processes=cfg.num_processes,
+            process_id=cfg.process_id,
+        )
+    try:
+        jax.distributed.initialize(**kwargs)
+    except Exception as err:  # XLA raises its own runtime errors; keep the message to one line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"could not join the multi-host run at {cfg.coordinator or '(auto-detected)'} within "
+            f"{cfg.init_timeout} s ({first[:160]}); check --coordinator and that all "
+            f"{cfg.num_processes or ''} processes were started"
+        ) from None
+    return True
