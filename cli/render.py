@@ -29,9 +29,12 @@ class RenderInputError(click.ClickException):
 @click.option("--size", type=int, default=480, show_default=True,
               help="Video frame side in pixels (a multiple of 16).")
 @click.option("--frame-skip", type=int, default=1, show_default=True,
-              help="Render every n-th control step (playback stays real-time).")  # fmt: skip
+              help="Render every n-th control step (playback stays real-time).")
+@click.option("--camera", type=click.Choice(["track", "overview"]), default="track",
+              show_default=True, help="track: follow the body; overview: the whole maze from "
+              "above, fixed (much smaller gifs).")  # fmt: skip
 def render(run_dir: Path, out: Path, step: int | None, task: int | None, episodes: int,
-           seed: int, size: int, frame_skip: int) -> None:  # fmt: skip
+           seed: int, size: int, frame_skip: int, camera: str) -> None:  # fmt: skip
     """Roll out RUN_DIR's trained actor (deterministic) and write what it does to --out.
 
     Works for `crlkit online` and `crlkit offline` run directories in every crlkit env.
@@ -42,18 +45,20 @@ def render(run_dir: Path, out: Path, step: int | None, task: int | None, episode
 
         crlkit render runs/pointmaze-arena-d4-... --out quickstart.gif --episodes 2
     """
-    # Imported here so MUJOCO_GL can still be chosen before MuJoCo is first imported.
-    from crlkit.render import gl, outputs
+    # Imported here, and the GL backend chosen before JAX and MuJoCo are imported: MuJoCo reads
+    # MUJOCO_GL once, and the probe's child process is best started before JAX's threads.
+    from crlkit.render import gl
     from crlkit.render.outfile import RenderError, check_output
 
     try:
         path = check_output(out)
         if path.suffix.lower() != ".png":
-            outputs.check_size(size, frame_skip)
             gl.select_gl_backend()
+        from crlkit.render import outputs
+
         written = outputs.render(
             run_dir, path, step=step, task=task, episodes=episodes, seed=seed, size=size,
-            frame_skip=frame_skip,
+            frame_skip=frame_skip, camera=camera,
         )
     except RenderError as err:
         raise RenderInputError(str(err)) from None

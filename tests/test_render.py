@@ -83,7 +83,7 @@ def test_gif_plays_for_the_episode_length(online_run, tmp_path):
 
     out = tmp_path / "eval.gif"
     result = invoke("render", str(online_run), "--out", str(out), "--episodes", "1",
-                    "--size", str(SIZE), "--frame-skip", "10")  # fmt: skip
+                    "--size", str(SIZE), "--frame-skip", "10", "--camera", "overview")  # fmt: skip
     assert result.exit_code == 0, result.output
     with Image.open(out) as gif:
         assert gif.size == (SIZE, SIZE)

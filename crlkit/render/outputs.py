@@ -11,7 +11,7 @@ import jax
 
 from crlkit.render.outfile import RenderError, check_output
 from crlkit.render.policy import load_run_policy
-from crlkit.render.rollout import Episode, record_episodes
+from crlkit.render.rollout import BODIES, Episode, record_episodes
 
 DEFAULT_EPISODES = 4
 DEFAULT_SIZE = 480
@@ -51,6 +51,11 @@ def record_run(
     if episodes < 1:
         raise RenderError(f"--episodes must be >= 1, got {episodes}")
     policy = load_run_policy(run_dir, step)
+    if policy.env.spec.body not in BODIES:
+        raise RenderError(
+            f"{policy.run_dir}: env {policy.env.spec.name!r} ({policy.env.spec.body}) cannot be "
+            f"rendered; crlkit render draws {', '.join(BODIES)} bodies"
+        )
     check_task(policy.env.spec, task)
     key = jax.random.PRNGKey(seed)
     recorded = record_episodes(policy.env, policy.nets, policy.params, key, episodes, task)
@@ -68,7 +73,11 @@ def check_task(spec, task: int | None) -> None:
 
 
 def write_recording(
-    recording: Recording, out: Path, size: int = DEFAULT_SIZE, frame_skip: int = 1
+    recording: Recording,
+    out: Path,
+    size: int = DEFAULT_SIZE,
+    frame_skip: int = 1,
+    camera: str = "track",
 ) -> Path:
     """Writes `recording` to `out`: a video (.mp4/.gif, needs OpenGL) or a trajectory map (.png)."""
     spec = recording.spec
@@ -81,15 +90,20 @@ def write_recording(
         return write_trajectory_png(out, spec, recording.episodes, title)
     from crlkit.render.video import render_frames, write_video
 
-    check_size(size, frame_skip)
+    check_video_options(size, frame_skip, camera)
     model = recording.env.unwrapped.mj_model
-    frames = render_frames(spec, model, recording.episodes, size, frame_skip)
+    frames = render_frames(spec, model, recording.episodes, size, frame_skip, camera)
     write_video(out, frames, fps=1.0 / (spec.control_dt * frame_skip))
     return out
 
 
-def check_size(size: int, frame_skip: int) -> None:
-    """RenderError unless the frame size is a multiple of 16 in [16, 2048] and frame_skip >= 1."""
+def check_video_options(size: int, frame_skip: int, camera: str = "track") -> None:
+    """RenderError unless the frame size is a multiple of 16 in [16, 2048], frame_skip >= 1 and
+    the camera is known."""
+    from crlkit.render.video import CAMERA_MODES
+
+    if camera not in CAMERA_MODES:
+        raise RenderError(f"unknown camera {camera!r}; valid: {', '.join(CAMERA_MODES)}")
     if size % 16 or not 16 <= size <= 2048:
         raise RenderError(f"--size must be a multiple of 16 in 16..2048 (video codecs), got {size}")
     if frame_skip < 1:
@@ -106,6 +120,7 @@ def render(
     seed: int = 0,
     size: int = DEFAULT_SIZE,
     frame_skip: int = 1,
+    camera: str = "track",
 ) -> Path:
     """`crlkit render`: a run's behaviour to `out` (.mp4, .gif or .png); returns the path.
 
@@ -114,9 +129,9 @@ def render(
     """
     path = check_output(out)
     if path.suffix.lower() != ".png":
-        check_size(size, frame_skip)
+        check_video_options(size, frame_skip, camera)
     recording = record_run(run_dir, episodes, seed, task, step)
-    return write_recording(recording, path, size, frame_skip)
+    return write_recording(recording, path, size, frame_skip, camera)
 
 
 def write_outputs(

@@ -98,6 +98,6 @@ def _card_env(dataset: str) -> str:
 
 
 def _ogbench_env_id(dataset: str) -> str:
-    from crlkit.train.offline import ogbench_env_id
+    from crlkit.data.catalog import ogbench_env_id
 
     return ogbench_env_id(dataset)

@@ -15,6 +15,8 @@ import numpy as np
 
 from crlkit import learner
 
+BODIES = ("point", "ant", "humanoid")  # bodies with a planar position and a torso to follow
+
 
 @dataclasses.dataclass(frozen=True)
 class Episode:
@@ -24,14 +26,19 @@ class Episode:
       qpos: [T + 1, nq] joint positions from the start state to the last one (what video frames
         are rendered from).
       xy: [T + 1, 2] the body's xy over the same states (what the trajectory map draws).
-      goal: [2] the goal xy.
-      success: True when the body came within the success radius of the goal.
+      goal: [goal_dim] the goal (xy; xyz for the paper's humanoid).
+      success: True when the env reported success at some state of the episode.
     """
 
     qpos: np.ndarray
     xy: np.ndarray
     goal: np.ndarray
     success: bool
+
+    @property
+    def goal_xy(self) -> np.ndarray:
+        """[2] the goal's planar position."""
+        return self.goal[:2]
 
     @property
     def steps(self) -> int:
@@ -65,25 +72,30 @@ def record_episodes(
                 nets, actor_params, state.obs[: spec.state_dim], state.goal, k, deterministic=True
             )
             nxt = bare.step(state, action)
-            ended = (nxt.success > 0) | (nxt.done > 0)
-            return nxt, (nxt.physics.qpos, bare.body.xy(nxt.physics), ended)
+            return nxt, _record(bare, nxt)
 
-        _, (qpos, xy, ended) = jax.lax.scan(step, start, None, length=spec.episode_length)
-        first = (start.physics.qpos, bare.body.xy(start.physics))
-        qpos = jnp.concatenate([first[0][None], qpos])
-        xy = jnp.concatenate([first[1][None], xy])
-        return qpos, xy, start.goal, ended
+        _, trail = jax.lax.scan(step, start, None, length=spec.episode_length)
+        first = _record(bare, start)
+        trail = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, trail)
+        return (*trail, start.goal)
 
-    qpos, xy, goal, ended = jax.device_get(jax.jit(jax.vmap(one))(keys))
-    return [
-        _cut(qpos[i], xy[i], goal[i], ended[i], spec.success_radius) for i in range(episodes)
-    ]
+    qpos, xy, success, done, goal = jax.device_get(jax.jit(jax.vmap(one))(keys))
+    return [_cut(qpos[i], xy[i], success[i], done[i], goal[i]) for i in range(episodes)]
 
 
-def _cut(qpos, xy, goal, ended, radius: float) -> Episode:
-    """The episode up to and including its first ending step."""
-    hits = np.flatnonzero(ended)
+def _record(env, state) -> tuple[jax.Array, ...]:
+    """What an episode keeps of one state: qpos, body xy, success and termination flags."""
+    return state.physics.qpos, env.body.xy(state.physics), state.success > 0, state.done > 0
+
+
+def _cut(qpos, xy, success, done, goal) -> Episode:
+    """The episode up to and including its first success or termination (states 1.. only: the
+    start state is not an outcome)."""
+    hits = np.flatnonzero(success[1:] | done[1:])
     stop = int(hits[0]) + 2 if hits.size else len(xy)
-    xy = np.asarray(xy[:stop], np.float32)
-    reached = bool(np.any(np.linalg.norm(xy - goal, axis=-1) <= radius))
-    return Episode(np.asarray(qpos[:stop], np.float32), xy, np.asarray(goal, np.float32), reached)
+    return Episode(
+        np.asarray(qpos[:stop], np.float32),
+        np.asarray(xy[:stop], np.float32),
+        np.asarray(goal, np.float32),
+        bool(np.any(success[:stop])),
+    )

@@ -31,7 +31,7 @@ def plot_trajectory_map(ax, spec, episodes: Sequence[Episode], title: str | None
         (line,) = ax.plot(ep.xy[:, 0], ep.xy[:, 1], color=color, lw=1.2, alpha=0.85, zorder=3)
         lines.append(line)
         ax.plot(*ep.xy[0], "o", color=color, ms=5, mec="black", mew=0.6, zorder=4)
-        ax.plot(*ep.goal, "*", color=color, ms=11, mec="black", mew=0.6, zorder=4)
+        ax.plot(*ep.goal_xy, "*", color=color, ms=11, mec="black", mew=0.6, zorder=4)
     if bounds is None:
         bounds = _open_floor_bounds(episodes, spec.success_radius)
     ax.set_xlim(bounds[0], bounds[1])
@@ -71,7 +71,7 @@ def _draw_walls(ax, maze) -> tuple[float, float, float, float]:
 
 def _open_floor_bounds(episodes: Sequence[Episode], radius: float):
     """A square around every path and goal, with a margin."""
-    points = np.concatenate([np.concatenate([ep.xy, ep.goal[None]]) for ep in episodes])
+    points = np.concatenate([np.concatenate([ep.xy, ep.goal_xy[None]]) for ep in episodes])
     lo, hi = points.min(axis=0), points.max(axis=0)
     centre, half = (lo + hi) / 2, max(float(np.max(hi - lo)) / 2, 1.0) + 2 * radius
     return centre[0] - half, centre[0] + half, centre[1] - half, centre[1] + half

@@ -20,17 +20,24 @@ from crlkit.render.rollout import Episode
 # (distance m, elevation deg, azimuth deg) of the tracking camera per body: far enough to show
 # a maze cell or two around the body and the goal marker when it is near.
 CAMERAS = {"point": (20.0, -60.0, 90.0), "ant": (14.0, -50.0, 90.0), "humanoid": (7.0, -25.0, 90.0)}
+CAMERA_MODES = ("track", "overview")  # follow the torso / look down on the whole maze, fixed
 TRACKED_BODY = "torso"  # every crlkit body's root
 GOAL_GEOM = "target"  # the non-colliding marker every crlkit model carries
 
 
 def render_frames(
-    spec, model, episodes: Sequence[Episode], size: int, frame_skip: int = 1
+    spec,
+    model,
+    episodes: Sequence[Episode],
+    size: int,
+    frame_skip: int = 1,
+    camera: str = "track",
 ) -> Iterator[np.ndarray]:
     """uint8 frames [size, size, 3] of each episode's states (every `frame_skip`-th), in order.
 
     `model` is the env's MjModel (`env.unwrapped.mj_model`); it is copied, never changed. The
-    goal marker is moved to each episode's goal.
+    goal marker is moved to each episode's goal. `camera`: one of CAMERA_MODES; a fixed
+    overview also makes gifs far smaller (only the moving body changes between frames).
     """
     import mujoco
 
@@ -39,8 +46,14 @@ def render_frames(
     model.vis.global_.offwidth = max(model.vis.global_.offwidth, size)
     model.vis.global_.offheight = max(model.vis.global_.offheight, size)
     target = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, GOAL_GEOM)
+    # A marker fixed in the world is moved here; one on its own body (the paper's humanoid) is
+    # placed by the env through joints, so the recorded qpos already carries it.
+    movable = target >= 0 and model.geom_bodyid[target] == 0
     data = mujoco.MjData(model)
-    camera = _tracking_camera(mujoco, model, spec.body)
+    if camera == "overview":
+        view = _overview_camera(mujoco, model, spec, episodes)
+    else:
+        view = _tracking_camera(mujoco, model, spec.body)
     try:
         renderer = mujoco.Renderer(model, size, size)
     except Exception as err:  # any GL failure (library missing, no device) reads the same here
@@ -50,12 +63,12 @@ def render_frames(
     renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
     try:
         for ep in episodes:
-            if target >= 0:
-                model.geom_pos[target, :2] = ep.goal
+            if movable:
+                model.geom_pos[target, :2] = ep.goal_xy
             for qpos in ep.qpos[::frame_skip]:
                 data.qpos[:] = qpos
                 mujoco.mj_forward(model, data)
-                renderer.update_scene(data, camera)
+                renderer.update_scene(data, view)
                 yield renderer.render()
     finally:
         renderer.close()
@@ -66,6 +79,26 @@ def _tracking_camera(mujoco, model, body: str):
     camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
     camera.trackbodyid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, TRACKED_BODY)
     camera.distance, camera.elevation, camera.azimuth = CAMERAS[body]
+    return camera
+
+
+def _overview_camera(mujoco, model, spec, episodes: Sequence[Episode]):
+    """A fixed camera looking straight down on the maze (open floors: on every path and goal)."""
+    if spec.maze is not None:
+        rows, cols = spec.maze.array.shape
+        unit, (ox, oy) = spec.maze.unit, spec.maze.offset
+        centre = np.array([(cols - 1) * unit / 2 - ox, (rows - 1) * unit / 2 - oy])
+        half = max(rows, cols) * unit / 2
+    else:
+        points = np.concatenate([np.concatenate([e.xy, e.goal_xy[None]]) for e in episodes])
+        lo, hi = points.min(axis=0), points.max(axis=0)
+        centre, half = (lo + hi) / 2, float(np.max(hi - lo)) / 2 + 2.0
+    camera = mujoco.MjvCamera()
+    camera.type = mujoco.mjtCamera.mjCAMERA_FREE
+    camera.lookat[:] = [centre[0], centre[1], 0.0]
+    # Far enough that the square field of view (fovy) spans the maze's larger side.
+    camera.distance = 1.05 * half / np.tan(np.radians(model.vis.global_.fovy) / 2)
+    camera.elevation, camera.azimuth = -90.0, 90.0
     return camera
 
 
@@ -96,7 +129,13 @@ def _write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
 def _write_gif(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
     from PIL import Image
 
-    images = [Image.fromarray(f).quantize(colors=128) for f in frames]
+    images: list = []
+    for frame in frames:
+        image = Image.fromarray(frame)
+        # One palette (the first frame's) and no dithering: unchanged pixels keep their index
+        # from frame to frame, so the encoder stores only what moved.
+        palette = images[0] if images else image.quantize(colors=128)
+        images.append(image.quantize(palette=palette, dither=Image.Dither.NONE))
     if not images:
         raise ValueError("no frames to write")
     # GIF delays count in 10 ms units; 20 ms is the shortest most viewers honour.
