@@ -1,4 +1,5 @@
-"""Point, ant and humanoid bodies: model from ogbench's XML assets, reset, control, observation.
+"""OGBench's point, ant and humanoid bodies (the paper's are in paper_bodies.py): model from
+ogbench's XML assets, reset, control, observation.
 
 Each body reproduces the matching `ogbench.locomaze` class for a given physics state: the same
 observation (order and dims), the same control step (frame skip 5; the point body moves its qpos by
@@ -151,12 +152,8 @@ HUMANOID_LIMBS = ("left_hand", "left_foot", "right_hand", "right_foot")  # ogben
 class Humanoid(Body):
     """ogbench HumanoidEnv (DMC humanoid): 69-dim observation from qpos, body positions, sensors.
 
-    `upright_reset` starts standing at the model's qpos0 with +-0.01 noise (the paper's humanoid
-    tasks, which end an episode when the torso height leaves (1, 2)); otherwise the reset is
-    ogbench's: random orientation and random joint angles within their ranges.
+    Reset as ogbench's: random orientation and random joint angles within their ranges.
     """
-
-    upright_reset: bool = False
 
     def load_spec(self) -> mujoco.MjSpec:
         spec = super().load_spec()
@@ -190,10 +187,6 @@ class Humanoid(Body):
 
     def reset_qpos_qvel(self, key, qpos0, model):
         kq, kv, kj = jax.random.split(key, 3)
-        if self.upright_reset:
-            qpos = qpos0 + jax.random.uniform(kq, qpos0.shape, minval=-0.01, maxval=0.01)
-            qvel = jax.random.uniform(kv, (model.nv,), minval=-0.01, maxval=0.01)
-            return qpos, qvel
         # ogbench: quat ~ normalised U[0, 1]^4, hinge angles ~ U(range), qvel ~ 0.1 N(0, 1).
         quat = jax.random.uniform(kq, (4,))
         low = jnp.asarray(model.jnt_range[1:, 0], dtype=jnp.float32)
@@ -212,9 +205,6 @@ BODIES: dict[str, Body] = {
     "point": Point(name="point", xml="point.xml", action_dim=2),
     "ant": Ant(name="ant", xml="ant.xml", action_dim=8),
     "humanoid": Humanoid(name="humanoid", xml="humanoid.xml", action_dim=21),
-    "humanoid_upright": Humanoid(
-        name="humanoid", xml="humanoid.xml", action_dim=21, upright_reset=True
-    ),
 }
 
 
