@@ -3,6 +3,11 @@
 Chunk lengths are traced loop bounds, so chunks that end at an evaluation, a checkpoint or the
 last step never trigger a recompilation. A chunk stops at the first non-finite update and keeps
 the last finite state.
+
+On several devices (crlkit/train/parallel.py) the learner state and an on-device dataset are
+replicated and each minibatch is split over the data axis: the update sees the global batch, so
+losses equal a one-device run of the same batch. Host-sampled blocks are drawn alike on every
+process (same seed and step), and each process hands over only its slice of the batch.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 
 from crlkit import learner
 from crlkit.config import LearnerConfig
+from crlkit.train import parallel
 from crlkit.train.offline.config import OfflineConfig
 from crlkit.train.offline.sampling import DeviceData, sample_batch, sample_host_block
 
@@ -38,7 +44,7 @@ def _zero_metrics(nets, lcfg: LearnerConfig, state: learner.CRLState, batch: lea
     return jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), shapes)
 
 
-def _sgd_loop(nets, lcfg: LearnerConfig, carry: Carry, n: jax.Array, next_batch, example):
+def _sgd_loop(nets, lcfg: LearnerConfig, carry: Carry, n: jax.Array, next_batch, example, mesh):
     """Up to n (batch -> update) steps, stopping after the first non-finite one.
 
     next_batch(i, carry) -> (batch, carry). Returns (carry, summed metrics, accepted updates,
@@ -52,6 +58,8 @@ def _sgd_loop(nets, lcfg: LearnerConfig, carry: Carry, n: jax.Array, next_batch,
     def body(acc):
         i, carry, sums, count, bad = acc
         batch, carry = next_batch(i, carry)
+        if mesh is not None:  # the global minibatch, split over devices
+            batch = parallel.constrain(batch, parallel.split_on(mesh, 0))
         state, bad, metrics, ok = learner.update_if_finite(nets, lcfg, carry.learner, batch, bad)
         sums = jax.tree.map(jnp.add, sums, metrics)
         return i + 1, carry.replace(learner=state), sums, count + ok, bad
@@ -63,7 +71,7 @@ def _sgd_loop(nets, lcfg: LearnerConfig, carry: Carry, n: jax.Array, next_batch,
 
 
 def make_device_chunk(
-    nets: learner.Networks, lcfg: LearnerConfig, cfg: OfflineConfig
+    nets: learner.Networks, lcfg: LearnerConfig, cfg: OfflineConfig, mesh: Any = None
 ) -> Callable[[Carry, DeviceData, jax.Array], tuple[Carry, dict, jax.Array, jax.Array]]:
     """jit(carry, data, n) -> (carry, summed metrics, accepted, bad): n x (sample -> update)."""
 
@@ -73,13 +81,13 @@ def make_device_chunk(
             return sample_batch(cfg, data, sample_key), carry.replace(key=key)
 
         example = jax.eval_shape(lambda d, k: sample_batch(cfg, d, k), data, carry.key)
-        return _sgd_loop(nets, lcfg, carry, n, next_batch, example)
+        return _sgd_loop(nets, lcfg, carry, n, next_batch, example, mesh)
 
     return jax.jit(chunk, donate_argnums=(0,))
 
 
 def make_host_chunk(
-    nets: learner.Networks, lcfg: LearnerConfig
+    nets: learner.Networks, lcfg: LearnerConfig, mesh: Any = None
 ) -> Callable[[Carry, learner.Batch, jax.Array], tuple[Carry, dict, jax.Array, jax.Array]]:
     """jit(carry, batches [H, B, ...], n <= H) -> (carry, summed metrics, accepted, bad): the
     first n batches."""
@@ -89,7 +97,7 @@ def make_host_chunk(
             return jax.tree.map(lambda x: x[i], batches), carry
 
         example = jax.tree.map(lambda x: x[0], batches)
-        return _sgd_loop(nets, lcfg, carry, n, next_batch, example)
+        return _sgd_loop(nets, lcfg, carry, n, next_batch, example, mesh)
 
     return jax.jit(chunk, donate_argnums=(0,))
 
@@ -102,13 +110,41 @@ class Trainer:
     ):
         self.cfg = cfg
         self.sampler = sampler
-        self.data = jax.device_put(data) if sampler == "device" else data
+        self.mesh = parallel.data_mesh()
+        parallel.check_divisible("--batch-size", cfg.batch_size, parallel.mesh_size(self.mesh))
+        if sampler == "device":
+            self.data = self.place(data)
+        else:
+            self.data = data
         self._jitted = (
-            make_device_chunk(nets, lcfg, cfg)
+            make_device_chunk(nets, lcfg, cfg, self.mesh)
             if sampler == "device"
-            else make_host_chunk(nets, lcfg)
+            else make_host_chunk(nets, lcfg, self.mesh)
         )
         self.compiled: Any = None
+
+    def place(self, tree: Any) -> Any:
+        """Host or default-device arrays replicated on every device (as they are on one)."""
+        if self.mesh is None:
+            return jax.device_put(tree)
+        return parallel.put_global(tree, jax.tree.map(lambda _: self.replicated, tree))
+
+    @property
+    def replicated(self) -> Any:
+        return None if self.mesh is None else parallel.replicated(self.mesh)
+
+    def abstract(self, tree: Any) -> Any:
+        """ShapeDtypeStructs of `tree` on the devices `place` puts it (a restore template)."""
+        if self.mesh is None:
+            return tree
+        return jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated), tree
+        )
+
+    def _put_block(self, block: learner.Batch) -> learner.Batch:
+        if self.mesh is None:
+            return jax.device_put(block)
+        return parallel.put_local_slices(block, self.mesh, axis=1)
 
     def compile(self, carry: Carry) -> float:
         """Compile the chunk ahead of time (a traced chunk length: no later recompilation)."""
@@ -118,8 +154,10 @@ class Trainer:
         else:
             block = (HOST_BLOCK, self.cfg.batch_size)
             example = sample_host_block(self.cfg, self.data, np.random.default_rng(0), 1)
+            where = None if self.mesh is None else parallel.split_on(self.mesh, 1)
             source = jax.tree.map(
-                lambda x: jax.ShapeDtypeStruct(block + x.shape[2:], x.dtype), example
+                lambda x: jax.ShapeDtypeStruct(block + x.shape[2:], x.dtype, sharding=where),
+                example,
             )
         self.compiled = self._jitted.lower(carry, source, jnp.int32(0)).compile()
         return time.perf_counter() - t0
@@ -142,7 +180,7 @@ class Trainer:
             rng = np.random.default_rng([self.cfg.seed, start_step + done])
             count = min(HOST_BLOCK, n - done)
             block = sample_host_block(self.cfg, self.data, rng, HOST_BLOCK)
-            carry, sums, ok, bad = self.compiled(carry, jax.device_put(block), jnp.int32(count))
+            carry, sums, ok, bad = self.compiled(carry, self._put_block(block), jnp.int32(count))
             bad = int(bad)
             for k, v in sums.items():
                 totals[k] = totals.get(k, 0.0) + float(v)

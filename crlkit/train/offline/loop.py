@@ -24,6 +24,7 @@ from crlkit.data.catalog import load_dataset
 from crlkit.data.dataset import Dataset
 from crlkit.runs.progress import Progress
 from crlkit.runs.rundir import RunDir, default_out_dir
+from crlkit.train import parallel
 from crlkit.train.hostloop import (
     Clock,
     NonFiniteLoss,
@@ -32,6 +33,7 @@ from crlkit.train.hostloop import (
     next_boundary,
     param_count,
     progress_disabled,
+    wall_estimate,
 )
 from crlkit.train.offline.chunks import Carry, Trainer
 from crlkit.train.offline.config import OfflineConfig, parse_goal_indices, resolve
@@ -108,6 +110,7 @@ def train(
     run = RunDir.create(
         out, config, resume=resume, ignore_on_resume=RESUMABLE_FIELDS,
         keep_checkpoints=cfg.keep_checkpoints,
+        checkpoint_format="orbax" if jax.device_count() > 1 else "npz",
     )  # fmt: skip
     with run:
         data = dataset_arrays(ds)
@@ -155,13 +158,16 @@ class _Loop:
         self.step = 0
         self.last_eval: dict[str, float] = {}
         self.nonfinite_step = -1  # the first non-finite SGD step, once training hit one
+        self.echo: Callable[[str], Any] = lambda _: None
 
     def start(self, dims, lcfg: LearnerConfig, resume: bool, echo) -> Carry:
         """Fresh learner state, or the newest checkpoint's when resuming."""
+        if self.rundir.primary:
+            self.echo = echo
         fresh = initial_carry(self.nets, lcfg, dims, self.cfg.seed)
-        restored = self.rundir.restore(fresh) if resume else None
+        restored = self.rundir.restore(self.trainer.abstract(fresh)) if resume else None
         if restored is None:
-            return fresh
+            return self.trainer.place(fresh)
         carry, self.step, meta = restored
         self.clock = Clock.from_meta(meta)
         echo(f"resumed {self.rundir.path} at SGD step {self.step:,}")
@@ -170,8 +176,12 @@ class _Loop:
     def train(self, carry: Carry) -> Carry:
         """Chunks of SGD steps up to cfg.steps, with log/eval/checkpoint events between them."""
         t_start, wall0 = time.perf_counter(), self.clock.wall
-        self.clock.compile += self.trainer.compile(carry)
-        cfg, disable = self.cfg, progress_disabled(self.progress)
+        self.echo(f"compiling the training chunk on {jax.device_count()} device(s) ...")
+        seconds = self.trainer.compile(carry)
+        self.clock.compile += seconds
+        self.echo(f"compiled in {seconds:.1f} s")
+        cfg = self.cfg
+        disable = progress_disabled(self.progress) if self.rundir.primary else True
         with Progress(
             cfg.steps, unit="SGD steps", initial=self.step, disable=disable
         ) as bar:
@@ -188,6 +198,9 @@ class _Loop:
                 if bad >= 0:  # the carry holds the last finite state (SGD step bad - 1)
                     end = bad - 1
                 event[names.SGD_STEPS_PER_S] = (end - self.step) / max(seconds, 1e-9)
+                if self.clock.train == seconds:  # the run's first chunk: is it a long one?
+                    left = (cfg.steps - end) / max(end - self.step, 1) * seconds
+                    self._echo_estimate(left, time.perf_counter() - t_start)
                 self.step = end
                 bar.update(end)
                 if bad >= 0:
@@ -197,7 +210,8 @@ class _Loop:
                     return carry
                 if due(cfg.eval_every, end) or end == cfg.steps:
                     event.update(self.evaluate(carry))
-                    bar.set_eval(success=event[names.SUCCESS])
+                    if names.SUCCESS in event:
+                        bar.set_eval(success=event[names.SUCCESS])
                 if due(cfg.log_every, end) or names.SUCCESS in event or end == cfg.steps:
                     self.rundir.log(end, event)
                 self.clock.wall = wall0 + time.perf_counter() - t_start
@@ -208,13 +222,26 @@ class _Loop:
         self.clock.wall = wall0 + time.perf_counter() - t_start
         return carry
 
+    def _echo_estimate(self, remaining_s: float, elapsed_s: float) -> None:
+        line = wall_estimate(remaining_s, elapsed_s)
+        if line:
+            self.echo(line)
+
     def evaluate(self, carry: Carry) -> dict[str, float]:
-        """OGBench's task evaluation of the deterministic actor, as `eval/...` metrics."""
+        """OGBench's task evaluation of the deterministic actor, as `eval/...` metrics (process 0
+        only: the others return {})."""
+        if not self.rundir.primary:
+            return {}
         t0 = time.perf_counter()
+        self.echo(f"evaluating at SGD step {self.step:,} ...")
         key = eval_key(self.cfg.seed, self.step)
-        metrics = self.evaluator(self.nets, carry.learner.actor.params, key)
+        params = carry.learner.actor.params
+        if self.trainer.mesh is not None:  # evaluated on this process's first device
+            params = parallel.local_copy(params)
+        metrics = self.evaluator(self.nets, params, key)
         out = names.prefixed(names.EVAL, metrics)
         out[names.EVAL_SECONDS] = time.perf_counter() - t0
+        self.echo(f"evaluated in {out[names.EVAL_SECONDS]:.1f} s: success {out[names.SUCCESS]:.2f}")
         self.last_eval = out
         return out
 
@@ -234,6 +261,7 @@ class _Loop:
             "sgd_steps_per_s": int(carry.learner.step) / train_s,
             "sampler": self.trainer.sampler,
             "device": device_name(),
+            **parallel.topology(),
             "params": param_count(carry.learner),
             **self.last_eval,
         }
