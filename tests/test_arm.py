@@ -1,0 +1,163 @@
+"""The paper's Franka Panda tasks: env contract on both backends, model, expert, bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+import pytest
+
+from crlkit.envs import list_envs, make, make_spec
+from crlkit.envs.arm import ARM_TASKS, action_to_ctrl
+
+ARM_ENVS = tuple(ARM_TASKS)
+needs_extra = pytest.mark.skipif(
+    importlib.util.find_spec("gymnasium_robotics") is None,
+    reason="the arm extra (gymnasium-robotics) is not installed",
+)
+
+
+def test_arm_envs_are_registered_with_the_paper_facts():
+    for name in ARM_ENVS:
+        assert name in list_envs()
+        spec = make_spec(name.replace("-", "_"), backend="native")  # spec needs no model
+        assert (spec.state_dim, spec.goal_dim, spec.action_dim) == (17, 3, 5)
+        assert spec.goal_indices == (0, 1, 2) and spec.success_radius == 0.1
+        assert spec.episode_length == 1000 and spec.control_dt == pytest.approx(0.05)
+
+
+def test_action_maps_to_the_papers_ctrl():
+    low = np.asarray(action_to_ctrl(jnp.array([-1.0, -1, -1, -1, 1])))
+    high = np.asarray(action_to_ctrl(jnp.array([1.0, 1, 1, 1, -1])))
+    np.testing.assert_allclose(low[:7], [0.3491, 0, 0, -3.0718, 0, 2.3562, 1.4487], atol=1e-6)
+    np.testing.assert_allclose(
+        high[:7], [2.7925, 1.48353, 0, -0.0698, 0, 3.7525, 1.4487], atol=1e-6
+    )
+    assert list(low[7:]) == [0.0, 0.0] and list(high[7:]) == [255.0, 255.0]  # >0 closes
+
+
+@needs_extra
+def test_model_matches_the_published_panda_kinematics():
+    from crlkit.envs.arm import build_model
+    from crlkit.envs.arm_model import published_link_offsets
+
+    m = build_model("arm-binpick-hard")
+    # Franka's published offsets: d1 0.333, d3 0.316, a4 0.0825, a5 -0.0825 / d5 0.384, a7 0.088.
+    want = [[0, 0, 0.333], [0, 0, 0], [0, -0.316, 0], [0.0825, 0, 0], [-0.0825, 0.384, 0],
+            [0, 0, 0], [0.088, 0, 0]]  # fmt: skip
+    np.testing.assert_allclose(published_link_offsets(m), want, atol=1e-9)
+    assert m.opt.timestep == 0.002 and m.opt.iterations == 6 and m.opt.impratio == 10.0
+    assert m.npair == 40 and m.nu == 9 and m.nq == 16  # 7 arm + 2 fingers + cube free joint
+
+
+@needs_extra
+@pytest.mark.parametrize("name", ARM_ENVS)
+@pytest.mark.parametrize("backend", ["native", "mjx"])
+def test_jitted_reset_and_step(name, backend):
+    env = make(name, backend=backend, episode_length=3)
+    s = jax.jit(env.reset_batch, static_argnums=1)(jax.random.key(0), 4)
+    actions = jax.random.uniform(jax.random.key(1), (4, 5), minval=-1.0)
+    step = jax.jit(env.step_batch)
+    for _ in range(4):  # crosses the episode limit: an auto-reset happens
+        s = step(s, actions)
+    assert s.obs.shape == (4, 20) and s.goal.shape == (4, 3)
+    assert np.isfinite(np.asarray(s.obs)).all()
+    task = ARM_TASKS[name]
+    goal = np.asarray(s.goal)
+    centre = np.asarray(task.goal_centre)
+    assert (np.abs(goal[:, :2] - centre[:2]) <= task.goal_noise + 1e-6).all()
+    np.testing.assert_allclose(goal[:, 2], 0.03)
+    np.testing.assert_array_equal(s.obs[:, 17:], s.goal)
+
+
+@needs_extra
+def test_observation_is_the_papers_state():
+    env = make("arm-push-easy", backend="native").unwrapped
+    s = env.reset(jax.random.key(3))
+    obs, m = np.asarray(s.obs), env.mj_model
+    d = mujoco.MjData(m)
+    d.qpos[:] = s.physics.qpos
+    mujoco.mj_forward(m, d)
+    np.testing.assert_allclose(obs[:3], d.qpos[9:12], atol=1e-6)  # cube xyz
+    np.testing.assert_allclose(obs[3:10], [1.571, 0.742, 0, -1.571, 0, 3.054, 1.449], atol=1e-6)
+    np.testing.assert_allclose(obs[10:13], d.body("link7").xpos, atol=1e-5)
+    assert obs[16] == pytest.approx(0.08, abs=1e-5)  # both fingers open 0.04 at reset
+    cube0 = np.asarray(ARM_TASKS["arm-push-easy"].scene.cube_start)
+    assert np.abs(obs[:2] - cube0[:2]).max() <= 0.1 and obs[2] == pytest.approx(0.07)
+
+
+@needs_extra
+@pytest.mark.xfail(
+    strict=True,
+    reason="undiagnosed: from the first step mjx moves joint 6 far less than MuJoCo C "
+    "(3.006 vs 2.508 rad after one step on arm-push-easy); see the issue 17 note",
+)
+@pytest.mark.parametrize("name", ["arm-push-easy"])
+def test_mjx_and_native_agree_over_a_few_steps(name):
+    def trajectory(backend):
+        env = make(name, backend=backend).unwrapped
+        actions = jax.random.uniform(jax.random.key(1), (5, 5), minval=-1.0)
+
+        def body(s, a):
+            s = env.step(s, a)
+            return s, s.obs
+
+        return np.asarray(jax.jit(lambda k: jax.lax.scan(body, env.reset(k), actions)[1])(
+            jax.random.key(0)))  # fmt: skip
+
+    native, mjx = trajectory("native"), trajectory("mjx")
+    # Cube, joint angles and end-effector position; velocities are looser (contact solver).
+    np.testing.assert_allclose(native[:, :13], mjx[:, :13], atol=2e-3)
+    np.testing.assert_allclose(native[:, 13:16], mjx[:, 13:16], atol=5e-2)
+
+
+def test_missing_extra_names_it(monkeypatch):
+    from crlkit.envs import arm
+
+    arm.build_model.cache_clear()
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda n, *a: None if n == "gymnasium_robotics" else real(n, *a),
+    )
+    monkeypatch.setitem(sys.modules, "gymnasium_robotics", None)
+    with pytest.raises(ValueError, match=r"pip install 'crlkit\[arm\]'") as err:
+        make("arm-push-easy", backend="native")
+    assert "\n" not in str(err.value)
+    arm.build_model.cache_clear()
+
+
+# (env, episode steps, bar): regression guards on the expert's success (cube within 0.1 at least
+# once) over 50 episodes, below what it measures (docs/envs.md: 0.90 and 0.54). Issue 17 asks for
+# 0.9 / 0.9 / 0.7 within the tasks' own lengths; push-hard and binpick-hard do not reach that yet.
+EXPERT_BARS = [("arm-push-easy", 150, 0.85), ("arm-push-hard", 200, 0.45)]
+
+
+@needs_extra
+@pytest.mark.slow
+@pytest.mark.parametrize("name,steps,bar", EXPERT_BARS)
+def test_expert_reaches_the_goal(name, steps, bar):
+    from crlkit.collect.arm_expert import expert_success
+
+    result = expert_success(make(name, backend="native"), num_episodes=50, steps=steps, seed=0)
+    assert result["success"] >= bar, result
+
+
+@needs_extra
+def test_expert_policy_signature_and_range():
+    from crlkit.collect.arm_expert import make_arm_expert
+
+    env = make("arm-binpick-hard", backend="native")
+    policy = make_arm_expert(env)
+    s = env.reset_batch(jax.random.key(2), 3)
+    a = jax.jit(jax.vmap(policy, in_axes=(0, None, 0)))(
+        s, jnp.zeros(2), jax.random.split(jax.random.key(0), 3)
+    )
+    assert a.shape == (3, 5) and float(jnp.abs(a).max()) <= 1.0
+    with pytest.raises(ValueError, match="arm envs"):
+        make_arm_expert(make("pointmaze-medium", backend="native"))
