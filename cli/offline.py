@@ -9,6 +9,8 @@ from crlkit.cli.options import build_config, config_options
 from crlkit import metric_names as names
 from crlkit.config import LearnerConfig
 from crlkit.train.offline.config import PRESETS, SAMPLE_STEPS, OfflineConfig, preset_learner
+from crlkit.train.parallel import DistributedConfig
+from crlkit.train.parallel import initialize as join_run
 
 # --alpha (an OfflineConfig field, resolved per dataset family) replaces the learner's --bc-alpha.
 PRESET_LEARNERS = {name: preset_learner(name) for name in PRESETS}
@@ -17,6 +19,7 @@ PRESET_LEARNERS = {name: preset_learner(name) for name in PRESETS}
 @click.command("offline")
 @config_options(OfflineConfig)
 @config_options(LearnerConfig, skip=("bc_alpha",), presets=PRESET_LEARNERS)
+@config_options(DistributedConfig)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar or notes (errors still print).")
 def offline(resume: bool, quiet: bool, **options) -> None:
@@ -36,6 +39,8 @@ def offline(resume: bool, quiet: bool, **options) -> None:
     from crlkit.train.hostloop import NonFiniteLoss
     from crlkit.train.offline import run
 
+    dist = usage_errors(lambda: build_config(DistributedConfig, options))
+    usage_errors(lambda: join_run(dist))  # multi-host: before any device is touched
     cfg = usage_errors(lambda: build_config(OfflineConfig, options))
     base = preset_learner(cfg.preset)
     lcfg = usage_errors(lambda: build_config(LearnerConfig, options, base))

@@ -11,6 +11,8 @@ from crlkit.cli.options import build_config, config_options
 
 from crlkit.config import LearnerConfig
 from crlkit.train.online.config import PRESETS, OnlineConfig
+from crlkit.train.parallel import DistributedConfig
+from crlkit.train.parallel import initialize as join_run
 
 PRESET_CHOICES = ("auto", *PRESETS)
 DIR = click.Path(file_okay=False, path_type=Path)
@@ -26,6 +28,7 @@ DIR = click.Path(file_okay=False, path_type=Path)
 )  # fmt: skip
 @config_options(OnlineConfig, presets={n: c[0] for n, c in PRESETS.items()})
 @config_options(LearnerConfig, presets={n: c[1] for n, c in PRESETS.items()})
+@config_options(DistributedConfig)
 @click.option("--out", type=DIR, default=None,
               help="Run directory (default: runs/<env>-d<depth>-<time>); must not exist yet.")
 @click.option("--resume", "resume_dir", type=DIR, default=None,
@@ -51,6 +54,8 @@ def online(preset: str, out: Path | None, resume_dir: Path | None, tensorboard: 
     from crlkit.train.hostloop import NonFiniteLoss
     from crlkit.train.online import train
 
+    dist = usage_errors(lambda: build_config(DistributedConfig, options))
+    usage_errors(lambda: join_run(dist))  # multi-host: before any device is touched
     if resume_dir is not None and out is not None and Path(out) != Path(resume_dir):
         raise click.UsageError("--resume DIR continues DIR; drop --out or make it the same")
     (online_base, learner_base), preset_name = base_configs(preset, options, resume_dir)

@@ -88,7 +88,8 @@ def save_checkpoint(
     }
     if fmt == "orbax":
         target = directory / f"ckpt-{int(step):012d}{orbax_ckpt.ORBAX_SUFFIX}"
-        orbax_ckpt.save_orbax(target, arrays, files.to_jsonable(header))
+        stored = {k: v for k, v in arrays.items() if np.prod(v.shape) > 0}  # orbax refuses empty
+        orbax_ckpt.save_orbax(target, stored, files.to_jsonable(header))
         return target
     arrays[_META_KEY] = np.array(json.dumps(header))
     target = directory / f"ckpt-{int(step):012d}.npz"
@@ -145,14 +146,17 @@ def _restore_orbax_leaves(path: Any, flat: list, stored: list[dict]) -> list:
             typed[i] = info["prng_impl"]
             like = jax.eval_shape(jax.random.key_data, like)
             like = jax.ShapeDtypeStruct(like.shape, like.dtype, sharding=_sharding(flat[i][1]))
-        abstract[leaf_key(i)] = orbax_ckpt.abstract_leaf(like)
+        if np.prod(like.shape) > 0:
+            abstract[leaf_key(i)] = orbax_ckpt.abstract_leaf(like)
     try:
         restored = orbax_ckpt.restore_orbax(Path(path), abstract)
     except Exception as err:  # see _read_header
         raise CorruptCheckpoint(f"checkpoint {path} is unreadable ({type(err).__name__})") from None
     leaves = []
     for i, (_, like) in enumerate(flat):
-        value = restored[leaf_key(i)]
+        value = restored.get(leaf_key(i))
+        if value is None:  # an empty leaf (not stored)
+            value = _put(np.zeros(like.shape, like.dtype), _sharding(like))
         if i in typed:
             value = jax.random.wrap_key_data(value, impl=typed[i])
         elif not isinstance(like, (jax.Array, jax.ShapeDtypeStruct)):
@@ -259,7 +263,10 @@ def read_checkpoint_file(path: str | os.PathLike) -> tuple[dict, dict[str, np.nd
     if Path(path).is_dir():
         header, _ = _read_header(path)
         try:
-            return header, orbax_ckpt.restore_orbax(Path(path), None)
+            arrays = orbax_ckpt.restore_orbax(Path(path), None)
+            for i, info in enumerate(header["leaves"]):  # empty leaves are not stored
+                arrays.setdefault(leaf_key(i), np.zeros(info["shape"], info["dtype"]))
+            return header, arrays
         except Exception as err:  # see _read_header
             problem = type(err).__name__
             raise CorruptCheckpoint(f"checkpoint {path} is unreadable ({problem})") from None

@@ -155,13 +155,14 @@ class RunDir:
             valid = ", ".join(CHECKPOINT_FORMATS)
             raise RunDirError(f"unknown checkpoint format {checkpoint_format!r}; valid: {valid}")
         config_dict = files.to_jsonable(config)
+        primary = jax.process_index() == 0
         if resume:
             _check_resumable(path, config_dict, ignore_on_resume)
-        elif path.exists() and (not path.is_dir() or any(path.iterdir())):
+        elif primary and path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise RunDirError(
                 f"run dir {path} already exists; resume it with --resume or choose another --out"
             )
-        if jax.process_index() != 0:  # process 0 owns the files; the others only checkpoint
+        if not primary:  # process 0 owns the files; the others only checkpoint
             run = cls(path, config_dict, keep_checkpoints, [], checkpoint_format)
             run._events = read_events(path / METRICS_JSONL) if resume else []
             return run
