@@ -131,6 +131,26 @@ def test_offline_run_renders_ogbench_task(offline_run, tmp_path):
     assert out.stat().st_size > 0
 
 
+def test_offline_run_with_whole_observation_goals(tmp_path):
+    """OGBench's goal space (the default offline preset): the actor takes goal observations."""
+    from crlkit.render import record_run
+
+    data = tmp_path / "ant.npz"
+    result = invoke("collect", "--env", "antmaze-medium", "--policy", "random", "--steps", "400",
+                    "--episode-length", "100", "--num-envs", "4", "--out", str(data))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    result = invoke("offline", "--dataset", str(data), "--steps", "5", "--batch-size", "32",
+                    "--width", "16", "--eval-episodes", "1", "--quiet",
+                    "--out", str(run))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rec = record_run(run, episodes=2, task=1)
+    assert rec.spec.name == "antmaze-medium" and len(rec.episodes) == 2
+    out = tmp_path / "ant.png"
+    assert invoke("render", str(run), "--out", str(out), "--episodes", "2").exit_code == 0
+    assert out.is_file()
+
+
 def test_write_outputs_puts_video_and_map_in_the_run_dir(online_run, tmp_path):
     from crlkit.render import write_outputs
 

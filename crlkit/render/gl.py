@@ -14,6 +14,7 @@ import importlib
 import os
 import subprocess
 import sys
+import warnings
 
 CANDIDATES = ("egl", "osmesa")  # EGL uses a GPU when there is one; OSMesa is CPU-only Mesa
 INSTALL_HINT = (
@@ -52,9 +53,12 @@ def _probe(backend: str) -> bool:
     """
     env = {**os.environ, "MUJOCO_GL": backend, "PYOPENGL_PLATFORM": backend}
     try:
-        done = subprocess.run(
-            [sys.executable, "-c", _PROBE], env=env, capture_output=True, timeout=120
-        )
+        with warnings.catch_warnings():
+            # A fork that execs Python at once is safe even after JAX started its threads.
+            warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+            done = subprocess.run(
+                [sys.executable, "-c", _PROBE], env=env, capture_output=True, timeout=120
+            )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0

@@ -58,7 +58,9 @@ def record_run(
         )
     check_task(policy.env.spec, task)
     key = jax.random.PRNGKey(seed)
-    recorded = record_episodes(policy.env, policy.nets, policy.params, key, episodes, task)
+    recorded = record_episodes(
+        policy.env, policy.nets, policy.params, key, episodes, task, policy.goal_observation
+    )
     return Recording(policy.run_dir, policy.step, policy.regime, policy.env, recorded)
 
 

@@ -26,6 +26,7 @@ class RunPolicy:
     params: Any
     step: int
     regime: str  # "online" or "offline"
+    goal_observation: bool  # the actor takes whole goal observations, not the env's goal slice
 
 
 def load_run_policy(run_dir: str | os.PathLike, step: int | None = None) -> RunPolicy:
@@ -50,11 +51,23 @@ def load_run_policy(run_dir: str | os.PathLike, step: int | None = None) -> RunP
             f"{run}: no checkpoint at step {step}; saved steps: {', '.join(map(str, saved))}"
         )
     env = make(env_name, RENDER_BACKEND)
+    whole = _goal_is_observation(config, env.spec)
+    # The actor's input sizes: a whole-observation goal is as wide as the state.
+    sizes = dataclasses.replace(env.spec, goal_dim=env.spec.state_dim) if whole else env.spec
     try:
-        nets, params = load_actor(run, env.spec, step)
+        nets, params = load_actor(run, sizes, step)
     except ValueError as err:
         raise RenderError(str(err)) from None
-    return RunPolicy(run, env, nets, params, saved[-1] if step is None else step, regime)
+    return RunPolicy(run, env, nets, params, saved[-1] if step is None else step, regime, whole)
+
+
+def _goal_is_observation(config: dict, spec) -> bool:
+    """True when an offline run's psi and actor saw whole goal observations (OGBench's goal
+    space): its recorded goal columns are every observation column."""
+    columns = (config.get("dataset") or {}).get("goal_indices")
+    if "offline" not in config or not columns:
+        return False
+    return len(columns) == spec.state_dim != spec.goal_dim
 
 
 def run_env(config: dict, run: Path) -> tuple[str, str]:
@@ -69,7 +82,11 @@ def run_env(config: dict, run: Path) -> tuple[str, str]:
     offline = config.get("offline")
     if not isinstance(offline, dict):
         raise RenderError(f"{run}: config.json has neither an 'online' nor an 'offline' section")
-    name = str(offline.get("env") or "") or _card_env(str(offline.get("dataset", "")))
+    name = (
+        str(offline.get("env") or "")
+        or _card_env(str(offline.get("dataset", "")))
+        or _file_env(str((config.get("dataset") or {}).get("path", "")))
+    )
     if name:
         try:
             return "offline", canonical_name(name)
@@ -95,6 +112,24 @@ def _card_env(dataset: str) -> str:
     except ValueError:
         return ""
     return card.env
+
+
+def _file_env(path: str) -> str:
+    """The env an .npz written by `crlkit collect` names in its crlkit metadata, or ''."""
+    import json
+
+    import numpy as np
+
+    from crlkit.data.ogbench_io import METADATA_KEY
+
+    if not path.endswith(".npz") or not Path(path).is_file():
+        return ""
+    try:
+        with np.load(path, allow_pickle=False) as npz:  # reads only the key asked for
+            meta = json.loads(str(npz[METADATA_KEY])) if METADATA_KEY in npz.files else {}
+    except (OSError, ValueError):
+        return ""
+    return str(meta.get("env") or "") if isinstance(meta, dict) else ""
 
 
 def _ogbench_env_id(dataset: str) -> str:

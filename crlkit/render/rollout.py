@@ -53,8 +53,12 @@ def record_episodes(
     key: jax.Array,
     episodes: int,
     task: int | None = None,
+    goal_observation: bool = False,
 ) -> list[Episode]:
     """`episodes` deterministic-actor episodes in `env` on fresh goals, or on OGBench task `task`.
+
+    `goal_observation`: the actor takes whole goal observations (offline runs trained with
+    OGBench's goal space) instead of the env's goal slice; they are built as OGBench does.
 
     Every episode runs in one jitted, vmapped scan over the episode limit; each is then cut at
     its end (see the module docstring). Starts and goals depend only on `key`, so runs of
@@ -66,10 +70,11 @@ def record_episodes(
 
     def one(k: jax.Array):
         start = bare.reset(k) if task is None else bare.reset_to_task(k, task)
+        goal = goal_observation_of(bare, start) if goal_observation else start.goal
 
         def step(state, _):
             action = learner.act(
-                nets, actor_params, state.obs[: spec.state_dim], state.goal, k, deterministic=True
+                nets, actor_params, state.obs[: spec.state_dim], goal, k, deterministic=True
             )
             nxt = bare.step(state, action)
             return nxt, _record(bare, nxt)
@@ -81,6 +86,16 @@ def record_episodes(
 
     qpos, xy, success, done, goal = jax.device_get(jax.jit(jax.vmap(one))(keys))
     return [_cut(qpos[i], xy[i], success[i], done[i], goal[i]) for i in range(episodes)]
+
+
+def goal_observation_of(env, start) -> jax.Array:
+    """The observation of the episode's start pose moved to its goal (OGBench's goal
+    observation: the reset pose with the body's xy set to the goal's)."""
+    from crlkit.envs.bodies import body_ids
+
+    qpos = env.body.set_xy(start.physics.qpos, start.goal[:2])
+    physics = env.backend.init(qpos, start.physics.qvel)
+    return env.body.observe(physics, body_ids(env.mj_model))
 
 
 def _record(env, state) -> tuple[jax.Array, ...]:

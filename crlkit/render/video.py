@@ -8,6 +8,7 @@ its frames as palette images (a third of RGB) until Pillow writes them.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -116,13 +117,17 @@ def _write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
     count = 0
     # yuv420p: the pixel format every player decodes; sizes are multiples of 16 (checked by the
     # caller), so imageio never rescales.
-    with imageio.get_writer(
-        path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
-        macro_block_size=16, ffmpeg_log_level="error",
-    ) as writer:
-        for frame in frames:
-            writer.append_data(frame)
-            count += 1
+    with warnings.catch_warnings():
+        # The encoder runs as a child process; Python's fork-after-JAX-threads warning does not
+        # apply to a fork that execs ffmpeg at once.
+        warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+        with imageio.get_writer(
+            path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
+            macro_block_size=16, ffmpeg_log_level="error",
+        ) as writer:
+            for frame in frames:
+                writer.append_data(frame)
+                count += 1
     return count
 
 
