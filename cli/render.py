@@ -37,13 +37,16 @@ def render(run_dir: Path, out: Path, step: int | None, task: int | None, episode
            seed: int, size: int, frame_skip: int, camera: str) -> None:  # fmt: skip
     """Roll out RUN_DIR's trained actor (deterministic) and write what it does to --out.
 
-    Works for `crlkit online` and `crlkit offline` run directories in every crlkit env.
-    An episode ends at its first success, a fall, or the episode limit. Videos use a camera
-    tracking the body with the goal marker drawn; the png shows every episode's path from its
-    start to its goal, green when it got there. Headless: MUJOCO_GL is chosen automatically
-    (egl, then osmesa), e.g.
+    Works for `crlkit online` and `crlkit offline` run directories of point, ant and humanoid
+    envs. An episode ends at its first success, a fall, or the episode limit. Videos use a
+    camera tracking the body (or a fixed overview) with the goal marker drawn; the png shows
+    every episode's path from its start to its goal, green when it got there. Headless:
+    MUJOCO_GL is chosen automatically (egl, then osmesa). See docs/render.md.
 
-        crlkit render runs/pointmaze-arena-d4-... --out quickstart.gif --episodes 2
+    \b
+        crlkit render RUN_DIR --out agent.mp4
+        crlkit render RUN_DIR --out agent.gif --size 240 --camera overview
+        crlkit render RUN_DIR --out map.png --task 3 --episodes 8
     """
     # Imported here, and the GL backend chosen before JAX and MuJoCo are imported: MuJoCo reads
     # MUJOCO_GL once, and the probe's child process is best started before JAX's threads.

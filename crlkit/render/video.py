@@ -20,7 +20,7 @@ from crlkit.render.rollout import Episode
 
 # (distance m, elevation deg, azimuth deg) of the tracking camera per body: far enough to show
 # a maze cell or two around the body and the goal marker when it is near.
-CAMERAS = {"point": (20.0, -60.0, 90.0), "ant": (14.0, -50.0, 90.0), "humanoid": (7.0, -25.0, 90.0)}
+CAMERAS = {"point": (20.0, -60.0, 90.0), "ant": (14.0, -50.0, 90.0), "humanoid": (7.0, -35.0, 90.0)}
 CAMERA_MODES = ("track", "overview")  # follow the torso / look down on the whole maze, fixed
 TRACKED_BODY = "torso"  # every crlkit body's root
 GOAL_GEOM = "target"  # the non-colliding marker every crlkit model carries
