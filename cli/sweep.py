@@ -78,7 +78,7 @@ def sweep(**options: Any) -> None:
     configs = usage_errors(lambda: sweep_configs(options))
     result = usage_errors(lambda: run_sweep(*configs, command=command, echo=echo))
     if options["report"]:
-        echo(f"report: {write_report(result.out)}")
+        echo(f"report: {write_report(result.out, echo=echo)}")
     total = len(result.done) + len(result.skipped) + len(result.failed)
     click.echo(f"{total} cells in {result.out}: {len(result.done)} ran, {len(result.skipped)} "
                f"were done before, {len(result.failed)} failed")  # fmt: skip

@@ -278,6 +278,8 @@ def test_sweep_both_regimes_then_report(tmp_path):
     for png in report.PLOTS.values():
         data = (out / png).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) < 200_000
+    # The gallery: each depth's seed-0 run on the same starts and goals, online and offline.
+    assert "## What each depth does" in text and "gallery.png" in text
 
     # The same command again: everything is done, nothing trains.
     mtimes = {n: (out / n / rundir.SUMMARY_FILE).stat().st_mtime_ns for n in names}

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from crlkit import files
-from crlkit.experiments import report_plots
+from crlkit.experiments import report_gallery, report_plots
 from crlkit.experiments.report_data import (
     STEP_UNITS,
     Group,
@@ -32,10 +32,16 @@ from crlkit.experiments.report_data import (
 from crlkit.experiments.sweep import SWEEP_FILE
 
 REPORT_FILE = "report.md"
+GALLERY_TITLE = "What each depth does"
+GALLERY_TEXT = (
+    "The seed-0 run of each cell acts deterministically on the same starts and goals (fresh "
+    "goals from one seed); green paths reached the goal (star), red ones did not."
+)
 PLOTS = {
     "success": "success_vs_depth.png",
     "curves": "learning_curves.png",
     "cost": "cost_vs_depth.png",
+    "gallery": "gallery.png",
 }
 
 __all__ = ["PLOTS", "REPORT_FILE", "ReportError", "write_report"]
@@ -103,6 +109,7 @@ def runs_table(runs: list[Run]) -> list[str]:
 def report_markdown(directory: Path, runs: list[Run], plots: dict[str, str]) -> str:
     """The whole report.md text."""
     manifest = files.read_json(directory / SWEEP_FILE) or {}
+    groups = group_runs(runs)
     lines = [f"# Sweep report: {directory.name}", ""]
     if manifest.get("command"):
         lines += ["Made with:", "", "```", manifest["command"], "```", ""]
@@ -114,13 +121,15 @@ def report_markdown(directory: Path, runs: list[Run], plots: dict[str, str]) -> 
         "seeds. Throughput is training time only (no compile, no evaluation). "
         "Columns: docs/sweep.md.",
         "",
-        *grid_table(group_runs(runs)),
+        *grid_table(groups),
         "",
     ]
     for key, title in (("success", "Final success vs depth"), ("curves", "Learning curves"),
-                       ("cost", "Cost vs depth")):  # fmt: skip
+                       ("cost", "Cost vs depth"), ("gallery", GALLERY_TITLE)):  # fmt: skip
         if key in plots:
             lines += [f"## {title}", "", f"![{title}]({plots[key]})", ""]
+            if key == "gallery":
+                lines += [GALLERY_TEXT, "", *report_gallery.video_links(groups, directory), ""]
     lines += ["## Runs", "", *runs_table(runs), ""]
     lines += _settings(manifest)
     problems = [r for r in runs if r.status != "done"]
@@ -152,10 +161,14 @@ def _settings(manifest: dict[str, Any]) -> list[str]:
 
 
 
-def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
+def write_report(
+    directory: str | Path, out: str | Path | None = None, gallery: bool = True, echo=print
+) -> Path:
     """Read the runs under `directory`; write report.md and the plots to `out` (default: it).
 
-    Returns the report.md path. Raises ReportError (one line) when there is nothing to report.
+    `gallery`: also draw each depth's behaviour (runs the seed-0 checkpoints; see
+    report_gallery.py). Returns the report.md path. Raises ReportError (one line) when there is
+    nothing to report.
     """
     directory = Path(directory)
     runs = load_runs(directory)
@@ -165,6 +178,9 @@ def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
     report_plots.plot_success(groups, out / PLOTS["success"])
     report_plots.plot_curves(runs, out / PLOTS["curves"])
     report_plots.plot_cost(groups, out / PLOTS["cost"])
-    text = report_markdown(directory, runs, dict(PLOTS))
+    plots = dict(PLOTS)
+    if not (gallery and report_gallery.plot_gallery(groups, out / PLOTS["gallery"], echo)):
+        plots.pop("gallery")
+    text = report_markdown(directory, runs, plots)
     files.atomic_write_bytes(out / REPORT_FILE, text.encode())
     return out / REPORT_FILE

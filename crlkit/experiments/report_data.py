@@ -32,6 +32,7 @@ class Run:
     """One run dir's numbers (None where the run did not produce them)."""
 
     name: str
+    path: str
     regime: str
     depth: int
     actor_depth: int
@@ -91,6 +92,7 @@ def read_run(path: Path) -> Run | None:
     try:
         run = Run(
             name=path.name,
+            path=str(path),
             regime=regime,
             depth=int(network["critic_depth"]),
             actor_depth=int(network["actor_depth"]),

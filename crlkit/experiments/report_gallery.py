@@ -1,0 +1,74 @@
+"""The sweep report's gallery: what each depth does, as top-down trajectory maps side by side.
+
+One row per regime, one column per depth: the seed-0 run of each (regime, depth, width, batch)
+cell acts deterministically on the same starts and goals (fresh goals drawn from one seed), so
+"does depth change behaviour?" can be seen online and offline in one figure. Videos the runs wrote
+(`--video`: eval.mp4) are linked from report.md.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from crlkit import files
+from crlkit.experiments.report_data import Group, Run
+
+GALLERY_EPISODES = 6
+GALLERY_SEED = 0
+VIDEO_FILE = "eval.mp4"
+
+
+def gallery_runs(groups: list[Group]) -> list[tuple[Group, Run]]:
+    """The finished run with the lowest seed of every group (groups without one are left out)."""
+    picks = []
+    for g in groups:
+        done = sorted(g.done, key=lambda r: r.seed)
+        if done:
+            picks.append((g, done[0]))
+    return picks
+
+
+def plot_gallery(groups: list[Group], path: Path, echo=lambda _: None) -> bool:
+    """Writes the gallery png; False (and a note through `echo`) when nothing could be drawn."""
+    from matplotlib.figure import Figure
+
+    from crlkit.render import RenderError, plot_trajectory_map, record_run
+
+    picks = gallery_runs(groups)
+    regimes = sorted({g.regime for g, _ in picks})
+    depths = sorted({g.depth for g, _ in picks})
+    if not picks:
+        return False
+    fig = Figure(figsize=(3.2 * len(depths), 3.4 * len(regimes)), dpi=100, layout="constrained")
+    drawn = 0
+    for g, run in picks:
+        ax = fig.add_subplot(len(regimes), len(depths),
+                             regimes.index(g.regime) * len(depths) + depths.index(g.depth) + 1)
+        try:
+            rec = record_run(run.path, GALLERY_EPISODES, GALLERY_SEED)
+        except (RenderError, ValueError) as err:
+            echo(f"gallery: skipped {run.name} ({err})")
+            ax.set_axis_off()
+            continue
+        reached = sum(ep.success for ep in rec.episodes)
+        title = f"{g.regime}, depth {g.depth}: {reached}/{len(rec.episodes)} reached"
+        plot_trajectory_map(ax, rec.spec, rec.episodes, title=title)
+        drawn += 1
+    if not drawn:
+        return False
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    files.atomic_write_bytes(path, buf.getvalue())
+    return True
+
+
+def video_links(groups: list[Group], report_dir: Path) -> list[str]:
+    """Markdown lines linking each gallery run's eval.mp4, where the run wrote one."""
+    lines = []
+    for g, run in gallery_runs(groups):
+        video = Path(run.path) / VIDEO_FILE
+        if video.is_file():
+            rel = video.relative_to(report_dir) if video.is_relative_to(report_dir) else video
+            lines.append(f"- [{g.regime}, depth {g.depth} ({run.name})]({rel})")
+    return lines
