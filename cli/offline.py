@@ -50,6 +50,8 @@ def offline(resume: bool, quiet: bool, **options) -> None:
         )
     except NonFiniteLoss as err:  # diverged: exit code 1, state kept
         raise click.ClickException(str(err)) from None
+    if names.SUCCESS not in summary:  # a multi-host run's other processes: process 0 reports
+        return
     tasks = " ".join(f"{summary[f'eval/task{k}_success']:.2f}" for k in names.task_ids(summary))
     click.echo(
         f"success {summary[names.SUCCESS]:.3f} (tasks {tasks}) after {summary['sgd_steps']:,} "

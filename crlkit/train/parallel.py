@@ -64,9 +64,11 @@ def split_on(mesh: Mesh, axis: int) -> NamedSharding:
 def shardings_by_path(mesh: Mesh, tree: Any, rule: Callable[[str], int | None]) -> Any:
     """A sharding per leaf: `rule(keystr path)` names the split axis (None: replicated)."""
 
-    def one(path, _leaf):
+    def one(path, leaf):
         axis = rule(jax.tree_util.keystr(path))
-        return replicated(mesh) if axis is None else split_on(mesh, axis)
+        # Empty leaves stay replicated: multi-process restores hand them back so
+        empty = any(d == 0 for d in getattr(leaf, "shape", ()))
+        return replicated(mesh) if axis is None or empty else split_on(mesh, axis)
 
     return jax.tree_util.tree_map_with_path(one, tree)
 
@@ -97,6 +99,18 @@ def put_local_slices(tree: Any, mesh: Mesh, axis: int) -> Any:
         return jax.make_array_from_process_local_data(split_on(mesh, axis), local, x.shape)
 
     return jax.tree.map(one, tree)
+
+
+def reshard(tree: Any, shardings: Any) -> Any:
+    """`tree` on `shardings`; empty leaves are made anew (device_put keeps their old sharding,
+    which a compiled program then refuses)."""
+
+    def one(x, sharding):
+        if x.size:
+            return jax.device_put(x, sharding)
+        return jax.jit(lambda: jax.numpy.zeros(x.shape, x.dtype), out_shardings=sharding)()
+
+    return jax.tree.map(one, tree, shardings)
 
 
 def local_copy(tree: Any) -> Any:
@@ -183,6 +197,9 @@ def initialize(cfg: DistributedConfig, environ: dict[str, str] | None = None) ->
             num_processes=cfg.num_processes,
             process_id=cfg.process_id,
         )
+    if cfg.num_processes > 1 and cfg.process_id > 0:
+        # XLA aborts the process (no Python error) when the coordinator never answers: probe it
+        _wait_for_coordinator(cfg.coordinator, cfg.init_timeout)
     try:
         jax.distributed.initialize(**kwargs)
     except Exception as err:  # XLA raises its own runtime errors; keep the message to one line
@@ -193,3 +210,26 @@ def initialize(cfg: DistributedConfig, environ: dict[str, str] | None = None) ->
             f"{cfg.num_processes or ''} processes were started"
         ) from None
     return True
+
+
+def _wait_for_coordinator(address: str, timeout: float) -> None:
+    """Return once `host:port` accepts a TCP connection; one-line ValueError after `timeout` s."""
+    import socket
+    import time
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--coordinator {address!r} is not host:port (e.g. node0:1234)")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+                return
+        except OSError as err:
+            if time.monotonic() >= deadline:
+                raise ValueError(
+                    f"could not join the multi-host run at {address} within {timeout:g} s "
+                    f"(coordinator unreachable: {err.strerror or err}); start process 0 there or "
+                    f"fix --coordinator"
+                ) from None
+            time.sleep(0.5)

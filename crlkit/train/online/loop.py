@@ -92,6 +92,8 @@ class _Loop:
             if found is None:
                 return None
             state, step, meta = found
+            if self.setup.mesh is not None:  # empty leaves come back replicated: split them too
+                state = parallel.reshard(state, self.setup.shardings(state))
             self.clock = Clock.from_meta(meta)
             if state.replay is None:
                 where = None if self.setup.mesh is None else template.replay

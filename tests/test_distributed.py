@@ -1,0 +1,113 @@
+"""Two processes on one machine joined by jax.distributed (localhost coordinator): short online and
+offline runs finish with `processes: 2`, a kill -9 of both resumes from the last checkpoint, and
+bad multi-host flags are one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CLI = "from crlkit.cli.main import cli; cli()"
+ONE_DEVICE = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+TINY_ONLINE = [
+    "online", "--env", "pointmaze-medium", "--num-envs", "4", "--unroll-length", "8",
+    "--batch-size", "16", "--updates-per-step", "2", "--width", "16", "--depth", "4",
+    "--replay-steps-per-env", "32", "--eval-episodes", "2", "--eval-episodes-per-task", "1",
+    "--prefill-steps", "0", "--eval-every", "0", "--log-every", "64", "--checkpoint-every", "64",
+    "--quiet",
+]  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _start(args: list[str], port: int, log: Path) -> list[subprocess.Popen]:
+    """Process 0 and 1 of a two-process run, each with one CPU device."""
+    procs = []
+    for pid in (0, 1):
+        flags = ["--coordinator", f"localhost:{port}", "--num-processes", "2",
+                 "--process-id", str(pid), "--init-timeout", "120"]  # fmt: skip
+        out = open(log.with_suffix(f".{pid}.log"), "w")
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", CLI, *args, *flags], env=ONE_DEVICE, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        ))  # fmt: skip
+    return procs
+
+
+def _wait(procs: list[subprocess.Popen], log: Path) -> None:
+    for p in procs:
+        rc = p.wait(timeout=600)
+        assert rc == 0, log.with_suffix(f".{procs.index(p)}.log").read_text()[-3000:]
+
+
+@pytest.mark.slow  # two processes compile, train, are killed and resume: ~3 min on 2 cores
+def test_two_processes_train_online_and_resume_after_kill_9(tmp_path):
+    out, log = tmp_path / "online", tmp_path / "online"
+    procs = _start([*TINY_ONLINE, "--steps", "100000", "--out", str(out)], _free_port(), log)
+    deadline = time.time() + 400
+    ckpts = out / "checkpoints"
+    while not (ckpts.is_dir() and any(p.suffix == ".orbax" for p in ckpts.iterdir())):
+        assert time.time() < deadline and all(p.poll() is None for p in procs), "no checkpoint"
+        time.sleep(1)
+    for p in procs:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    saved = max(int(p.name[5:17]) for p in ckpts.iterdir() if p.suffix == ".orbax")
+    resume = [*TINY_ONLINE, "--steps", str(saved + 128), "--resume", str(out)]
+    procs = _start([a for a in resume if a != "--quiet"], _free_port(), log)
+    _wait(procs, log)
+    assert f"resumed {out} at env step {saved:,}" in log.with_suffix(".0.log").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["processes"], summary["devices"]) == (2, 2)
+    assert summary["env_steps"] == saved + 128 and summary["stopped"] == "budget"
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == saved + 128  # no event repeated
+
+
+@pytest.mark.slow  # two processes compile the offline chunk and evaluate: ~1.5 min on 2 cores
+def test_two_processes_train_offline_to_completion(tmp_path):
+    out, log = tmp_path / "offline", tmp_path / "offline"
+    args = [
+        "offline", "--dataset", "pointmaze-medium-navigate-sample", "--steps", "40",
+        "--batch-size", "32", "--width", "16", "--depth", "4", "--log-every", "20",
+        "--eval-every", "0", "--eval-episodes", "1", "--out", str(out), "--quiet",
+    ]  # fmt: skip
+    _wait(_start(args, _free_port(), log), log)
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["processes"], summary["devices"], summary["sgd_steps"]) == (2, 2, 40)
+    assert "eval/success" in summary
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["ckpt-000000000040.orbax"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", CLI, "online", *args], env=ONE_DEVICE, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_bad_multi_host_flags_are_one_line_errors():
+    proc = _cli("--num-processes", "2", "--process-id", "2", "--coordinator", "localhost:1")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "Error: --process-id 2 is outside [0, 2) for --num-processes 2"
+    )
+    port = _free_port()  # nobody listens there: process 1 waits for a coordinator in vain
+    proc = _cli("--num-processes", "2", "--process-id", "1", "--coordinator",
+                f"localhost:{port}", "--init-timeout", "3")  # fmt: skip
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    want = f"Error: could not join the multi-host run at localhost:{port} within 3 s"
+    assert last.startswith(want), proc.stderr[-2000:]
