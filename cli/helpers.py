@@ -59,3 +59,26 @@ def command_line(ctx: click.Context, name: str) -> str:
         raw = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
         parts += [param.opts[0], shlex.quote(raw)]
     return " ".join(parts)
+
+
+VIDEO_HELP = ("After the final evaluation, also write eval.mp4 and trajectories.png of the "
+              "trained actor into the run dir (see crlkit render; the video needs OpenGL).")
+
+
+def write_run_media(run_dir: str, echo: Callable[[str], None]) -> None:
+    """eval.mp4 and trajectories.png into a finished run dir; without OpenGL, the png and a note."""
+    import jax
+
+    from crlkit.render import NoGLBackend, RenderError, write_outputs
+
+    if jax.process_index() != 0:  # multi-host: the run dir is process 0's
+        return
+    try:
+        written = write_outputs(run_dir)
+    except NoGLBackend as err:
+        click.echo(f"wrote {run_dir}/trajectories.png; no video: {err}", err=True)
+        return
+    except RenderError as err:
+        click.echo(f"no video or map: {err}", err=True)
+        return
+    echo("wrote " + ", ".join(str(p) for p in written))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import click
-from crlkit.cli.helpers import echo_for, usage_errors
+from crlkit.cli.helpers import VIDEO_HELP, echo_for, usage_errors, write_run_media
 from crlkit.cli.options import build_config, config_options
 
 from crlkit import metric_names as names
@@ -21,8 +21,9 @@ PRESET_LEARNERS = {name: preset_learner(name) for name in PRESETS}
 @config_options(LearnerConfig, skip=("bc_alpha",), presets=PRESET_LEARNERS)
 @config_options(DistributedConfig)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--video", is_flag=True, help=VIDEO_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar or notes (errors still print).")
-def offline(resume: bool, quiet: bool, **options) -> None:
+def offline(resume: bool, video: bool, quiet: bool, **options) -> None:
     """Train CRL offline on a dataset and evaluate with OGBench's protocol (5 tasks).
 
     The quick start trains on the shipped sample for a small default budget (%(sample)s SGD steps
@@ -53,10 +54,13 @@ def offline(resume: bool, quiet: bool, **options) -> None:
     if names.SUCCESS not in summary:  # a multi-host run's other processes: process 0 reports
         return
     tasks = " ".join(f"{summary[f'eval/task{k}_success']:.2f}" for k in names.task_ids(summary))
+    where = f"tasks {tasks}" if tasks else "fresh goals"
     click.echo(
-        f"success {summary[names.SUCCESS]:.3f} (tasks {tasks}) after {summary['sgd_steps']:,} "
+        f"success {summary[names.SUCCESS]:.3f} ({where}) after {summary['sgd_steps']:,} "
         f"SGD steps ({summary['sgd_steps_per_s']:.1f}/s); run dir {summary['run_dir']}"
     )
+    if video:
+        write_run_media(summary["run_dir"], echo_for(quiet))
 
 
 offline.help = offline.help.replace("%(sample)s", f"{SAMPLE_STEPS:,}").replace("%%", "%")

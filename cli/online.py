@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from crlkit.cli.helpers import InputError, echo_for, usage_errors
+from crlkit.cli.helpers import VIDEO_HELP, InputError, echo_for, usage_errors, write_run_media
 from crlkit.cli.options import build_config, config_options
 
 from crlkit.config import LearnerConfig
@@ -37,9 +37,10 @@ DIR = click.Path(file_okay=False, path_type=Path)
 @click.option("--tensorboard", is_flag=True, help="Also log to <run dir>/tensorboard.")
 @click.option("--wandb", "wandb", is_flag=True, help="Also log to Weights & Biases.")
 @click.option("--wandb-project", default="crlkit", show_default=True, help="W&B project.")
+@click.option("--video", is_flag=True, help=VIDEO_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar and no status lines.")  # fmt: skip
-def online(preset: str, out: Path | None, resume_dir: Path | None, tensorboard: bool,
-           wandb: bool, wandb_project: str, quiet: bool, **options: Any) -> None:  # fmt: skip
+def online(preset: str, out: Path | None, resume_dir: Path | None, tensorboard: bool, wandb: bool,
+           wandb_project: str, video: bool, quiet: bool, **options: Any) -> None:  # fmt: skip
     """Train CRL online: explore from scratch, learn to reach commanded goals, no rewards.
 
     A bare `crlkit online` runs the quickstart preset: the point mass in the open
@@ -74,6 +75,8 @@ def online(preset: str, out: Path | None, resume_dir: Path | None, tensorboard: 
     except NonFiniteLoss as err:
         raise click.ClickException(str(err)) from None
     click.echo(summary_line(summary))
+    if video:
+        write_run_media(summary["run_dir"], echo)
 
 
 def base_configs(
@@ -106,11 +109,8 @@ def configs_from_flags(
 
 def summary_line(summary: dict[str, Any]) -> str:
     """The one line printed at the end of a run."""
-    evals = ", ".join(
-        f"{name.removeprefix('eval/')} {summary[name]:.3g}"
-        for name in ("eval/success", "eval/time_at_goal", "eval_tasks/success")
-        if name in summary
-    )
+    shown = ("eval/success", "eval/time_at_goal", "eval_tasks/success")
+    evals = ", ".join(f"{n.removeprefix('eval/')} {summary[n]:.3g}" for n in shown if n in summary)
     return (
         f"{summary['env_steps']:,} env steps in {summary['wall_seconds']:.0f} s "
         f"({summary['env_steps_per_s']:,.0f} env steps/s, {summary['sgd_steps_per_s']:,.1f} "

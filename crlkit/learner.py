@@ -237,8 +237,8 @@ def _gradients(
         (_, alpha_metrics), alpha_grads = jax.value_and_grad(
             lambda p: losses.alpha_loss(p["log_alpha"], log_prob, target_entropy), has_aux=True
         )(state.alpha.params)
-    else:
-        alpha_metrics = {"alpha": jnp.exp(log_alpha)}
+    else:  # DDPG+BC has no entropy temperature: log the BC weight in force instead
+        alpha_metrics = {"bc_alpha": jnp.asarray(cfg.bc_alpha, jnp.float32)}
     (_, critic_metrics), critic_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(
         state.critic.params, nets, cfg, batch
     )

@@ -122,6 +122,7 @@ def test_ddpg_bc_uses_actor_goals_and_keeps_alpha_fixed():
     new_state, metrics = step(state, batch)
     assert float(new_state.alpha.params["log_alpha"]) == 0.0
     assert {"actor_q_loss", "actor_bc_loss", "entropy"} <= set(metrics)
+    assert float(metrics["bc_alpha"]) == 0.5 and "alpha" not in metrics  # the weight in force
     # The actor sees actor_goal: changing it changes the actor loss, not the critic loss.
     other = batch.replace(actor_goal=batch.actor_goal + 3.0)
     _, other_metrics = step(state, other)

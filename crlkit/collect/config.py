@@ -19,8 +19,9 @@ class CollectConfig:
     env: str = option_field("", "Env to collect in (see: crlkit envs). Required.")
     policy: str = option_field(
         "random",
-        "random, expert (scripted BFS controller, point mazes only) or a `crlkit online` run "
-        "directory whose latest checkpoint's actor acts (ant/humanoid experts).",
+        "random, expert (scripted BFS controller of point mazes; push / grasp-carry-release "
+        "controller of the arm tasks) or a `crlkit online` run directory whose latest "
+        "checkpoint's actor acts (ant/humanoid experts).",
     )
     style: str = option_field(
         "navigate",

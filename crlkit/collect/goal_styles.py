@@ -20,7 +20,7 @@ class Goals:
         """A new navigate goal: an OGBench vertex cell plus cell noise (else the env's own draw)."""
         maze = self.env.spec.maze
         if maze is None or not self.ogbench:
-            return self.env.tasks.sample(key)[1]
+            return self._own_goal(key)
         k_cell, k_noise = jax.random.split(key)
         logits = jnp.where(jnp.asarray(self.graph.vertex), 0.0, -jnp.inf)
         return self._cell_xy(jax.random.categorical(k_cell, logits), k_noise)
@@ -28,12 +28,17 @@ class Goals:
     def stitch(self, key: jax.Array, start_xy: jax.Array) -> jax.Array:
         """A goal `stitch_cells` BFS steps from the start cell (the start cell when none is)."""
         if self.env.spec.maze is None:
-            return self.env.tasks.sample(key)[1]
+            return self._own_goal(key)
         k_cell, k_noise = jax.random.split(key)
         start = cell_id(self.env.spec.maze, self.graph, start_xy)
         mask = jnp.asarray(self.graph.dist)[start] == self.cfg.stitch_cells
         cell = jax.random.categorical(k_cell, jnp.where(mask, 0.0, -jnp.inf))
         return self._cell_xy(jnp.where(mask.any(), cell, start), k_noise)
+
+    def _own_goal(self, key: jax.Array) -> jax.Array:
+        """A goal as the env's own reset draws it (open floors, the arm tasks)."""
+        tasks = getattr(self.env, "tasks", None)
+        return tasks.sample(key)[1] if tasks is not None else self.env.reset(key).goal
 
     def _cell_xy(self, cell: jax.Array, key: jax.Array) -> jax.Array:
         maze = self.env.spec.maze

@@ -12,8 +12,10 @@ import jax
 import jax.numpy as jnp
 
 from crlkit import learner
+from crlkit.collect.arm_expert import make_arm_expert
 from crlkit.collect.config import CollectConfig
 from crlkit.collect.maze_graph import MazeGraph, cell_id
+from crlkit.envs.arm import ARM_TASKS
 from crlkit.runs.actor import load_actor
 
 EXPLORE_REACH = 4.0  # a checkpoint policy exploring aims this far along the direction (one cell)
@@ -37,10 +39,12 @@ def make_policy(cfg: CollectConfig, env, graph: MazeGraph | None):
             key, (spec.action_dim,), minval=-1.0, maxval=1.0
         )
     if cfg.policy == "expert":
+        if spec.name in ARM_TASKS:  # the arm tasks' scripted push / grasp-carry-release expert
+            return make_arm_expert(env)
         if spec.body != "point" or graph is None:
             raise ValueError(
-                f"--policy expert is the scripted point-maze controller; env {spec.name!r} has a "
-                f"{spec.body}: pass a `crlkit online` run directory instead"
+                f"--policy expert is the scripted controller of point mazes and arm tasks; env "
+                f"{spec.name!r} has a {spec.body}: pass a `crlkit online` run directory instead"
             )
         return functools.partial(_expert_action, env, graph, cfg.style == "explore")
     return checkpoint_policy(cfg.policy, spec, cfg.style == "explore")

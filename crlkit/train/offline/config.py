@@ -7,8 +7,11 @@ from pathlib import Path
 
 from crlkit.config import LearnerConfig, ogbench_crl_learner, option_field, paper_offline_learner
 from crlkit.data import goals
+from crlkit.data.catalog import ogbench_env_id
 from crlkit.data.dataset import Dataset
+from crlkit.data.env_link import crlkit_env
 from crlkit.envs.backends import BACKEND_CHOICES
+from crlkit.envs.registry import REGISTRY
 
 SAMPLERS = ("auto", "device", "host")
 # Full-size datasets get OGBench's budget; the shipped samples a quick one (a few CPU minutes).
@@ -60,7 +63,7 @@ class OfflineConfig:
         "auto",
         "What psi and the actor see as a goal: observation (the full goal observation, as "
         "OGBench), slice (the goal columns only), auto (observation for the paper and ogbench "
-        "presets, slice for same-as-online).",
+        "presets on OGBench's envs, whose own env gives goal observations; else slice).",
         GOAL_SPACES,
     )
     data_dir: str = option_field("", "OGBench cache directory (default ~/.ogbench/data).")
@@ -228,14 +231,25 @@ def resolve(
     if p_random < 0:
         p_random = goals.ACTOR_P_RANDOM.get(kind, 0.0)
     goal_space = cfg.goal_space
-    if goal_space == "auto":
-        goal_space = "slice" if cfg.preset == "same-as-online" else "observation"
+    if goal_space == "auto":  # OGBench's goal observations where its env can evaluate them
+        whole = cfg.preset != "same-as-online" and bool(ogbench_env_of(ds, cfg.env))
+        goal_space = "observation" if whole else "slice"
     cfg = dataclasses.replace(
         cfg, steps=steps, discount=discount, alpha=alpha, actor_p_random=p_random,
         goal_space=goal_space,
     )  # fmt: skip
     cfg.critic_goals(), cfg.actor_goals()  # validate the mixtures now, with one-line errors
     return cfg, dataclasses.replace(lcfg, bc_alpha=float(alpha))
+
+
+def ogbench_env_of(ds: Dataset, env: str = "") -> str:
+    """OGBench's env id for a dataset's env (its crlkit env, its record or its name), or ''."""
+    name = env or str(ds.metadata.get("env") or "")
+    if name:
+        canon = crlkit_env(name)
+        if canon is not None:
+            return REGISTRY[canon].ogbench_env_id or ""
+    return str(ds.metadata.get("ogbench_env_id") or "") or ogbench_env_id(ds.name)
 
 
 def parse_goal_indices(text: str) -> tuple[int, ...] | None:

@@ -21,6 +21,9 @@ from crlkit.train.offline.config import OfflineConfig
 Evaluator = Callable[[learner.Networks, Any, jax.Array], dict[str, float]]
 
 
+FRESH_GOAL_TASKS = 5  # fresh-goal episodes per --eval-episodes, as many as OGBench's 5 tasks
+
+
 def eval_target(cfg: OfflineConfig, ds: Dataset) -> tuple[str, str]:
     """('crlkit', env name) or ('ogbench', gymnasium env id) to evaluate `ds`'s policy in."""
     name = cfg.env or str(ds.metadata.get("env") or "")
@@ -29,10 +32,8 @@ def eval_target(cfg: OfflineConfig, ds: Dataset) -> tuple[str, str]:
             canon = canonical_name(name)
         except ValueError:
             canon = None
-        if canon is not None and REGISTRY[canon].ogbench_env_id and REGISTRY[canon].maze:
+        if canon is not None:  # OGBench's tasks where the env has them, else fresh goals
             return "crlkit", canon
-        if canon is not None:
-            raise ValueError(f"env {canon!r} has no OGBench evaluation tasks; pass --env")
         if cfg.env and not VERSIONED_NAMES.fullmatch(cfg.env):
             canonical_name(cfg.env)  # raises: unknown env, did you mean ...
     env_id = cfg.env or str(ds.metadata.get("ogbench_env_id") or "") or ogbench_env_id(ds.name)
@@ -58,6 +59,10 @@ def make_evaluator(cfg: OfflineConfig, ds: Dataset) -> Evaluator:
         if whole and env.spec.ogbench_env_id:  # goal observations: OGBench's env provides them
             return _gym_evaluator(cfg, ds, env.spec.ogbench_env_id)
         check_env(ds, env.spec)
+        if env.spec.num_tasks == 0:  # open floors, the arm tasks: fresh goals, 5 x episodes
+            return lambda nets, params, key: evaluate.evaluate_fresh_goals(
+                env, evaluate.actor_policy(nets, params), key, FRESH_GOAL_TASKS * cfg.eval_episodes
+            )
         return lambda nets, params, key: evaluate.evaluate_tasks(
             env, evaluate.actor_policy(nets, params), key, cfg.eval_episodes
         )
