@@ -2,15 +2,16 @@
 
 Each field carries its documentation in `metadata["help"]` (and `metadata["choices"]` for names), so
 the docstring, the validation and the `--help` text of every CLI come from one place.
-`click_options(LearnerConfig)` adds one click option per field; `config_from_options` builds the
-config back from what click parsed.
+The CLI's flags are generated from these fields by `cli/options.py` (`config_options`,
+`build_config`); `to_dict`/`from_dict` are the config.json form.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any
+
+from crlkit.checks import check_choice, check_depth
 
 ACTIVATIONS = ("swish", "relu", "gelu")
 ENERGIES = ("l2", "l2_squared", "l1", "dot", "cosine")
@@ -26,18 +27,6 @@ AUTO_REMAT_DEPTH = 256
 def option_field(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
     """A dataclass field whose documentation (and allowed names) travel with it."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(choices)}")
-
-
-def _check_depth(name: str, value: int) -> None:
-    if not isinstance(value, int) or value <= 0 or value % 4:
-        raise ValueError(
-            f"{name} must be a positive multiple of 4 (residual blocks of 4 layers), got {value!r}"
-        )
 
 
 def _check_layers(name: str, value: int) -> None:
@@ -97,19 +86,19 @@ class NetworkConfig:
     )
 
     def __post_init__(self) -> None:
-        _check_choice("tower", self.tower, TOWERS)
+        check_choice("tower", self.tower, TOWERS)
         if not isinstance(self.width, int) or self.width < 1:
             raise ValueError(f"width must be an integer >= 1, got {self.width!r}")
         if not isinstance(self.repr_dim, int) or self.repr_dim < 1:
             raise ValueError(f"repr_dim must be an integer >= 1, got {self.repr_dim!r}")
-        check = _check_depth if self.tower == "residual" else _check_layers
+        check = check_depth if self.tower == "residual" else _check_layers
         check("critic_depth", self.critic_depth)
         check("actor_depth", self.actor_depth)
-        _check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("activation", self.activation, ACTIVATIONS)
         if isinstance(self.remat, bool):
             # Configs written before remat=auto stored a bool: read it as on/off.
             object.__setattr__(self, "remat", "on" if self.remat else "off")
-        _check_choice("remat", self.remat, REMAT_MODES)
+        check_choice("remat", self.remat, REMAT_MODES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,10 +148,10 @@ class LearnerConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.network, NetworkConfig):
             raise ValueError(f"network must be a NetworkConfig, got {type(self.network).__name__}")
-        _check_choice("energy", self.energy, ENERGIES)
-        _check_choice("contrastive_loss", self.contrastive_loss, CONTRASTIVE_LOSSES)
-        _check_choice("actor_loss", self.actor_loss, ACTOR_LOSSES)
-        _check_choice("actor_dist", self.actor_dist, ACTOR_DISTS)
+        check_choice("energy", self.energy, ENERGIES)
+        check_choice("contrastive_loss", self.contrastive_loss, CONTRASTIVE_LOSSES)
+        check_choice("actor_loss", self.actor_loss, ACTOR_LOSSES)
+        check_choice("actor_dist", self.actor_dist, ACTOR_DISTS)
         if self.actor_dist == "gaussian_const_std" and self.actor_loss != "ddpg_bc":
             raise ValueError(
                 f"actor_dist 'gaussian_const_std' has no entropy to tune; it needs actor_loss "
@@ -229,119 +218,7 @@ def paper_offline_learner(
     return dataclasses.replace(base, network=network)
 
 
-# ---- CLI options generated from the dataclasses ------------------------------------------------
-
-# `--depth N` is the one option that is not a field: it sets actor and critic depth together.
-DEPTH_OPTION = "depth"
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _leaf_fields(cls: type) -> list[dataclasses.Field]:
-    """Fields of `cls`, nested config dataclasses flattened into their own fields."""
-    out: list[dataclasses.Field] = []
-    for f in dataclasses.fields(cls):
-        nested = f.default_factory if f.default_factory is not dataclasses.MISSING else None
-        if nested is not None and dataclasses.is_dataclass(nested):
-            out.extend(_leaf_fields(nested))
-        else:
-            out.append(f)
-    return out
-
-
-def _option_for(f: dataclasses.Field) -> Callable:
-    import click
-
-    help_text = f.metadata.get("help", "")
-    kwargs: dict[str, Any] = {"default": None, "help": help_text, "show_default": str(f.default)}
-    choices = f.metadata.get("choices")
-    if f.type in (bool, "bool"):
-        return click.option(f"{_flag(f.name)}/--no-{f.name.replace('_', '-')}", **kwargs)
-    if choices:
-        kwargs["type"] = click.Choice(choices)
-    else:
-        kwargs["type"] = {"int": int, "float": float, "str": str}.get(str(f.type), f.type)
-    return click.option(_flag(f.name), **kwargs)
-
-
-def click_options(cls: type) -> Callable[[Callable], Callable]:
-    """Decorator adding one click option per (flattened) field of a config dataclass.
-
-    Options default to None so only flags the user gave override the dataclass defaults; build the
-    config with `config_from_options(cls, kwargs)`. For configs holding a NetworkConfig, `--depth`
-    sets both --actor-depth and --critic-depth.
-    """
-    import click
-
-    fields = _leaf_fields(cls)
-    decorators = [_option_for(f) for f in fields]
-    if {"actor_depth", "critic_depth"} <= {f.name for f in fields}:
-        decorators.append(
-            click.option(
-                _flag(DEPTH_OPTION),
-                type=int,
-                default=None,
-                help="Sets both --actor-depth and --critic-depth (each may still override it).",
-            )
-        )
-
-    def apply(fn: Callable) -> Callable:
-        for decorator in reversed(decorators):
-            fn = decorator(fn)
-        return fn
-
-    return apply
-
-
-def config_from_options(cls: type, options: dict[str, Any], base: Any = None) -> Any:
-    """Build `cls` from click kwargs, consuming (popping) the keys `click_options(cls)` added.
-
-    Flags the user gave override `base` (a preset such as `ogbench_crl_learner(0.1)`), whose
-    values override the dataclass defaults. Raises ValueError (one line) when a value is invalid.
-    """
-    # `--depth` belongs to the config that has the depth fields; others leave it for that one.
-    depth = options.pop(DEPTH_OPTION, None) if _has_depth_fields(cls) else None
-    return _build(cls, options, depth, base)
-
-
-def _has_depth_fields(cls: type) -> bool:
-    for f in dataclasses.fields(cls):
-        if f.name in ("actor_depth", "critic_depth"):
-            return True
-        nested = f.default_factory if f.default_factory is not dataclasses.MISSING else None
-        if nested is not None and dataclasses.is_dataclass(nested) and _has_depth_fields(nested):
-            return True
-    return False
-
-
-def _build(cls: type, options: dict[str, Any], depth: int | None, base: Any) -> Any:
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        nested = f.default_factory if f.default_factory is not dataclasses.MISSING else None
-        if nested is not None and dataclasses.is_dataclass(nested):
-            nested_base = None if base is None else getattr(base, f.name)
-            kwargs[f.name] = _build(nested, options, depth, nested_base)
-            continue
-        value = options.pop(f.name, None)
-        if value is None and depth is not None and f.name in ("actor_depth", "critic_depth"):
-            value = depth
-        if value is None and base is not None:
-            value = getattr(base, f.name)
-        if value is not None:
-            kwargs[f.name] = value
-    return cls(**kwargs)
-
-
-def config_from_cli(cls: type, options: dict[str, Any], base: Any = None) -> Any:
-    """`config_from_options` for click commands: a bad value becomes a usage error (exit code 2)."""
-    import click
-
-    try:
-        return config_from_options(cls, options, base)
-    except ValueError as err:
-        raise click.UsageError(str(err)) from None
+# ---- config.json form ---------------------------------------------------------------------------
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -1,20 +1,15 @@
-"""The CRL update: eager == jitted, it learns, it compiles once; config checks and CLI options."""
+"""The CRL update: eager == jitted, it learns, it compiles once; config checks."""
 
-import click
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from crlkit.config import (
     CONTRASTIVE_LOSSES,
     ENERGIES,
     LearnerConfig,
     NetworkConfig,
-    click_options,
-    config_from_cli,
-    config_from_options,
     from_dict,
     to_dict,
 )
@@ -189,40 +184,3 @@ def test_config_round_trips_through_dict():
     assert from_dict(LearnerConfig, to_dict(cfg)) == cfg
 
 
-@click.command()
-@click_options(LearnerConfig)
-def _learner_command(**options):
-    click.echo(repr(config_from_cli(LearnerConfig, options)))
-
-
-def test_click_options_build_the_config_from_flags():
-    runner = CliRunner()
-    out = runner.invoke(
-        _learner_command, ["--depth", "8", "--critic-depth", "12", "--energy", "dot"]
-    )
-    assert out.exit_code == 0, out.output
-    cfg = eval(out.output, {"LearnerConfig": LearnerConfig, "NetworkConfig": NetworkConfig})
-    assert (cfg.network.actor_depth, cfg.network.critic_depth, cfg.energy) == (8, 12, "dot")
-    assert cfg.network.width == 256 and cfg.contrastive_loss == "fwd_infonce"
-
-    out = runner.invoke(_learner_command, ["--no-layer-norm", "--actor-lr", "1e-3"])
-    cfg = eval(out.output, {"LearnerConfig": LearnerConfig, "NetworkConfig": NetworkConfig})
-    assert cfg.network.layer_norm is False and cfg.actor_lr == 1e-3
-
-    help_text = runner.invoke(_learner_command, ["--help"]).output
-    assert "--contrastive-loss" in help_text and "--remat [auto|on|off]" in help_text
-
-    for bad in (["--depth", "6"], ["--energy", "l3"], ["--width", "0"]):
-        out = runner.invoke(_learner_command, bad)
-        assert out.exit_code == 2, (bad, out.output)
-
-
-def test_depth_option_reaches_the_learner_whatever_the_build_order():
-    from crlkit.train.offline import OfflineConfig
-
-    options = {"depth": 8, "steps": 10, "width": 64}
-    offline_cfg = config_from_options(OfflineConfig, options)  # has no depth fields: leaves it
-    cfg = config_from_options(LearnerConfig, options)
-    assert offline_cfg.steps == 10
-    assert (cfg.network.actor_depth, cfg.network.critic_depth, cfg.network.width) == (8, 8, 64)
-    assert options == {}  # every key consumed by the config it belongs to

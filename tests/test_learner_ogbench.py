@@ -6,12 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from crlkit.cli.options import build_config
 
 from crlkit import losses
 from crlkit.config import (
     LearnerConfig,
     NetworkConfig,
-    config_from_options,
     from_dict,
     ogbench_crl_learner,
     paper_offline_learner,
@@ -89,7 +89,7 @@ def test_ogbench_preset_fields_and_paper_preset():
 
 def test_flags_override_a_preset():
     options = {"depth": 8, "tower": "residual", "bc_alpha": 0.5, "energy": None}
-    cfg = config_from_options(LearnerConfig, options, base=ogbench_crl_learner(alpha=0.03))
+    cfg = build_config(LearnerConfig, options, base=ogbench_crl_learner(alpha=0.03))
     assert (cfg.network.tower, cfg.network.critic_depth, cfg.bc_alpha) == ("residual", 8, 0.5)
     assert (cfg.num_critics, cfg.energy, cfg.network.width) == (2, "dot", 512)
     assert options == {}
