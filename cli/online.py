@@ -111,6 +111,7 @@ def summary_line(summary: dict[str, Any]) -> str:
     """The one line printed at the end of a run."""
     shown = ("eval/success", "eval/time_at_goal", "eval_tasks/success")
     evals = ", ".join(f"{n.removeprefix('eval/')} {summary[n]:.3g}" for n in shown if n in summary)
+    evals = evals or "on process 0"  # multi-host: only process 0 evaluates
     return (
         f"{summary['env_steps']:,} env steps in {summary['wall_seconds']:.0f} s "
         f"({summary['env_steps_per_s']:,.0f} env steps/s, {summary['sgd_steps_per_s']:,.1f} "

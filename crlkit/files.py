@@ -59,6 +59,22 @@ def atomic_open(path: str | os.PathLike) -> Iterator[IO[bytes]]:
     fsync_dir(Path(path).parent)
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temp path beside `path` (same suffix, for writers that pick a format by name, e.g. video
+    encoders) that replaces `path` when the block ends without error; removed otherwise."""
+    path = Path(path)
+    with temp_beside(path) as (tmp, _):
+        pass
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` atomically."""
     with atomic_open(path) as f:

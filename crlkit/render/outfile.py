@@ -1,11 +1,9 @@
-"""Output files of `crlkit render`: suffix and writability checks, atomic replacement."""
+"""Output files of `crlkit render`: suffix and writability checks (written via crlkit.files)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 SUFFIXES = (".mp4", ".gif", ".png")
@@ -37,27 +35,3 @@ def check_output(path: str | os.PathLike) -> Path:
     os.close(handle)
     os.unlink(probe)
     return out
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Yields a temporary path beside `path` (same suffix, for encoders that read it); on success
-    it replaces `path`, on any error it is removed, so no partial file is ever left at `path`."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        yield Path(temp)
-        # mkstemp makes the file private (0600); give it the mode a plain open() would have.
-        os.chmod(temp, 0o666 & ~_umask())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-
-
-def _umask() -> int:
-    """The process umask (reading it means setting it; set straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

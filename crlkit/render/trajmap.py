@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crlkit.render.outfile import atomic_output
+from crlkit.files import atomic_path
 from crlkit.render.rollout import Episode
 
 SUCCESS_COLOR = "#2ca02c"
@@ -89,6 +89,6 @@ def write_trajectory_png(
     plot_trajectory_map(fig.add_subplot(), spec, episodes, title)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    with atomic_output(path) as temp:
+    with atomic_path(path) as temp:
         temp.write_bytes(buffer.getvalue())
     return path

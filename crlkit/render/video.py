@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from crlkit.files import atomic_path
 from crlkit.render.gl import NoGLBackend, select_gl_backend
-from crlkit.render.outfile import atomic_output
 from crlkit.render.rollout import Episode
 
 # (distance m, elevation deg, azimuth deg) of the tracking camera per body: far enough to show
@@ -105,7 +105,7 @@ def _overview_camera(mujoco, model, spec, episodes: Sequence[Episode]):
 
 def write_video(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
     """Writes `frames` to `path` (.mp4 or .gif) atomically; returns the number of frames."""
-    with atomic_output(path) as temp:
+    with atomic_path(path) as temp:
         if path.suffix.lower() == ".gif":
             return _write_gif(temp, frames, fps)
         return _write_mp4(temp, frames, fps)
