@@ -8,10 +8,12 @@ from crlkit.cli.main import LazyGroup
 BENCH_COMMANDS: dict[str, str] = {
     "learner": "crlkit.cli.bench_learner:bench_learner",
     "env": "crlkit.cli.bench_env:bench_env",
+    "plan": "crlkit.cli.bench_plan:bench_plan",
 }
 BENCH_HELP: dict[str, str] = {
     "learner": "Compile time, step time, FLOP rate and peak memory of the CRL update per depth.",
     "env": "Env and physics steps/s of one env on one backend, against MuJoCo C.",
+    "plan": "Memory (state + XLA scratch) and FLOPs per env step of a planned online run.",
 }
 
 

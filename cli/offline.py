@@ -37,6 +37,8 @@ def offline(resume: bool, video: bool, quiet: bool, **options) -> None:
     --preset ogbench is OGBench's CRL agent exactly; the default, paper, is that agent with the
     paper's residual towers at --depth (docs/offline.md).
     """
+    import jax
+
     from crlkit.train.hostloop import NonFiniteLoss
     from crlkit.train.offline import run
 
@@ -51,14 +53,14 @@ def offline(resume: bool, video: bool, quiet: bool, **options) -> None:
         )
     except NonFiniteLoss as err:  # diverged: exit code 1, state kept
         raise click.ClickException(str(err)) from None
-    if names.SUCCESS not in summary:  # a multi-host run's other processes: process 0 reports
+    if jax.process_index() != 0:  # a multi-host run's other processes: process 0 reports
         return
     tasks = " ".join(f"{summary[f'eval/task{k}_success']:.2f}" for k in names.task_ids(summary))
     where = f"tasks {tasks}" if tasks else "fresh goals"
-    click.echo(
-        f"success {summary[names.SUCCESS]:.3f} ({where}) after {summary['sgd_steps']:,} "
-        f"SGD steps ({summary['sgd_steps_per_s']:.1f}/s); run dir {summary['run_dir']}"
-    )
+    result = f"success {summary[names.SUCCESS]:.3f} ({where})" if names.SUCCESS in summary else (
+        "no evaluation")  # fmt: skip
+    click.echo(f"{result} after {summary['sgd_steps']:,} SGD steps "
+               f"({summary['sgd_steps_per_s']:.1f}/s); run dir {summary['run_dir']}")  # fmt: skip
     if video:
         write_run_media(summary["run_dir"], echo_for(quiet))
 

@@ -126,3 +126,29 @@ def test_ogbench_goal_mixture_and_bc_weight_by_data_type(name, kind, alpha, p_ra
     cfg, lcfg = offline_config.resolve(offline_config.OfflineConfig(dataset=name),
                                        offline_config.preset_learner("paper"), ds)  # fmt: skip
     assert lcfg.bc_alpha == alpha and cfg.actor_p_random == p_random
+
+
+def test_minari_dataset_of_an_env_crlkit_lacks_is_evaluated_in_its_recovered_env(
+    tmp_path, monkeypatch
+):
+    """gymnasium-robotics' PointMaze (installed with crlkit[arm]): no crlkit twin, goal-dict
+    observations; crlkit trains on it and evaluates in the env Minari recovers."""
+    gymnasium_robotics = pytest.importorskip("gymnasium_robotics")
+    gymnasium.register_envs(gymnasium_robotics)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    env = gymnasium.make("PointMaze_UMaze-v3", max_episode_steps=30)
+    collector = minari.DataCollector(env)
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        collector.reset(seed=seed)
+        done = False
+        while not done:
+            _, _, terminated, truncated, _ = collector.step(rng.uniform(-1, 1, 2))
+            done = terminated or truncated
+    collector.create_dataset(dataset_id="umaze-random-v0", algorithm_name="random")
+    out = tmp_path / "run"
+    result = _offline("--dataset", "minari:umaze-random-v0", "--width", "16", *QUICK,
+                      "--out", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0.0 <= summary["eval/success"] <= 1.0

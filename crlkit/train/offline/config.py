@@ -249,7 +249,10 @@ def ogbench_env_of(ds: Dataset, env: str = "") -> str:
         canon = crlkit_env(name)
         if canon is not None:
             return REGISTRY[canon].ogbench_env_id or ""
-    return str(ds.metadata.get("ogbench_env_id") or "") or ogbench_env_id(ds.name)
+    recorded = str(ds.metadata.get("ogbench_env_id") or "")
+    if recorded or ds.metadata.get("format") == "minari":  # Minari names are not OGBench's
+        return recorded
+    return ogbench_env_id(ds.name)
 
 
 def parse_goal_indices(text: str) -> tuple[int, ...] | None:

@@ -17,6 +17,7 @@ from crlkit.envs.registry import REGISTRY, canonical_name
 from crlkit.train import evaluate
 from crlkit.train.offline import gym_eval
 from crlkit.train.offline.config import OfflineConfig
+from crlkit.train.offline.minari_eval import minari_evaluator
 
 Evaluator = Callable[[learner.Networks, Any, jax.Array], dict[str, float]]
 
@@ -36,7 +37,10 @@ def eval_target(cfg: OfflineConfig, ds: Dataset) -> tuple[str, str]:
             return "crlkit", canon
         if cfg.env and not VERSIONED_NAMES.fullmatch(cfg.env):
             canonical_name(cfg.env)  # raises: unknown env, did you mean ...
-    env_id = cfg.env or str(ds.metadata.get("ogbench_env_id") or "") or ogbench_env_id(ds.name)
+    env_id = cfg.env or str(ds.metadata.get("ogbench_env_id") or "")
+    if not env_id and ds.metadata.get("format") == "minari":
+        return "minari", ds.name  # the env its env_spec records, when it can be rebuilt
+    env_id = env_id or ogbench_env_id(ds.name)
     if not env_id:
         raise ValueError(
             f"dataset {ds.name!r} names no env to evaluate in; pass --env (a crlkit env from "
@@ -46,13 +50,17 @@ def eval_target(cfg: OfflineConfig, ds: Dataset) -> tuple[str, str]:
     return ("crlkit", same[0]) if same else ("ogbench", env_id)
 
 
-def make_evaluator(cfg: OfflineConfig, ds: Dataset) -> Evaluator:
+def make_evaluator(
+    cfg: OfflineConfig, ds: Dataset, echo: Callable[[str], Any] = lambda _: None
+) -> Evaluator:
     """evaluator(nets, actor_params, key) -> OGBench task metrics, in the env matching `ds`.
 
     Raises DatasetError/ValueError (one line) when the env's sizes do not match the dataset's.
     """
 
     kind, name = eval_target(cfg, ds)
+    if kind == "minari":
+        return minari_evaluator(ds, FRESH_GOAL_TASKS * cfg.eval_episodes, echo)
     if kind == "crlkit":
         env = make(name, cfg.backend)
         whole = ds.goal_dim == ds.obs_dim != env.spec.goal_dim

@@ -65,7 +65,7 @@ def run(
     cfg, lcfg = resolve(cfg, lcfg, ds)
     if cfg.goal_space == "observation":  # psi and the actor see whole goal observations (OGBench)
         ds = dataclasses.replace(ds, goal_indices=tuple(range(ds.obs_dim)))
-    evaluator = make_evaluator(cfg, ds)
+    evaluator = make_evaluator(cfg, ds, echo or (lambda _: None))
     return train(cfg, lcfg, ds, evaluator, resume=resume, progress=progress, echo=echo)
 
 
@@ -241,7 +241,8 @@ class _Loop:
         metrics = self.evaluator(self.nets, params, key)
         out = names.prefixed(names.EVAL, metrics)
         out[names.EVAL_SECONDS] = time.perf_counter() - t0
-        self.echo(f"evaluated in {out[names.EVAL_SECONDS]:.1f} s: success {out[names.SUCCESS]:.2f}")
+        result = f"success {out[names.SUCCESS]:.2f}" if names.SUCCESS in out else "no evaluation"
+        self.echo(f"evaluated in {out[names.EVAL_SECONDS]:.1f} s: {result}")
         self.last_eval = out
         return out
 
