@@ -1,9 +1,8 @@
-"""Training loops and what they share.
+"""The training loops and what they share.
 
-- `rundir.py`: run directories (config.json, metrics.jsonl/csv, summary.json, checkpoints/), atomic
-  checkpoints of any pytree, resume with a config diff, the progress bar; see docs/runs.md.
-- `online.py`: `crlkit online`, one jitted epoch = scan over (env unroll -> replay insert -> sample
-  and relabel -> learner updates); the host loop only times, evaluates, logs and checkpoints.
-- `offline.py`: `crlkit offline`, jitted scans of (sample -> update) over a fixed dataset.
-- `evaluate.py`: evaluation (success, final-step success, time at goal; OGBench tasks).
+- `online/`: `crlkit online` (config and presets, the jitted epoch, the host loop).
+- `offline/`: `crlkit offline` (config and presets, sampling, jitted chunks, evaluators, loop).
+- `evaluate.py`: evaluation in crlkit's envs (success, time at goal; OGBench's tasks).
+- `hostloop.py`: what both host loops do between compiled chunks (clock, events, summary).
+- `parallel.py`: the data-parallel mesh and multi-host setup (jax.distributed); docs/scale.md.
 """
