@@ -161,3 +161,28 @@ def test_expert_policy_signature_and_range():
     assert a.shape == (3, 5) and float(jnp.abs(a).max()) <= 1.0
     with pytest.raises(ValueError, match="arm envs"):
         make_arm_expert(make("pointmaze-medium", backend="native"))
+
+
+@pytest.mark.slow  # collects with the expert, then trains and evaluates offline: ~1-4 min
+def test_expert_dataset_trains_offline(tmp_path):
+    """`crlkit collect --env arm-push-easy --policy expert --format ogbench` -> `crlkit offline`."""
+    import json
+
+    from click.testing import CliRunner
+    from crlkit.cli.main import cli
+
+    data = tmp_path / "arm-push-easy-expert.npz"
+    result = CliRunner().invoke(cli, [
+        "collect", "--env", "arm-push-easy", "--policy", "expert", "--steps", "100",
+        "--episode-length", "25", "--num-envs", "2", "--format", "ogbench", "--out", str(data),
+        "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, [
+        "offline", "--dataset", str(data), "--steps", "2", "--batch-size", "16", "--width", "16",
+        "--eval-episodes", "1", "--out", str(out), "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert config["offline"]["goal_space"] == "slice"  # the cube xyz: no OGBench env for arms
+    assert config["dataset"]["goal_indices"] == [0, 1, 2] and 0.0 <= summary["eval/success"] <= 1
