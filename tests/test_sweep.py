@@ -87,7 +87,8 @@ def test_width_and_batch_axes_name_cells_and_actor_depth_can_stay_fixed():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--depths", "4,6"], "depths must be a positive multiple of 4 (residual blocks of 4 layers), got 6"),
+        (["--depths", "4,6"], "depths must be a positive multiple of 4 (residual blocks of 4 "
+                              "layers), got 6"),
         (["--depths", "4,x"], "expected comma-separated integers, got '4,x'"),
         (["--regimes", "online,bandit"], "unknown regime 'bandit'; valid: online, offline"),
         (["--regimes", "online"], "the online regime needs --env"),
