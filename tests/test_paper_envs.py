@@ -126,3 +126,24 @@ def test_paper_ant_reset_is_brax_init_pose_with_noise():
     assert np.abs(q[:, 2:] - init[2:]).max() <= 0.1 + 1e-6
     assert np.abs(q[:, 2:] - init[2:]).max() > 0.05  # noise is there
     assert np.all(np.abs(np.linalg.norm(np.asarray(s.goal), axis=1) - 10.0) < 1e-4)
+
+
+def test_humanoid_evaluation_reports_the_papers_easy_success():
+    """The paper also reports humanoid success within 2.0 ("easy"); envs without it do not."""
+    import jax.numpy as jnp
+
+    from crlkit.train.evaluate import Policy, evaluate_fresh_goals
+
+    class StandStill:
+        def __call__(self, params, state, goal):
+            return jnp.zeros(17)
+
+        def __hash__(self):
+            return 17
+
+        def __eq__(self, other):
+            return isinstance(other, StandStill)
+
+    out = evaluate_fresh_goals(make("humanoid"), Policy(StandStill(), None), jax.random.key(0), 8)
+    assert 1.0 >= out["easy_success"] >= out["success"] >= 0.0
+    assert out["easy_success"] > 0.0  # goals at 1-5: some start within 2.0 of the torso

@@ -78,6 +78,8 @@ def evaluate_fresh_goals(
       steps_at_goal: steps within the radius (the paper's number, out of the episode length).
       final_distance: distance to the goal at the final step.
       episode_steps: steps before the episode ended (the length, unless the env terminated).
+      easy_success: envs with an easy radius (the paper's humanoid: 2.0) only: fraction within
+        it at least once (the paper's "easy success").
     """
     bare = _bare(env)
     _check_count("num_episodes", num_episodes)
@@ -116,7 +118,9 @@ def _fresh_goal_rollouts(
     first = jax.vmap(env.reset)(jax.random.split(key, num_episodes))
     final, stats = _rollout(env, policy, first, stop_on_success=False)
     length = env.spec.episode_length
+    easy = {"easy_success": jnp.mean(stats.reached_easy)} if _easy_radius(env) else {}
     return {
+        **easy,
         "success": jnp.mean(stats.reached),
         "final_success": jnp.mean(stats.at_goal_now),
         "time_at_goal": jnp.mean(stats.steps_at_goal) / length,
@@ -145,6 +149,7 @@ class _Stats:
 
     alive: jax.Array  # bool: the episode has not ended
     reached: jax.Array  # float: within the radius at least once
+    reached_easy: jax.Array  # float: within the easy radius at least once (= reached without one)
     at_goal_now: jax.Array  # float: within the radius at the latest step (0 once ended)
     steps_at_goal: jax.Array  # float
     episode_steps: jax.Array  # float
@@ -155,11 +160,12 @@ def _rollout(
     env: GoalEnv, policy: Policy, first: EnvState, stop_on_success: bool
 ) -> tuple[EnvState, _Stats]:
     """Steps a batch of episodes with the policy until the step limit or all have ended."""
-    state_dim = env.spec.state_dim
+    state_dim, easy_radius = env.spec.state_dim, _easy_radius(env)
     zeros = jnp.zeros(first.success.shape, jnp.float32)
     stats = _Stats(
         alive=jnp.ones(first.success.shape, bool),
         reached=zeros,
+        reached_easy=zeros,
         at_goal_now=zeros,
         steps_at_goal=zeros,
         episode_steps=zeros,
@@ -173,12 +179,15 @@ def _rollout(
         live = st.alive.astype(jnp.float32)
         at_goal = nxt.success * live
         reached = jnp.maximum(st.reached, at_goal)
+        near = (nxt.dist_to_goal <= easy_radius) * live if easy_radius else at_goal
+        reached_easy = jnp.maximum(st.reached_easy, near)
         alive = st.alive & (nxt.done == 0)
         if stop_on_success:
             alive = alive & (reached == 0)
         st = _Stats(
             alive=alive,
             reached=reached,
+            reached_easy=reached_easy,
             at_goal_now=at_goal,
             steps_at_goal=st.steps_at_goal + at_goal,
             episode_steps=st.episode_steps + live,
@@ -192,6 +201,11 @@ def _rollout(
 
     _, final, stats = jax.lax.while_loop(running, step, (jnp.int32(0), first, stats))
     return final, stats
+
+
+def _easy_radius(env: GoalEnv) -> float | None:
+    """The env's "easy" success radius (the paper's humanoid: 2.0), or None."""
+    return getattr(env.spec, "easy_success_radius", None) or None
 
 
 def _bare(env: Any) -> GoalEnv:
