@@ -178,7 +178,7 @@ def test_native_trajectory_tracks_float64_mujoco(name):
         p, ctrl = env.body.control(s0.physics.replace(qpos=d.qpos.copy(), qvel=d.qvel.copy()),
                                    actions[t])  # fmt: skip
         d.qpos[:], d.qvel[:], d.ctrl[:] = p.qpos, p.qvel, ctrl
-        mujoco.mj_step(m, d, FRAME_SKIP)
+        mujoco.mj_step(m, d, env.body.frame_skip)
         np.testing.assert_allclose(qs[t], d.qpos, rtol=0, atol=1e-4, err_msg=f"step {t}")
 
 
