@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 from crlkit.cli.main import cli
 
+from crlkit import files
 from crlkit.data import catalog, minari_io, ogbench_io
 from crlkit.data.catalog import load_dataset
 from crlkit.data.dataset import DatasetError, check_env, from_raw
@@ -428,8 +429,7 @@ def test_killed_writer_leaves_no_complete_looking_dataset(tmp_path):
         f"""
         import numpy as np
         from crlkit.data import ogbench_io
-        from crlkit.data.catalog import load_dataset
-from crlkit.data.dataset import from_raw
+        from crlkit.data.dataset import from_raw
         n = 3_000_000
         term = np.zeros(n, bool); term[999::1000] = True
         obs = np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32)
@@ -440,7 +440,7 @@ from crlkit.data.dataset import from_raw
     proc = subprocess.Popen([sys.executable, "-c", script])
     try:
         deadline = time.time() + 120
-        while not any(p.endswith(".partial") for p in os.listdir(tmp_path)):
+        while not any(p.startswith(files.TMP_PREFIX) for p in os.listdir(tmp_path)):
             assert proc.poll() is None and time.time() < deadline, "writer never started writing"
             time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)

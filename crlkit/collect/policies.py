@@ -43,7 +43,7 @@ def make_policy(cfg: CollectConfig, env, graph: MazeGraph | None):
             return make_arm_expert(env)
         if spec.body != "point" or graph is None:
             raise ValueError(
-                f"--policy expert is the scripted controller of point mazes and arm tasks; env "
+                f"--policy expert is the scripted point-maze (or arm-task) controller; env "
                 f"{spec.name!r} has a {spec.body}: pass a `crlkit online` run directory instead"
             )
         return functools.partial(_expert_action, env, graph, cfg.style == "explore")
