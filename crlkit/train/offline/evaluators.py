@@ -3,6 +3,7 @@ else OGBench's own gymnasium env (`gym_eval.py`); OGBench's protocol either way.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -65,6 +66,7 @@ def make_evaluator(
         env = make(name, cfg.backend)
         whole = ds.goal_dim == ds.obs_dim != env.spec.goal_dim
         if whole and env.spec.ogbench_env_id:  # goal observations: OGBench's env provides them
+            check_env(dataclasses.replace(ds, goal_indices=env.spec.goal_indices), env.spec)
             return _gym_evaluator(cfg, ds, env.spec.ogbench_env_id)
         check_env(ds, env.spec)
         if env.spec.num_tasks == 0:  # open floors, the arm tasks: fresh goals, 5 x episodes
