@@ -27,8 +27,8 @@ def offline(resume: bool, video: bool, quiet: bool, **options) -> None:
     """Train CRL offline on a dataset and evaluate with OGBench's protocol (5 tasks).
 
     The quick start trains on the shipped sample for a small default budget (%(sample)s SGD steps
-    at batch 1024: a few minutes on a quiet 2-core CPU) and reached 27%% success on OGBench's 5
-    tasks (seed 0; untrained actor: 0%%; docs/offline.md):
+    at batch 1024: a few minutes on a quiet 2-core CPU); measured success by preset and depth is
+    in docs/benchmarks.md (untrained actor: 0%%):
 
         crlkit offline --dataset pointmaze-medium-navigate-sample
 
