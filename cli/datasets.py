@@ -28,7 +28,7 @@ def datasets(name: str | None, data_dir: str | None, as_json: bool) -> None:
     try:
         cards = catalog.load_catalog()
         if name is not None:
-            card, note = catalog.resolve(name, cards)
+            card, note = catalog.find_card(name, cards)
             if note:
                 click.echo(note, err=True)
             cards = {card.name: card}

@@ -273,14 +273,14 @@ def _serve_truncated_once(body: bytes, claimed: int) -> int:
 
 def test_short_names_resolve_with_the_resolution_printed():
     cards = catalog.load_catalog()
-    assert catalog.resolve("antmaze-large", cards)[0].name == "antmaze-large-navigate-v0"
+    assert catalog.find_card("antmaze-large", cards)[0].name == "antmaze-large-navigate-v0"
     assert (
-        catalog.resolve("antmaze-large", cards)[1] == "antmaze-large -> antmaze-large-navigate-v0"
+        catalog.find_card("antmaze-large", cards)[1] == "antmaze-large -> antmaze-large-navigate-v0"
     )
-    assert catalog.resolve("antmaze-large-stitch", cards)[0].name == "antmaze-large-stitch-v0"
-    assert catalog.resolve("humanoidmaze-giant-navigate-v0", cards)[1] is None
+    assert catalog.find_card("antmaze-large-stitch", cards)[0].name == "antmaze-large-stitch-v0"
+    assert catalog.find_card("humanoidmaze-giant-navigate-v0", cards)[1] is None
     with pytest.raises(DatasetError, match="did you mean 'antmaze-large'"):
-        catalog.resolve("antmze-large", cards)
+        catalog.find_card("antmze-large", cards)
 
 
 def test_every_card_names_a_registered_env_with_matching_sizes():

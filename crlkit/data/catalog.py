@@ -100,7 +100,7 @@ def read_card(path: Path) -> Card:
     return Card(**raw)
 
 
-def resolve(name: str, cards: dict[str, Card] | None = None) -> tuple[Card, str | None]:
+def find_card(name: str, cards: dict[str, Card] | None = None) -> tuple[Card, str | None]:
     """The card for a full or short name, and the resolution line when the name was short.
 
     `antmaze-large` -> `antmaze-large-navigate-v0` (navigate is OGBench's default data);
@@ -194,7 +194,7 @@ def _load_name(
     """Loads a catalog name (short or full), or an uncatalogued OGBench name."""
     cards = load_catalog()
     try:
-        card, note = resolve(name, cards)
+        card, note = find_card(name, cards)
     except DatasetError:
         if not VERSIONED_NAMES.fullmatch(name):
             raise

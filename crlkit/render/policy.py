@@ -108,7 +108,7 @@ def _card_env(dataset: str) -> str:
     from crlkit.data import catalog
 
     try:
-        card, _ = catalog.resolve(Path(dataset).name.removesuffix(".npz"))
+        card, _ = catalog.find_card(Path(dataset).name.removesuffix(".npz"))
     except ValueError:
         return ""
     return card.env
