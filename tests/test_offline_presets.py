@@ -73,9 +73,10 @@ def test_bad_preset_and_goal_indices_are_one_line_errors(tmp_path):
     assert not (tmp_path / "a").exists()
 
 
-def _collector_dataset(root, dataset_id: str, episodes: int = 3, steps: int = 40):
-    """A Minari dataset written by Minari's own DataCollector around ogbench's pointmaze env."""
-    env = gymnasium.make("pointmaze-medium-v0", max_episode_steps=steps)
+def _collector_dataset(dataset_id: str, env_id: str, episodes: int = 3, steps: int = 40):
+    """A Minari dataset written by Minari's own DataCollector around a gymnasium env, with random
+    actions (into $MINARI_DATASETS_PATH)."""
+    env = gymnasium.make(env_id, max_episode_steps=steps)
     collector = minari.DataCollector(env)
     rng = np.random.default_rng(0)
     for seed in range(episodes):
@@ -91,7 +92,7 @@ def _collector_dataset(root, dataset_id: str, episodes: int = 3, steps: int = 40
 
 def test_minari_datacollector_dataset_trains_with_no_extra_flags(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    _collector_dataset(tmp_path / "minari", "pm-collector-v0")
+    _collector_dataset("pm-collector-v0", "pointmaze-medium-v0")  # ogbench's env
     ds = load_dataset("minari:pm-collector-v0")
     assert ds.goal_indices == (0, 1) and ds.metadata["env"] == "pointmaze-medium"
     out = tmp_path / "run"
@@ -136,16 +137,7 @@ def test_minari_dataset_of_an_env_crlkit_lacks_is_evaluated_in_its_recovered_env
     gymnasium_robotics = pytest.importorskip("gymnasium_robotics")
     gymnasium.register_envs(gymnasium_robotics)
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    env = gymnasium.make("PointMaze_UMaze-v3", max_episode_steps=30)
-    collector = minari.DataCollector(env)
-    rng = np.random.default_rng(0)
-    for seed in range(3):
-        collector.reset(seed=seed)
-        done = False
-        while not done:
-            _, _, terminated, truncated, _ = collector.step(rng.uniform(-1, 1, 2))
-            done = terminated or truncated
-    collector.create_dataset(dataset_id="umaze-random-v0", algorithm_name="random")
+    _collector_dataset("umaze-random-v0", "PointMaze_UMaze-v3", steps=30)
     out = tmp_path / "run"
     result = _offline("--dataset", "minari:umaze-random-v0", "--width", "16", *QUICK,
                       "--out", str(out))  # fmt: skip
