@@ -36,15 +36,14 @@ class Goals:
         return self._cell_xy(jnp.where(mask.any(), cell, start), k_noise)
 
     def _own_goal(self, key: jax.Array) -> jax.Array:
-        """A goal as the env's own reset draws it (open floors, the arm tasks)."""
-        tasks = getattr(self.env, "tasks", None)
-        return tasks.sample(key)[1] if tasks is not None else self.env.reset(key).goal
+        """A goal as the env's own reset draws it (open floors, the paper's mazes, the arms)."""
+        return self.env.sample_goal(key)
 
     def _cell_xy(self, cell: jax.Array, key: jax.Array) -> jax.Array:
         maze = self.env.spec.maze
         xy = maze.cell_to_xy(jnp.stack([cell // self.graph.cols, cell % self.graph.cols]))
         noise = maze.goal_noise
-        return xy + jax.random.uniform(key, (2,), minval=-noise, maxval=noise)
+        return self.env.goal_of_xy(xy + jax.random.uniform(key, (2,), minval=-noise, maxval=noise))
 
 
 def with_goal(s, goal: jax.Array, state_dim: int):

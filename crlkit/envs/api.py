@@ -152,6 +152,15 @@ class GoalEnv(BatchMixin):
         start, goal = self.tasks.sample(k_task)
         return self._start(k_body, k_rng, start, goal, needed)
 
+    def sample_goal(self, key: jax.Array) -> jax.Array:
+        """A goal as `reset` draws it, in the env's goal space (e.g. torso xyz for the paper's
+        humanoid)."""
+        return self.goal_of_xy(self.tasks.sample(key)[1])
+
+    def goal_of_xy(self, goal_xy: jax.Array) -> jax.Array:
+        """The goal (in the env's goal space) at a floor position xy."""
+        return self.body.goal_of_xy(goal_xy.astype(jnp.float32))
+
     def reset_to_task(self, key: jax.Array, task_id) -> EnvState:
         """An episode of OGBench's fixed evaluation task `task_id` (1..spec.num_tasks)."""
         n = self.spec.num_tasks
@@ -175,7 +184,7 @@ class GoalEnv(BatchMixin):
         goal_xy = goal_xy.astype(jnp.float32)
         qpos = self.body.place(qpos, start_xy, goal_xy)
         physics = self.backend.init(qpos, qvel, needed)
-        goal = self.body.goal_of_xy(goal_xy)
+        goal = self.goal_of_xy(goal_xy)
         return self._observe(physics, goal, jnp.int32(0), rng)
 
     def _observe(self, physics: PhysicsState, goal, steps, rng, ctrl=None) -> EnvState:
