@@ -23,6 +23,7 @@ from crlkit.bench.learner import update_matmul_flops
 from crlkit.checks import check_depth, check_int
 from crlkit.config import option_field
 from crlkit.envs.backends import BACKEND_CHOICES
+from crlkit.train.hostloop import param_count
 from crlkit.train.online import PRESETS, init_state, make_setup
 from crlkit.train.online.epoch import jitted_epoch
 
@@ -85,11 +86,9 @@ def plan_depth(cfg: BenchPlanConfig, depth: int) -> dict[str, Any]:
     temp = int(getattr(mem, "temp_size_in_bytes", 0)) if mem is not None else 0
     sgd = update_matmul_flops(learner, setup.dims, cfg.batch_size)["model"]
     per_env_step = cfg.updates_per_step * sgd / (cfg.num_envs * cfg.unroll_length)
-    params = sum(x.size for t in (state.learner.actor.params, state.learner.critic.params)
-                 for x in jax.tree.leaves(t))  # fmt: skip
     return {
         "depth": depth,
-        "params": int(params),
+        "params": param_count(state.learner),
         "state_gb": state_bytes / 1e9,
         "temp_gb": temp / 1e9,
         "total_gb": (state_bytes + temp) / 1e9,  # outputs alias the donated state

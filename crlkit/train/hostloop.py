@@ -13,6 +13,8 @@ from typing import Any
 
 import jax
 
+from crlkit.networks import count_params
+
 
 class NonFiniteLoss(RuntimeError):
     """Training produced a non-finite loss or parameter; the last finite state was checkpointed."""
@@ -50,8 +52,7 @@ class Clock:
 
 def param_count(learner_state: Any) -> int:
     """Parameters of a learner state's actor and critic (phi and psi) networks."""
-    trees = (learner_state.actor.params, learner_state.critic.params)
-    return int(sum(x.size for t in trees for x in jax.tree.leaves(t)))
+    return count_params(learner_state.actor.params) + count_params(learner_state.critic.params)
 
 
 def device_name() -> str:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from crlkit.config import LearnerConfig, ogbench_crl_learner, option_field, paper_offline_learner
 from crlkit.data import goals
-from crlkit.data.catalog import ogbench_env_id
+from crlkit.data.catalog import VERSIONED_NAMES, ogbench_env_id
 from crlkit.data.dataset import Dataset
 from crlkit.data.env_link import crlkit_env
 from crlkit.envs.backends import BACKEND_CHOICES
-from crlkit.envs.registry import REGISTRY
+from crlkit.envs.registry import REGISTRY, canonical_name
 
 SAMPLERS = ("auto", "device", "host")
 # Full-size datasets get OGBench's budget; the shipped samples a quick one (a few CPU minutes).
@@ -232,7 +232,7 @@ def resolve(
         p_random = goals.ACTOR_P_RANDOM.get(kind, 0.0)
     goal_space = cfg.goal_space
     if goal_space == "auto":  # OGBench's goal observations where its env can evaluate them
-        whole = cfg.preset != "same-as-online" and bool(ogbench_env_of(ds, cfg.env))
+        whole = cfg.preset != "same-as-online" and goal_observations_evaluable(cfg, ds)
         goal_space = "observation" if whole else "slice"
     cfg = dataclasses.replace(
         cfg, steps=steps, discount=discount, alpha=alpha, actor_p_random=p_random,
@@ -242,17 +242,38 @@ def resolve(
     return cfg, dataclasses.replace(lcfg, bc_alpha=float(alpha))
 
 
-def ogbench_env_of(ds: Dataset, env: str = "") -> str:
-    """OGBench's env id for a dataset's env (its crlkit env, its record or its name), or ''."""
-    name = env or str(ds.metadata.get("env") or "")
+def eval_target(cfg: OfflineConfig, ds: Dataset) -> tuple[str, str]:
+    """('crlkit', env name) or ('ogbench', gymnasium env id) to evaluate `ds`'s policy in."""
+    name = cfg.env or str(ds.metadata.get("env") or "")
     if name:
-        canon = crlkit_env(name)
-        if canon is not None:
-            return REGISTRY[canon].ogbench_env_id or ""
-    recorded = str(ds.metadata.get("ogbench_env_id") or "")
-    if recorded or ds.metadata.get("format") == "minari":  # Minari names are not OGBench's
-        return recorded
-    return ogbench_env_id(ds.name)
+        try:
+            canon = canonical_name(name)
+        except ValueError:
+            canon = None
+        if canon is not None:  # OGBench's tasks where the env has them, else fresh goals
+            return "crlkit", canon
+        if cfg.env and not VERSIONED_NAMES.fullmatch(cfg.env):
+            canonical_name(cfg.env)  # raises: unknown env, did you mean ...
+    env_id = cfg.env or str(ds.metadata.get("ogbench_env_id") or "")
+    if not env_id and ds.metadata.get("format") == "minari":
+        return "minari", ds.name  # the env its env_spec records, when it can be rebuilt
+    env_id = env_id or ogbench_env_id(ds.name)
+    if not env_id:
+        raise ValueError(
+            f"dataset {ds.name!r} names no env to evaluate in; pass --env (a crlkit env from "
+            f"`crlkit envs` or an OGBench env id such as cube-single-v0)"
+        )
+    twin = crlkit_env(env_id)  # an OGBench id crlkit has with OGBench's tasks
+    return ("crlkit", twin) if twin else ("ogbench", env_id)
+
+
+def goal_observations_evaluable(cfg: OfflineConfig, ds: Dataset) -> bool:
+    """True when the env `ds` is evaluated in gives whole goal observations (OGBench's envs)."""
+    try:
+        kind, name = eval_target(cfg, ds)
+    except ValueError:  # no env to evaluate in: make_evaluator says so, in one line
+        return False
+    return kind == "ogbench" or (kind == "crlkit" and bool(REGISTRY[name].ogbench_env_id))
 
 
 def parse_goal_indices(text: str) -> tuple[int, ...] | None:

@@ -11,44 +11,17 @@ import jax
 import numpy as np
 
 from crlkit import learner
-from crlkit.data.catalog import VERSIONED_NAMES, ogbench_env_id
 from crlkit.data.dataset import Dataset, DatasetError, check_env
 from crlkit.envs import make
-from crlkit.envs.registry import REGISTRY, canonical_name
 from crlkit.train import evaluate
 from crlkit.train.offline import gym_eval
-from crlkit.train.offline.config import OfflineConfig
+from crlkit.train.offline.config import OfflineConfig, eval_target
 from crlkit.train.offline.minari_eval import minari_evaluator
 
 Evaluator = Callable[[learner.Networks, Any, jax.Array], dict[str, float]]
 
 
 FRESH_GOAL_TASKS = 5  # fresh-goal episodes per --eval-episodes, as many as OGBench's 5 tasks
-
-
-def eval_target(cfg: OfflineConfig, ds: Dataset) -> tuple[str, str]:
-    """('crlkit', env name) or ('ogbench', gymnasium env id) to evaluate `ds`'s policy in."""
-    name = cfg.env or str(ds.metadata.get("env") or "")
-    if name:
-        try:
-            canon = canonical_name(name)
-        except ValueError:
-            canon = None
-        if canon is not None:  # OGBench's tasks where the env has them, else fresh goals
-            return "crlkit", canon
-        if cfg.env and not VERSIONED_NAMES.fullmatch(cfg.env):
-            canonical_name(cfg.env)  # raises: unknown env, did you mean ...
-    env_id = cfg.env or str(ds.metadata.get("ogbench_env_id") or "")
-    if not env_id and ds.metadata.get("format") == "minari":
-        return "minari", ds.name  # the env its env_spec records, when it can be rebuilt
-    env_id = env_id or ogbench_env_id(ds.name)
-    if not env_id:
-        raise ValueError(
-            f"dataset {ds.name!r} names no env to evaluate in; pass --env (a crlkit env from "
-            f"`crlkit envs` or an OGBench env id such as cube-single-v0)"
-        )
-    same = [n for n, e in REGISTRY.items() if e.ogbench_env_id == env_id and e.maze]
-    return ("crlkit", same[0]) if same else ("ogbench", env_id)
 
 
 def make_evaluator(
