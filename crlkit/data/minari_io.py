@@ -98,6 +98,14 @@ def write_minari(
 # ------------------------------------------------------------------------------------- reading
 
 
+def local_data_dir(spec: str | os.PathLike) -> Path:
+    """The local `data/` dir of a Minari dataset given by path, `minari:<id>` or bare id."""
+    spec = str(spec)
+    if Path(spec).exists():
+        return _data_dir(Path(spec))
+    return minari_root() / spec.removeprefix(PREFIX) / "data"
+
+
 def _data_dir(path: Path) -> Path:
     """The `data/` directory (holding metadata.json) of a Minari dataset path."""
     if path.is_file() and path.suffix in (".hdf5", ".h5", ".json"):

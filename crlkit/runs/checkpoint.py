@@ -177,15 +177,8 @@ def list_checkpoints(directory: str | os.PathLike) -> list[tuple[int, Path]]:
 
 def _leaf_to_numpy(leaf: Any) -> tuple[np.ndarray, dict]:
     """Host copy of one leaf plus what restoring it needs (PRNG impl, exotic dtype)."""
-    info: dict[str, Any] = {}
-    dtype = getattr(leaf, "dtype", None)
-    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        info["prng_impl"] = str(jax.random.key_impl(leaf))
-        info["shape"] = list(leaf.shape)
-        leaf = jax.random.key_data(leaf)
+    leaf, info = _leaf_to_global(leaf)
     arr = np.asarray(leaf)
-    info.setdefault("shape", list(arr.shape))
-    info["dtype"] = str(arr.dtype)
     if not arr.dtype.isbuiltin:  # e.g. bfloat16: npz would store raw void bytes, keep them as uint
         arr = arr.view(f"u{arr.dtype.itemsize}")
     return arr, info

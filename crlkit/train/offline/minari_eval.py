@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from crlkit.data.dataset import Dataset
+from crlkit.data.minari_io import local_data_dir
 from crlkit.train import evaluate
 
 Evaluator = Callable[[Any, Any, jax.Array], dict[str, float]]
@@ -28,7 +29,8 @@ def minari_evaluator(
     try:
         import minari
 
-        env = minari.MinariDataset(_data_dir(ds)).recover_environment(eval_env=True)
+        data_dir = local_data_dir(ds.metadata.get("path", ds.name))
+        env = minari.MinariDataset(data_dir).recover_environment(eval_env=True)
     except Exception as err:  # a missing package or an unregistered env id: not evaluable here
         problem = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         echo(f"no evaluation: the env of {ds.name} cannot be rebuilt here ({problem}); training "
@@ -43,17 +45,6 @@ def minari_evaluator(
         return {"success": float(np.mean(hits))}
 
     return evaluator
-
-
-def _data_dir(ds: Dataset) -> str:
-    from pathlib import Path
-
-    path = Path(str(ds.metadata.get("path", "")).removeprefix("minari:"))
-    if path.exists():
-        return str(path / "data" if (path / "data").is_dir() else path)
-    from crlkit.data.minari_io import minari_root
-
-    return str(minari_root() / path / "data")
 
 
 def _episode(env, act, ds: Dataset, seed: int) -> bool:
