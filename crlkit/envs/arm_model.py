@@ -48,6 +48,8 @@ ARM_GAINS = (4500, 4500, 2000, 2000, 1000, 1000, 1000)
 FINGER_GAIN = 0.15686  # ctrl 0..255 -> target 0..0.08 m (the paper's finger range; JaxGCRL: 0.05)
 CUBE_HALF = 0.03
 BLUE, RED = (0, 0.2, 0.8, 1), (0.8, 0, 0, 1)  # start and goal bins
+# Binpick walls: centred this far from the bin centre, this half thick, 0.066 high.
+WALL_OFFSET, WALL_HALF, WALL_HEIGHT = 0.19, 0.005, 0.066
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,14 +186,15 @@ def _add_world(spec: mujoco.MjSpec, scene: Scene) -> list[str]:
                        pos=[x, y, 0.0005], size=[h, h, 0.0005],
                        contype=0, conaffinity=0)  # fmt: skip
             continue
-        # binpick: four walls 0.066 high, 0.01 thick, centred 0.19 from the bin centre.
+        # binpick: four walls (the paper's: 0.066 high, 0.01 thick, 0.19 from the bin centre).
+        o, t, long = WALL_OFFSET, WALL_HALF, WALL_OFFSET + WALL_HALF
         for k, (dx, dy, sx, sy) in enumerate(
-            ((0, -0.19, 0.195, 0.005), (0, 0.19, 0.195, 0.005),
-             (0.19, 0, 0.005, 0.185), (-0.19, 0, 0.005, 0.185))
-        ):  # fmt: skip
+            ((0, -o, long, t), (0, o, long, t), (o, 0, t, o - t), (-o, 0, t, o - t))
+        ):
             name = f"bin{tag}{k + 1}"
-            w.add_geom(name=name, type=mujoco.mjtGeom.mjGEOM_BOX, rgba=rgba, pos=[x + dx, y + dy,
-                       0.033], size=[sx, sy, 0.033], contype=0, conaffinity=0)  # fmt: skip
+            w.add_geom(name=name, type=mujoco.mjtGeom.mjGEOM_BOX, rgba=rgba,
+                       pos=[x + dx, y + dy, WALL_HEIGHT / 2], size=[sx, sy, WALL_HEIGHT / 2],
+                       contype=0, conaffinity=0)  # fmt: skip
             walls.append(name)
     cube = w.add_body(name="cube", pos=scene.cube_start)
     cube.add_freejoint()
