@@ -1,5 +1,6 @@
 """Data parallel over 2 forced host devices: the same global batch gives the same SGD steps as one
-device, a bare-bones run records `devices: 2`, and sizes that do not split are one-line errors.
+device, bare `crlkit online` learns there and records `devices: 2`, and sizes that do not split
+are one-line errors.
 
 Each check runs in a subprocess: the device count is fixed when JAX starts."""
 
@@ -100,24 +101,20 @@ def test_two_devices_take_the_same_sgd_steps_as_one_device_on_the_same_global_ba
     )
 
 
-@pytest.mark.slow  # one tiny CLI run on 2 devices (compile + a few epochs): ~1 min
-def test_cli_online_on_two_devices_records_them_and_checkpoints_with_orbax(tmp_path):
+@pytest.mark.slow  # the bare quickstart run on 2 devices: ~2-3 min
+def test_bare_online_learns_on_two_devices_and_checkpoints_with_orbax(tmp_path):
+    """Bare `crlkit online` (the quickstart preset, envs and batch split 16 + 16 and 128 + 128)
+    reaches fresh-goal success >= 0.8 sharded over 2 devices, as it does on one."""
     out = tmp_path / "run"
-    args = [
-        "online", "--env", "pointmaze-medium", "--num-envs", "4", "--unroll-length", "8",
-        "--batch-size", "16", "--updates-per-step", "2", "--width", "16", "--depth", "4",
-        "--replay-steps-per-env", "32", "--eval-episodes", "2", "--eval-episodes-per-task", "1",
-        "--prefill-steps", "0", "--steps", "128", "--eval-every", "0", "--log-every", "64",
-        "--checkpoint-every", "64", "--out", str(out),
-    ]  # fmt: skip
     proc = subprocess.run(
-        [sys.executable, "-c", CLI, *args], env=TWO_DEVICES, capture_output=True,
-        text=True, timeout=600,
+        [sys.executable, "-c", CLI, "online", "--out", str(out)], env=TWO_DEVICES,
+        capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "compiling the training epoch on 2 device(s) ..." in proc.stderr
     assert "compiled in" in proc.stderr and "evaluated in" in proc.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert (summary["devices"], summary["processes"], summary["env_steps"]) == (2, 1, 128)
+    assert (summary["devices"], summary["processes"]) == (2, 1)
+    assert summary["env"] == "pointmaze-arena" and summary["eval/success"] >= 0.8, summary
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
-    assert names == ["ckpt-000000000064.orbax", "ckpt-000000000128.orbax"]
+    assert names and all(n.endswith(".orbax") for n in names), names
