@@ -20,10 +20,11 @@ from crlkit.bench.env import BenchEnvConfig
 )
 def bench_env(json_path: str | None, **options) -> None:
     """Env and physics steps/s, against single-thread MuJoCo C measured in the same run."""
-    from crlkit.bench.env import run_bench, write_json
+    from crlkit.bench.env import run_bench
+    from crlkit.files import atomic_write_json
 
     cfg = usage_errors(lambda: build_config(BenchEnvConfig, options))
     result = usage_errors(lambda: run_bench(cfg, log=click.echo))
     if json_path:
-        write_json(json_path, result)
+        atomic_write_json(json_path, result)
         click.echo(f"wrote {json_path}")

@@ -56,18 +56,29 @@ def _parse_depths(ctx: click.Context, param: click.Parameter, value: str) -> tup
     help="Seconds allowed per depth subprocess; slower runs are reported as timed out.",
 )
 @click.option(
+    "--loop",
+    type=click.Choice(["update", "offline", "online"]),
+    default="update",
+    show_default=True,
+    help="update: time the jitted learner step. offline / online: run a few steps of that loop's "
+    "own command per depth (same learner) and report its process's peak RSS and wall time.",
+)
+@click.option(
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, writable=True),
     default=None,
     help="Write the results (one object per depth, plus the matmul peak and Gram timing) here.",
 )
-def bench_learner(json_path: str | None, **options) -> None:
-    """Compile time, step time, FLOP rate vs matmul peak, and peak memory per depth.
+def bench_learner(json_path: str | None, loop: str, **options) -> None:
+    """Compile time, step time, FLOP rate vs matmul peak, and peak memory per depth; with --loop,
+    peak memory of a few steps of the real offline or online loop per depth.
 
     Each depth runs in a fresh subprocess so its peak memory is its own.
     """
-    from crlkit.bench.learner import BenchLearnerConfig, run_bench, write_json
+    from crlkit.bench.learner import BenchLearnerConfig, run_bench
+    from crlkit.bench.loop import LoopBenchConfig, run_loop_bench
+    from crlkit.files import atomic_write_json
 
     try:
         cfg = BenchLearnerConfig(**options)
@@ -75,7 +86,11 @@ def bench_learner(json_path: str | None, **options) -> None:
         raise click.UsageError(str(err)) from None
 
     click.echo(f"width {cfg.width}, batch {cfg.batch}, depths {','.join(map(str, cfg.depths))}")
-    result = run_bench(cfg, log=click.echo)
+    if loop == "update":
+        result = run_bench(cfg, log=click.echo)
+    else:
+        lcfg = LoopBenchConfig(loop, cfg.depths, cfg.width, cfg.batch, cfg.timeout_s)
+        result = run_loop_bench(lcfg, log=click.echo)
     if json_path:
-        write_json(json_path, result)
+        atomic_write_json(json_path, result)
         click.echo(f"wrote {json_path}")

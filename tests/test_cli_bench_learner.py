@@ -19,6 +19,7 @@ from crlkit.learner import Dims
         (["--width", "0"], "width"),
         (["--batch", "1"], "batch"),
         (["--remat", "maybe"], "maybe"),
+        (["--loop", "train"], "train"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, fragment):
@@ -76,3 +77,18 @@ def test_auto_remat_turns_on_for_deep_networks():
     assert not cfg.remat_for(4, "gpu") and cfg.remat_for(1024, "gpu") and cfg.remat_for(4, "cpu")
     assert BenchLearnerConfig(remat="on").remat_for(4, "gpu")
     assert not BenchLearnerConfig(remat="off").remat_for(1024, "cpu")
+
+
+@pytest.mark.slow  # two tiny real runs of the offline loop, each in a fresh process: ~30 s
+def test_loop_mode_reports_the_peak_memory_of_the_real_offline_loop(tmp_path):
+    out = tmp_path / "loop.json"
+    args = ["--loop", "offline", "--depths", "4,8", "--width", "16", "--batch", "16"]
+    result = CliRunner().invoke(cli, ["bench", "learner", *args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "crlkit offline --dataset pointmaze-medium-navigate-sample" in result.output
+    data = json.loads(out.read_text())
+    assert data["config"]["loop"] == "offline"
+    rows = data["rows"]
+    assert [r["depth"] for r in rows] == [4, 8] and all("error" not in r for r in rows), rows
+    # The whole process (Python, JAX, dataset, compiled loop): hundreds of MiB, not zero.
+    assert all(200 < r["peak_mem_mb"] < 8000 and r["wall_s"] > 0 for r in rows), rows

@@ -25,7 +25,6 @@ import jax
 import mujoco
 import numpy as np
 
-from crlkit import files
 from crlkit.config import option_field
 from crlkit.envs.backends import BACKEND_CHOICES
 
@@ -173,9 +172,4 @@ def run_bench(cfg: BenchEnvConfig, log: Callable[[str], None] = print) -> dict:
     return row
 
 
-def write_json(path: str, result: dict) -> None:
-    """Writes the result as JSON, atomically."""
-    files.atomic_write_json(path, result)
-
-
-__all__ = ["BenchEnvConfig", "make_env", "run_bench", "time_single_thread", "write_json"]
+__all__ = ["BenchEnvConfig", "make_env", "run_bench", "time_single_thread"]

@@ -19,7 +19,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -282,15 +281,6 @@ def run_bench(cfg: BenchLearnerConfig, log: Callable[[str], None] = print) -> di
         "gram_vs_broadcast": gram,
         "results": rows,
     }
-
-
-def write_json(path: str, result: dict[str, Any]) -> None:
-    """Write the result atomically (temp file in the same folder, then rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, path)
 
 
 HEADER = (
