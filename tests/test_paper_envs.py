@@ -91,6 +91,41 @@ def test_humanoid_goal_is_torso_xyz_against_target_height():
     np.testing.assert_array_equal(s.obs[243:268], 0.0)  # no actuator force before a step
 
 
+def test_new_goal_mid_episode_moves_the_humanoids_target_as_a_reset_places_it():
+    """`crlkit collect` re-goals mid-episode: the paper's humanoid state holds the target's
+    slide joints and its mass in the centre of mass, so those follow the goal; the body, its
+    velocities and the last step's actuator forces do not change."""
+    env = make("humanoid", backend="native")
+    bare = env.unwrapped
+    s = jax.jit(env.step)(jax.jit(env.reset)(jax.random.key(1)), jax.numpy.full(17, 0.3))
+    goal = bare.goal_of_xy(jax.numpy.array([2.5, -1.0]))
+    t = jax.jit(env.with_goal)(s, goal)
+    obs, old = np.asarray(t.obs), np.asarray(s.obs)
+    np.testing.assert_array_equal(obs[268:], goal)
+    np.testing.assert_array_equal(np.asarray(t.physics.qpos[-2:]), [2.5, -1.0])
+    np.testing.assert_array_equal(obs[24:26], [2.5, -1.0])  # the state's qpos copy of it
+    np.testing.assert_array_equal(obs[:24], old[:24])  # the humanoid itself stays put
+    np.testing.assert_array_equal(obs[26:51], old[26:51])  # velocities
+    np.testing.assert_array_equal(obs[243:268], old[243:268])  # actuator forces of the step
+    assert np.abs(obs[51:171] - old[51:171]).max() > 1e-3  # inertia about the moved centre
+    # Observed as a fresh observation of the moved physics would be (same forces).
+    fresh = np.asarray(bare.body.observe(t.physics, bare._ids))
+    np.testing.assert_allclose(obs[:243], fresh[:243], rtol=1e-6, atol=1e-6)
+    same = jax.jit(env.with_goal)(s, s.goal)  # an unchanged goal changes nothing
+    np.testing.assert_array_equal(np.asarray(same.obs), old)
+    nxt = jax.jit(env.step)(t, jax.numpy.zeros(17))
+    assert np.isfinite(np.asarray(nxt.obs)).all() and float(nxt.dist_to_goal) > 0
+
+
+def test_new_goal_mid_episode_leaves_a_body_without_observed_marker_alone():
+    env = make("ant", backend="native")
+    s = jax.jit(env.reset)(jax.random.key(1))
+    t = env.with_goal(s, jax.numpy.array([3.0, 4.0]))
+    np.testing.assert_array_equal(np.asarray(t.obs[:29]), np.asarray(s.obs[:29]))
+    np.testing.assert_array_equal(np.asarray(t.physics.qpos), np.asarray(s.physics.qpos))
+    np.testing.assert_array_equal(np.asarray(t.obs[29:]), [3.0, 4.0])
+
+
 @pytest.mark.parametrize("eval_name,train_name", sorted(EVAL_PAIRS.items()))
 def test_eval_layouts_keep_walls_and_start(eval_name, train_name):
     ev, tr = make_spec(eval_name).maze, make_spec(train_name).maze

@@ -45,7 +45,3 @@ class Goals:
         noise = maze.goal_noise
         return self.env.goal_of_xy(xy + jax.random.uniform(key, (2,), minval=-noise, maxval=noise))
 
-
-def with_goal(s, goal: jax.Array, state_dim: int):
-    """The env state commanded toward `goal` (observation updated; success recomputed next step)."""
-    return s.replace(goal=goal, obs=jnp.concatenate([s.obs[:state_dim], goal]))

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from crlkit.collect.config import CollectConfig
-from crlkit.collect.goal_styles import Goals, with_goal
+from crlkit.collect.goal_styles import Goals
 from crlkit.collect.policies import noisy, unit
 
 CHUNK = 250  # env steps per jitted scan call (rows reach the host this often)
@@ -55,9 +55,9 @@ def make_rollout(cfg: CollectConfig, env, policy, goals: Goals):
         k_env, k_goal, k_dir, k_loop = jax.random.split(key, 4)
         s = env.reset(k_env)
         if style == "navigate":
-            s = with_goal(s, goals.navigate(k_goal), spec.state_dim)
+            s = env.with_goal(s, goals.navigate(k_goal))
         elif style == "stitch":
-            s = with_goal(s, goals.stitch(k_goal, env.body.xy(s.physics)), spec.state_dim)
+            s = env.with_goal(s, goals.stitch(k_goal, env.body.xy(s.physics)))
         return Carry(s, jnp.int32(0), _random_direction(k_dir), k_loop)
 
     def step_one(c: Carry, _):
@@ -69,7 +69,7 @@ def make_rollout(cfg: CollectConfig, env, policy, goals: Goals):
         nxt = env.step(s, action)
         if style == "navigate":  # OGBench: a new goal as soon as the current one is reached
             goal = jnp.where(nxt.success > 0, goals.navigate(k_goal), nxt.goal)
-            nxt = with_goal(nxt, goal, spec.state_dim)
+            nxt = env.with_goal(nxt, goal)
         row = Rows(
             s.obs[: spec.state_dim], action, s.physics.qpos, s.physics.qvel, s.goal, nxt.done
         )

@@ -111,6 +111,12 @@ class BatchMixin:
         check_action(self.spec, action, batched=True)
         return jax.vmap(self.step)(state, action)
 
+    def with_goal(self, state: EnvState, goal: jax.Array) -> EnvState:
+        """`state` commanded toward a new `goal` mid-episode (`crlkit collect`'s navigate and
+        stitch styles): the observation carries it; success is recomputed at the next step."""
+        obs = jnp.concatenate([state.obs[: self.spec.state_dim], goal.astype(state.obs.dtype)])
+        return state.replace(goal=goal, obs=obs)
+
 
 def check_action(spec: EnvSpec, action: jax.Array, batched: bool = False) -> None:
     """Raises a one-line ValueError when the action's last dim is not the env's action size."""
@@ -178,6 +184,23 @@ class GoalEnv(BatchMixin):
         physics, ctrl = self.body.control(state.physics, jnp.asarray(action, jnp.float32))
         physics = self.backend.step(physics, ctrl)
         return self._observe(physics, state.goal, state.steps + 1, state.rng, ctrl)
+
+    def with_goal(self, state: EnvState, goal: jax.Array) -> EnvState:
+        """As `BatchMixin.with_goal`; a body whose state observes its goal marker (the paper's
+        humanoid: the target's slide joints, and the target's share of the centre of mass) also
+        has the marker moved to the goal and those state entries recomputed, as a reset there
+        would place them (only when the goal changed: kinematics only, no physics step)."""
+        if not self.body.observes_goal_marker:
+            return super().with_goal(state, goal)
+        p = state.physics
+        changed = jnp.any(goal != state.goal)
+        qpos = self.body.place(p.qpos, self.body.xy(p), goal[:2].astype(jnp.float32))
+        moved = self.backend.init(qpos, p.qvel, changed)
+        moved = moved.replace(time=p.time, qacc_warmstart=p.qacc_warmstart)
+        physics = jax.tree.map(lambda a, b: jnp.where(changed, a, b), moved, p)
+        old = state.obs[: self.spec.state_dim]
+        vec = self.body.keep_control_terms(self.body.observe(physics, self._ids), old)
+        return super().with_goal(state.replace(physics=physics, obs=vec), goal)
 
     def _start(self, key, rng, start_xy, goal_xy, needed=None) -> EnvState:
         qpos, qvel = self.body.reset_qpos_qvel(key, self._qpos0, self.mj_model)

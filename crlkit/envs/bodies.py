@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +39,8 @@ class Body:
     frame_skip: int = FRAME_SKIP  # physics steps per control step
     goal_indices: tuple[int, ...] = (0, 1)  # state entries that form the goal
     family: str = "ogbench"  # 'ogbench' (ogbench's robots) or 'paper' (the paper's Brax robots)
+    # Whether `observe` sees the goal marker (then `GoalEnv.with_goal` moves it with the goal).
+    observes_goal_marker: ClassVar[bool] = False
 
     def load_spec(self) -> mujoco.MjSpec:
         """The body's MjSpec from ogbench's asset (a fresh copy each call)."""
@@ -68,6 +71,11 @@ class Body:
     def place(self, qpos: jax.Array, start_xy: jax.Array, goal_xy: jax.Array) -> jax.Array:
         """qpos with the body at `start_xy` (and any goal marker joints at `goal_xy`)."""
         return self.set_xy(qpos, start_xy)
+
+    def keep_control_terms(self, state: jax.Array, previous: jax.Array) -> jax.Array:
+        """`state` (observed without a ctrl) with its entries that depend on the last control
+        taken from `previous`, the state observed after that control (none for most bodies)."""
+        return state
 
     def with_model(self, model: mujoco.MjModel) -> Body:
         """This body with facts of its compiled model recorded (none for ogbench bodies)."""

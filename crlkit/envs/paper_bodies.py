@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -212,6 +213,9 @@ class PaperHumanoid(Body):
     link_mass: tuple[float, ...] = ()
     actuator_gear: tuple[float, ...] = ()
     actuator_dof: tuple[int, ...] = ()
+    nv: int = 0
+    # The state holds the target's slide joints and its mass in the centre of mass.
+    observes_goal_marker: ClassVar[bool] = True
 
     def with_model(self, model: mujoco.MjModel) -> PaperHumanoid:
         """This body with the compiled model's masses, gears and actuated dofs recorded."""
@@ -220,7 +224,12 @@ class PaperHumanoid(Body):
             link_mass=tuple(float(m) for m in model.body_mass[1:]),
             actuator_gear=tuple(float(g) for g in model.actuator_gear[:, 0]),
             actuator_dof=tuple(int(model.jnt_dofadr[j]) for j in model.actuator_trnid[:, 0]),
+            nv=int(model.nv),
         )
+
+    def keep_control_terms(self, state: jax.Array, previous: jax.Array) -> jax.Array:
+        """The last `nv` entries are the actuator forces of the last control."""
+        return state.at[-self.nv :].set(previous[-self.nv :])
 
 
 def humanoid_observation(physics: PhysicsState, link_mass, gear, dof, ctrl) -> jax.Array:

@@ -40,6 +40,10 @@ class AutoReset(BatchMixin):
         """An episode of OGBench's evaluation task `task_id` (1..spec.num_tasks)."""
         return self.env.reset_to_task(key, task_id)
 
+    def with_goal(self, state: EnvState, goal: jax.Array) -> EnvState:
+        """The bare env's `with_goal` (a new goal mid-episode)."""
+        return self.env.with_goal(state, goal)
+
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         """One control step; resets the env when the episode ends."""
         nxt = self.env.step(state, action)
