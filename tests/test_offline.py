@@ -245,6 +245,7 @@ def test_cli_trains_evaluates_checkpoints_and_resumes(tmp_path):
     assert config["learner"]["actor_loss"] == "ddpg_bc" and config["offline"]["alpha"] == 0.03
     assert config["learner"]["network"]["critic_depth"] == 8  # --depth reaches the learner
     assert config["learner"]["network"]["actor_depth"] == 8
+    assert config["dataset"]["eval_env"] == ["crlkit", "pointmaze-medium"]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt-000000000006.npz"]
     again = invoke(*flags, "--steps", "9", "--log-every", "3", "--eval-episodes", "1", "--resume")
     assert again.exit_code == 0, again.output

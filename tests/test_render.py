@@ -235,6 +235,9 @@ def test_run_config_of_an_offline_run_names_its_env(offline_run):
     from crlkit.render.policy import run_env
 
     config = json.loads((offline_run / "config.json").read_text())
+    assert config["dataset"]["eval_env"] == ["crlkit", "pointmaze-medium"]  # what the loop used
+    assert run_env(config, offline_run) == ("offline", "pointmaze-medium")
+    del config["dataset"]["eval_env"]  # a run made before the loop recorded it
     assert run_env(config, offline_run) == ("offline", "pointmaze-medium")
 
 

@@ -82,6 +82,10 @@ def run_env(config: dict, run: Path) -> tuple[str, str]:
     offline = config.get("offline")
     if not isinstance(offline, dict):
         raise RenderError(f"{run}: config.json has neither an 'online' nor an 'offline' section")
+    recorded = (config.get("dataset") or {}).get("eval_env")
+    if isinstance(recorded, list) and len(recorded) == 2 and recorded[0] == "crlkit":
+        return "offline", str(recorded[1])  # the env the offline loop evaluated in
+    # Runs made before the loop recorded its evaluation env: the same resolution, from names.
     name = (
         str(offline.get("env") or "")
         or _card_env(str(offline.get("dataset", "")))

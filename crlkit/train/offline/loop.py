@@ -36,7 +36,12 @@ from crlkit.train.hostloop import (
     wall_estimate,
 )
 from crlkit.train.offline.chunks import Carry, Trainer
-from crlkit.train.offline.config import OfflineConfig, parse_goal_indices, resolve
+from crlkit.train.offline.config import (
+    OfflineConfig,
+    eval_target,
+    parse_goal_indices,
+    resolve,
+)
 from crlkit.train.offline.evaluators import Evaluator, make_evaluator
 from crlkit.train.offline.sampling import choose_sampler, dataset_arrays
 
@@ -106,7 +111,7 @@ def train(
     nets = learner.make_networks(lcfg, dims_of(ds))
     out = Path(cfg.out) if cfg.out else default_out(lcfg, ds)
     cfg = dataclasses.replace(cfg, out=str(out))
-    config = {"offline": cfg, "learner": lcfg, "dataset": _dataset_info(ds)}
+    config = {"offline": cfg, "learner": lcfg, "dataset": _dataset_info(cfg, ds)}
     run = RunDir.create(
         out, config, resume=resume, ignore_on_resume=RESUMABLE_FIELDS,
         keep_checkpoints=cfg.keep_checkpoints,
@@ -132,7 +137,8 @@ def train(
 
 
 # `out` is where the run lives, not how it trains: a moved or re-spelled path still resumes.
-RESUMABLE_FIELDS = ("offline.steps", "offline.out")
+# dataset.eval_env is derived (recorded for `crlkit render`; runs made before it lack it).
+RESUMABLE_FIELDS = ("offline.steps", "offline.out", "dataset.eval_env")
 
 
 def initial_carry(nets: learner.Networks, lcfg: LearnerConfig, dims, seed: int) -> Carry:
@@ -268,8 +274,13 @@ class _Loop:
         }
 
 
-def _dataset_info(ds: Dataset) -> dict[str, Any]:
+def _dataset_info(cfg: OfflineConfig, ds: Dataset) -> dict[str, Any]:
+    try:  # where the policy is evaluated: ('crlkit' | 'ogbench' | 'minari', name)
+        target = list(eval_target(cfg, ds))
+    except ValueError:  # no env to evaluate in: the evaluator says so, in one line
+        target = None
     return {
+        "eval_env": target,
         "name": ds.name,
         "path": str(ds.metadata.get("path", "")),
         "transitions": ds.num_transitions,
