@@ -90,17 +90,20 @@ def _collector_dataset(dataset_id: str, env_id: str, episodes: int = 3, steps: i
     collector.close()
 
 
+def _assert_trains_and_evaluates(dataset: str, out) -> None:
+    """A short `crlkit offline` run on `dataset` finishes with an evaluated success."""
+    result = _offline("--dataset", dataset, "--width", "16", *QUICK, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0.0 <= summary["eval/success"] <= 1.0
+
+
 def test_minari_datacollector_dataset_trains_with_no_extra_flags(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     _collector_dataset("pm-collector-v0", "pointmaze-medium-v0")  # ogbench's env
     ds = load_dataset("minari:pm-collector-v0")
     assert ds.goal_indices == (0, 1) and ds.metadata["env"] == "pointmaze-medium"
-    out = tmp_path / "run"
-    result = _offline("--dataset", "minari:pm-collector-v0", "--width", "16", *QUICK,
-                      "--out", str(out))  # fmt: skip
-    assert result.exit_code == 0, result.output
-    summary = json.loads((out / "summary.json").read_text())
-    assert 0.0 <= summary["eval/success"] <= 1.0
+    _assert_trains_and_evaluates("minari:pm-collector-v0", tmp_path / "run")
 
 
 def test_collect_minari_relative_out_is_readable_by_minari(tmp_path, monkeypatch):
@@ -138,9 +141,4 @@ def test_minari_dataset_of_an_env_crlkit_lacks_is_evaluated_in_its_recovered_env
     gymnasium.register_envs(gymnasium_robotics)
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     _collector_dataset("umaze-random-v0", "PointMaze_UMaze-v3", steps=30)
-    out = tmp_path / "run"
-    result = _offline("--dataset", "minari:umaze-random-v0", "--width", "16", *QUICK,
-                      "--out", str(out))  # fmt: skip
-    assert result.exit_code == 0, result.output
-    summary = json.loads((out / "summary.json").read_text())
-    assert 0.0 <= summary["eval/success"] <= 1.0
+    _assert_trains_and_evaluates("minari:umaze-random-v0", tmp_path / "run")

@@ -133,15 +133,20 @@ class ArmKinematics:
         jr = jnp.cross(axes[cols], approach)  # rate of the approach axis per joint
         return r, jnp.concatenate([jp.T, ORIENT_WEIGHT * jr.T])
 
-    def solve(self, u0: jax.Array, target: jax.Array) -> jax.Array:
-        """Commanded angles placing the grip point at `target` with the approach axis down."""
+    def solve(
+        self, u0: jax.Array, target: jax.Array, iters: int = IK_ITERS, position_only: bool = False
+    ) -> jax.Array:
+        """Commanded angles placing the grip point at `target` with the approach axis down (any
+        hand orientation with `position_only`)."""
 
         def iterate(u, _):
             r, jac = self.residual_and_jacobian(u, target)
+            if position_only:
+                r, jac = r[:3], jac[:3]
             step = jnp.linalg.solve(jac.T @ jac + IK_DAMPING * jnp.eye(4), -jac.T @ r)
             return jnp.clip(u + step, self.low, self.high), None
 
-        u, _ = jax.lax.scan(iterate, jnp.clip(u0, self.low, self.high), None, length=IK_ITERS)
+        u, _ = jax.lax.scan(iterate, jnp.clip(u0, self.low, self.high), None, length=iters)
         return u
 
     def action(self, u: jax.Array, gripper: jax.Array) -> jax.Array:
@@ -310,14 +315,7 @@ def reach_miss(env, xy: jax.Array, starts: int = 64, seed: int = 3) -> np.ndarra
     kin = ArmKinematics(env)
 
     def miss_from(u0, target):
-        def iterate(u, _):
-            r, jac = kin.residual_and_jacobian(u, target)
-            r, jac = r[:3], jac[:3]  # position only
-            step = jnp.linalg.solve(jac.T @ jac + IK_DAMPING * jnp.eye(4), -jac.T @ r)
-            return jnp.clip(u + step, kin.low, kin.high), None
-
-        u, _ = jax.lax.scan(iterate, u0, None, length=60)
-        grip, _ = kin.grip(u)
+        grip, _ = kin.grip(kin.solve(u0, target, iters=60, position_only=True))
         off_height = jnp.maximum(jnp.abs(grip[2] - target[2]) - 0.03, 0.0)
         return jnp.linalg.norm(grip[:2] - target[:2]) + 10.0 * off_height
 

@@ -205,7 +205,7 @@ def _rollout(
 
 def _easy_radius(env: GoalEnv) -> float | None:
     """The env's "easy" success radius (the paper's humanoid: 2.0), or None."""
-    return getattr(env.spec, "easy_success_radius", None) or None
+    return env.spec.easy_success_radius
 
 
 def _bare(env: Any) -> GoalEnv:
