@@ -1,4 +1,5 @@
-"""Episodes -> frames (mujoco.Renderer offscreen, a camera tracking the body) -> .mp4 / .gif.
+"""Episodes -> frames (mujoco.Renderer offscreen, a camera that keeps the body and its goal in
+view, a text overlay: episode, step, distance to the goal, reached) -> .mp4 / .gif.
 
 mp4 goes through imageio's ffmpeg plugin with the encoder imageio-ffmpeg bundles (no system
 ffmpeg needed); gif through Pillow. Frames stream to the mp4 encoder one at a time; a gif holds
@@ -51,10 +52,11 @@ def render_frames(
     # placed by the env through joints, so the recorded qpos already carries it.
     movable = target >= 0 and model.geom_bodyid[target] == 0
     data = mujoco.MjData(model)
+    torso = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, TRACKED_BODY)
     if camera == "overview":
         view = _overview_camera(mujoco, model, spec, episodes)
     else:
-        view = _tracking_camera(mujoco, model, spec.body)
+        view = _framing_camera(mujoco, CAMERAS[spec.body][0])
     try:
         renderer = mujoco.Renderer(model, size, size)
     except Exception as err:  # any GL failure (library missing, no device) reads the same here
@@ -62,25 +64,70 @@ def render_frames(
     # Shadows and floor reflections cost most of a CPU-rendered (llvmpipe/OSMesa) frame.
     renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
     renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+    fovy = float(model.vis.global_.fovy)
     try:
-        for ep in episodes:
+        for number, ep in enumerate(episodes, start=1):
             if movable:
                 model.geom_pos[target, :2] = ep.goal_xy
-            for qpos in ep.qpos[::frame_skip]:
-                data.qpos[:] = qpos
+            for t in range(0, len(ep.qpos), frame_skip):
+                data.qpos[:] = ep.qpos[t]
                 mujoco.mj_forward(model, data)
+                if camera != "overview":
+                    _frame_body_and_goal(view, data.xpos[torso], ep.goal_xy, fovy, spec.body)
                 renderer.update_scene(data, view)
-                yield renderer.render()
+                text = overlay_text(ep, t, number, len(episodes), spec.success_radius)
+                yield draw_overlay(renderer.render(), text)
     finally:
         renderer.close()
 
 
-def _tracking_camera(mujoco, model, body: str):
+def overlay_text(ep: Episode, t: int, number: int, episodes: int, radius: float) -> str:
+    """The overlay of frame `t` of episode `number`: where the body stands against its goal."""
+    distance = float(np.linalg.norm(ep.xy[t] - ep.goal_xy))
+    status = ""
+    if t == len(ep.xy) - 1:  # recordings end at the first success
+        status = "  REACHED" if ep.success else "  not reached"
+    return (
+        f"episode {number}/{episodes}  step {t}/{ep.steps}\n"
+        f"distance to goal {distance:.2f} m (success within {radius:g} m){status}"
+    )
+
+
+def draw_overlay(frame: np.ndarray, text: str) -> np.ndarray:
+    """`frame` with `text` in its top left corner, white on a dark band (Pillow, which matplotlib
+    already needs)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.fromarray(frame)
+    draw = ImageDraw.Draw(image)
+    size = max(10, frame.shape[0] // 32)
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one bitmap size
+        font = ImageFont.load_default()
+    box = draw.multiline_textbbox((6, 4), text, font=font)
+    draw.rectangle((0, 0, frame.shape[1], box[3] + 4), fill=(20, 20, 20))
+    draw.multiline_text((6, 4), text, fill=(255, 255, 255), font=font)
+    return np.asarray(image)
+
+
+def _framing_camera(mujoco, distance: float):
     camera = mujoco.MjvCamera()
-    camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
-    camera.trackbodyid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, TRACKED_BODY)
-    camera.distance, camera.elevation, camera.azimuth = CAMERAS[body]
+    camera.type = mujoco.mjtCamera.mjCAMERA_FREE
+    camera.distance = distance
     return camera
+
+
+def _frame_body_and_goal(camera, body_pos, goal_xy, fovy: float, body: str) -> None:
+    """Aim `camera` at the middle of the body and its goal, far enough back that both fit in the
+    view (never closer than the body's own tracking distance), at the body's elevation."""
+    base, elevation, azimuth = CAMERAS[body]
+    mid = (np.asarray(body_pos[:2]) + np.asarray(goal_xy)) / 2
+    half = float(np.linalg.norm(np.asarray(body_pos[:2]) - np.asarray(goal_xy))) / 2
+    needed = 1.3 * half / np.tan(np.radians(fovy) / 2)
+    camera.lookat[:] = [mid[0], mid[1], float(body_pos[2]) / 2]
+    camera.distance = max(base, needed)
+    camera.elevation, camera.azimuth = elevation, azimuth
 
 
 def _overview_camera(mujoco, model, spec, episodes: Sequence[Episode]):
@@ -122,8 +169,14 @@ def _write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
         # apply to a fork that execs ffmpeg at once.
         warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
         with imageio.get_writer(
-            path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
-            macro_block_size=16, ffmpeg_log_level="error",
+            path,
+            format="FFMPEG",
+            mode="I",
+            fps=fps,
+            codec="libx264",
+            pixelformat="yuv420p",
+            macro_block_size=16,
+            ffmpeg_log_level="error",
         ) as writer:
             for frame in frames:
                 writer.append_data(frame)
@@ -146,7 +199,12 @@ def _write_gif(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
     # GIF delays count in 10 ms units; 20 ms is the shortest most viewers honour.
     delay = max(20, int(round(100.0 / fps)) * 10)
     images[0].save(
-        path, format="GIF", save_all=True, append_images=images[1:], duration=delay, loop=0,
+        path,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=delay,
+        loop=0,
         optimize=True,
     )
     return len(images)
