@@ -175,9 +175,10 @@ def write_report(
     out = Path(out) if out is not None else directory
     out.mkdir(parents=True, exist_ok=True)
     groups = group_runs(runs)
-    report_plots.plot_success(groups, out / PLOTS["success"])
-    report_plots.plot_curves(runs, out / PLOTS["curves"])
-    report_plots.plot_cost(groups, out / PLOTS["cost"])
+    context = report_plots.plot_context(files.read_json(directory / SWEEP_FILE) or {})
+    report_plots.plot_success(groups, out / PLOTS["success"], context)
+    report_plots.plot_curves(runs, out / PLOTS["curves"], context)
+    report_plots.plot_cost(groups, out / PLOTS["cost"], context)
     plots = dict(PLOTS)
     if not (gallery and report_gallery.plot_gallery(groups, out / PLOTS["gallery"], echo)):
         plots.pop("gallery")

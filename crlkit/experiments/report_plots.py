@@ -14,18 +14,38 @@ import numpy as np
 from crlkit import files
 from crlkit.experiments.report_data import REGIME_COLORS, STEP_UNITS, Group, Run, group_runs
 
+DPI = 200  # twice matplotlib's screen resolution: sharp in a README and on a HiDPI screen
 
-def _figure(ncols: int, width: float = 5.0, height: float = 3.6):
+
+def _figure(ncols: int, width: float = 5.0, height: float = 3.6, context: str = ""):
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width * ncols, height), dpi=100, layout="constrained")
+    fig = Figure(figsize=(width * ncols, height), dpi=DPI, layout="constrained")
+    if context:
+        fig.suptitle(context, fontsize=9)
     return fig, [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
 
 
 def _save(fig, path: Path) -> None:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=DPI)
     files.atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_context(manifest: dict[str, Any]) -> str:
+    """What a sweep trained on, for the plots' titles: 'online: <env>, N env steps' and 'offline:
+    <dataset>, N SGD steps' on two lines (from sweep.json's base configs; what it lacks is left
+    out)."""
+    base = manifest.get("base") or {}
+    parts = []
+    for regime, where in (("online", "env"), ("offline", "dataset")):
+        cfg = base.get(regime) or {}
+        if not cfg.get(where):
+            continue
+        steps = cfg.get("steps")
+        budget = f", {steps:,} {STEP_UNITS[regime]}" if isinstance(steps, int) and steps else ""
+        parts.append(f"{regime}: {Path(str(cfg[where])).name}{budget}")
+    return "\n".join(parts)
 
 
 def _legend(ax, **kwargs: Any) -> None:
@@ -49,6 +69,7 @@ def _depth_axis(ax, depths: list[int]) -> None:
     ax.set_xticks(depths)
     ax.set_xticklabels([str(d) for d in depths])
     ax.minorticks_off()
+    ax.set_xlim(min(depths) / 1.5, max(depths) * 1.5)  # room for the nudged series and caps
     ax.set_xlabel("depth (Dense layers in residual blocks)")
     ax.grid(alpha=0.3)
 
@@ -60,45 +81,55 @@ def _by_series(groups: list[Group]) -> dict[str, list[Group]]:
     return series
 
 
-def plot_success(groups: list[Group], path: Path) -> None:
+def plot_success(groups: list[Group], path: Path, context: str = "") -> None:
     """The headline: final success vs depth, a line per regime, seeds as dots, ±std bars.
 
-    Online runs also get a dashed line for fresh-goal success when their solid line is OGBench's
-    task success.
+    Colours tell the regimes apart, markers the series: online runs with OGBench's tasks draw
+    task success (filled circles, solid) and fresh-goal success (open squares, dashed, nudged
+    right so the error bars do not hide each other).
     """
-    fig, (ax,) = _figure(1, 5.5, 3.8)
+    fig, (ax,) = _figure(1, 6.0, 4.2, context)
     for label, gs in _by_series(groups).items():
         color = REGIME_COLORS.get(gs[0].regime)
         tasks = all(r.success_from_tasks for g in gs for r in g.done)
-        _success_line(ax, gs, "success", label + (" (OGBench tasks)" if tasks else ""), color, "-")
+        _success_line(ax, gs, "success", label + (", OGBench tasks" if tasks else ""), color)
         if gs[0].regime == "online" and tasks:
-            _success_line(ax, gs, "fresh_success", f"{label} (fresh goals)", color, "--")
+            _success_line(ax, gs, "fresh_success", f"{label}, fresh goals", color, fresh=True)
     _depth_axis(ax, sorted({g.depth for g in groups}))
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("final success")
-    ax.set_title("Final success vs depth (mean ± std over seeds; dots: seeds)", fontsize=9)
+    ax.set_title("Final success vs depth (mean ± std over seeds; small dots: seeds)", fontsize=9)
     _legend(ax, fontsize=8)
     _save(fig, path)
 
 
-def _success_line(ax, gs: list[Group], field: str, label: str, color, style: str) -> None:
+def _success_line(ax, gs: list[Group], field: str, label: str, color, fresh: bool = False) -> None:
     pts = [(g.depth, g.stat(field)) for g in gs if g.stat(field) is not None]
     if not pts:
         return
-    ax.errorbar([d for d, _ in pts], [s[0] for _, s in pts], yerr=[s[1] for _, s in pts],
-                marker="o", capsize=4, color=color, linestyle=style, label=label)  # fmt: skip
+    nudge = 1.06 if fresh else 1.0  # on the log2 depth axis: a small shift right
+    style = dict(marker="s", mfc="white", linestyle="--") if fresh else dict(marker="o")
+    ax.errorbar(
+        [d * nudge for d, _ in pts],
+        [s[0] for _, s in pts],
+        yerr=[s[1] for _, s in pts],
+        capsize=4,
+        color=color,
+        label=label,
+        **style,
+    )
     for g in gs:
         seeds = [getattr(r, field) for r in g.done if getattr(r, field) is not None]
-        ax.scatter([g.depth] * len(seeds), seeds, s=12, alpha=0.5, color=color)
+        ax.scatter([g.depth * nudge] * len(seeds), seeds, s=10, alpha=0.5, color=color)
 
 
-def plot_curves(runs: list[Run], path: Path) -> None:
+def plot_curves(runs: list[Run], path: Path, context: str = "") -> None:
     """Evaluation success during training: a panel per regime, a line per depth (seed mean).
 
     Online panels draw task success solid and fresh-goal success dashed (when both exist).
     """
     regimes = sorted({r.regime for r in runs})
-    fig, axes = _figure(len(regimes))
+    fig, axes = _figure(len(regimes), context=context)
     for ax, regime in zip(axes, regimes, strict=True):
         groups = [g for g in group_runs(runs) if g.regime == regime]
         cmap = _depth_colors(sorted({g.depth for g in groups}))
@@ -111,8 +142,14 @@ def plot_curves(runs: list[Run], path: Path) -> None:
                 ax.plot(steps, mean, marker=".", color=cmap[g.depth], label=solid)
             steps, mean = _mean_curve([r.fresh_curve for r in g.runs if r.fresh_curve])
             if steps and tasks:
-                ax.plot(steps, mean, marker=".", linestyle="--", color=cmap[g.depth],
-                        label=f"{label} fresh goals")  # fmt: skip
+                ax.plot(
+                    steps,
+                    mean,
+                    marker=".",
+                    linestyle="--",
+                    color=cmap[g.depth],
+                    label=f"{label} fresh goals",
+                )
         ax.set_xlabel(STEP_UNITS[regime])
         ax.set_ylabel("evaluation success")
         ax.set_ylim(-0.03, 1.03)
@@ -138,16 +175,22 @@ def _mean_curve(curves: list[list[tuple[int, float]]]) -> tuple[list[int], list[
     return common, [float(np.mean([t[s] for t in tables])) for s in common]
 
 
-def plot_cost(groups: list[Group], path: Path) -> None:
+def plot_cost(groups: list[Group], path: Path, context: str = "") -> None:
     """Wall-clock seconds per run and parameters vs depth."""
-    fig, (ax_wall, ax_params) = _figure(2, 4.5, 3.4)
+    fig, (ax_wall, ax_params) = _figure(2, 4.5, 3.6, context)
     for label, gs in _by_series(groups).items():
         color = REGIME_COLORS.get(gs[0].regime)
         walls = [(g.depth, g.stat("wall_seconds")) for g in gs if g.stat("wall_seconds")]
         if walls:
-            ax_wall.errorbar([d for d, _ in walls], [s[0] for _, s in walls],
-                             yerr=[s[1] for _, s in walls], marker="o", capsize=4, color=color,
-                             label=label)  # fmt: skip
+            ax_wall.errorbar(
+                [d for d, _ in walls],
+                [s[0] for _, s in walls],
+                yerr=[s[1] for _, s in walls],
+                marker="o",
+                capsize=4,
+                color=color,
+                label=label,
+            )
     params: dict[tuple, list[tuple[int, int]]] = {}
     for g in groups:
         count = next((r.params for r in g.runs if r.params is not None), None)
@@ -155,8 +198,13 @@ def plot_cost(groups: list[Group], path: Path) -> None:
             params.setdefault((g.regime, g.width), []).append((g.depth, count))
     for (regime, width), pts in sorted(params.items()):
         pts = sorted(set(pts))
-        ax_params.plot([d for d, _ in pts], [c for _, c in pts], marker="o",
-                       color=REGIME_COLORS.get(regime), label=f"{regime} w{width}")  # fmt: skip
+        ax_params.plot(
+            [d for d, _ in pts],
+            [c for _, c in pts],
+            marker="o",
+            color=REGIME_COLORS.get(regime),
+            label=f"{regime} w{width}",
+        )
     depths = sorted({g.depth for g in groups})
     for ax, ylabel, title in (
         (ax_wall, "wall seconds per run", "Wall-clock (incl. compile and eval)"),
