@@ -7,7 +7,6 @@ observation before each step and the action taken), or fewer when the env termin
 from __future__ import annotations
 
 import math
-import sys
 import time
 from typing import Any, NamedTuple
 
@@ -15,11 +14,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from crlkit import metric_names as names
 from crlkit.collect.config import CollectConfig
 from crlkit.collect.goal_styles import Goals
 from crlkit.collect.policies import noisy, unit
+from crlkit.runs.progress import Progress
 
 CHUNK = 250  # env steps per jitted scan call (rows reach the host this often)
+LINE_SECONDS = 10.0  # off a terminal, a status line at most this often
 
 
 class Rows(NamedTuple):
@@ -99,21 +101,13 @@ def _episode_rows(rows: Rows, length: int) -> list[dict[str, np.ndarray]]:
 
 def roll_out(cfg, env, policy, graph, length, num_episodes, progress):
     """All episodes (host dicts), env steps taken, and env steps/s after compilation."""
-    from tqdm import tqdm
-
     num_envs = min(cfg.num_envs, num_episodes)
     rounds = math.ceil(num_episodes / num_envs)
     chunks = math.ceil((length + 1) / CHUNK)
     reset, run = make_rollout(cfg, env, policy, Goals(env, graph, cfg))
     total = rounds * chunks * CHUNK * num_envs
-    bar = tqdm(
-        total=total,
-        unit="step",
-        unit_scale=True,
-        disable=not progress,
-        file=sys.stderr,
-        desc=f"collect {env.spec.name}",
-        smoothing=0.1,
+    bar = Progress(
+        total, desc=f"collect {env.spec.name}", disable=not progress, min_seconds=LINE_SECONDS
     )
     episodes: list[dict[str, np.ndarray]] = []
     key = jax.random.PRNGKey(cfg.seed)
@@ -125,11 +119,12 @@ def roll_out(cfg, env, policy, graph, length, num_episodes, progress):
         for _ in range(chunks):
             carry, rows = run(carry)
             parts.append(jax.device_get(rows))
-            bar.update(CHUNK * num_envs)
             if start is None:  # the first chunk pays for compilation: time from its end
                 start = time.perf_counter()
             else:
                 timed_steps += CHUNK * num_envs
+            rate = timed_steps / max(time.perf_counter() - start, 1e-9)
+            bar.update(bar.n + CHUNK * num_envs, {names.ENV_STEPS_PER_S: rate} if rate else {})
         rows = jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
         episodes.extend(_episode_rows(rows, length))
     seconds = time.perf_counter() - start
