@@ -16,6 +16,7 @@ from crlkit.config import LearnerConfig, NetworkConfig
 from crlkit.data import minari_io, ogbench_io
 from crlkit.data.catalog import load_dataset
 from crlkit.data.dataset import from_raw
+from crlkit.runs.checkpoint import Checkpoints
 from crlkit.train import hostloop, offline
 from crlkit.train.offline import chunks, evaluators, gym_eval, sampling
 from crlkit.train.offline import config as offline_config
@@ -146,7 +147,8 @@ def test_device_and_host_chunks_compile_once_and_apply_the_same_updates():
         keys.append(sample_key)
     carry = fresh()
     for start, n in ((0, 3), (3, 5), (8, 1)):
-        carry, metrics, bad = device.run(carry, start, n)
+        carry, stats, bad = device.run(carry, start, n)
+        metrics = chunks.means(stats)
     assert int(carry.learner.step) == 9 and device.compiled is compiled and bad == -1
     assert np.isfinite(metrics["critic_loss"]) and "actor_bc_loss" in metrics
 
@@ -158,8 +160,16 @@ def test_device_and_host_chunks_compile_once_and_apply_the_same_updates():
     assert (float(kept), int(bad)) == (9.0, -1)
     for a, b in zip(jax.tree.leaves(carry.learner), jax.tree.leaves(out.learner), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
-    carry, metrics, bad = host.run(out, 9, 70)  # spans two host blocks
+    carry, stats, bad = host.run(out, 9, 70)  # spans two host blocks
+    metrics = chunks.means(stats)
     assert int(carry.learner.step) == 79 and np.isfinite(metrics["critic_loss"]) and bad == -1
+    # Host blocks are aligned to absolute steps: chunks cut anywhere sample the same batches.
+    whole, _, _ = host.run(fresh(), 0, 100)
+    cut = fresh()
+    for start, n in ((0, 30), (30, 1), (31, 69)):
+        cut, _, _ = host.run(cut, start, n)
+    for a, b in zip(jax.tree.leaves(whole.learner), jax.tree.leaves(cut.learner), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_chunk_boundaries_hit_every_log_eval_and_checkpoint_step():
@@ -246,7 +256,7 @@ def test_cli_trains_evaluates_checkpoints_and_resumes(tmp_path):
     assert config["learner"]["network"]["critic_depth"] == 8  # --depth reaches the learner
     assert config["learner"]["network"]["actor_depth"] == 8
     assert config["dataset"]["eval_env"] == ["crlkit", "pointmaze-medium"]
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt-000000000006.npz"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt_000000000006"]
     again = invoke(*flags, "--steps", "9", "--log-every", "3", "--eval-episodes", "1", "--resume")
     assert again.exit_code == 0, again.output
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -271,9 +281,10 @@ def test_cli_non_finite_loss_stops_and_keeps_the_last_finite_state(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stopped"] == "non_finite" and summary["sgd_steps"] < 50
     (ckpt,) = (out / "checkpoints").iterdir()
-    assert ckpt.name == f"ckpt-{summary['sgd_steps']:012d}.npz"
-    with np.load(ckpt) as npz:
-        floats = [npz[k] for k in npz.files if npz[k].dtype.kind == "f"]
+    assert ckpt.name == f"ckpt_{summary['sgd_steps']:012d}"
+    ckpts = Checkpoints(out / "checkpoints")
+    floats = [v for v in ckpts.load_leaves(summary["sgd_steps"]).values() if v.dtype.kind == "f"]
+    ckpts.close()
     assert floats and all(np.all(np.isfinite(v)) for v in floats)
 
 
