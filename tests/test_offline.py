@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -286,6 +290,72 @@ def test_cli_non_finite_loss_stops_and_keeps_the_last_finite_state(tmp_path):
     floats = [v for v in ckpts.load_leaves(summary["sgd_steps"]).values() if v.dtype.kind == "f"]
     ckpts.close()
     assert floats and all(np.all(np.isfinite(v)) for v in floats)
+
+
+SIGNAL_RUN = [
+    "--dataset", "pointmaze-medium-navigate-sample", "--steps", "3000", "--batch-size", "32",
+    "--width", "16", "--depth", "4", "--log-every", "10", "--eval-every", "0",
+    "--eval-episodes", "1", "--seed", "2", "--quiet",
+]  # fmt: skip
+
+
+def _leaves(out) -> dict:
+    ckpts = Checkpoints(out / "checkpoints")
+    step = ckpts.steps()[-1]
+    leaves = ckpts.load_leaves(step)
+    ckpts.close()
+    return {**leaves, "__step__": step}
+
+
+@pytest.mark.slow  # three short offline runs, one in a subprocess: ~1-2 min on 2 cores
+def test_sigterm_checkpoints_then_resume_equals_an_unbroken_run(tmp_path):
+    stopped = tmp_path / "stopped"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from crlkit.cli.main import cli; cli()", "offline", *SIGNAL_RUN,
+         "--out", str(stopped)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 600
+    metrics = stopped / "metrics.jsonl"
+    while not metrics.exists() or len(metrics.read_text().splitlines()) < 3:
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "no progress within 10 minutes"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 75, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "stopped by SIGTERM at SGD step" in lines[0], err
+    summary = json.loads((stopped / "summary.json").read_text())
+    assert summary["stopped"] == "signal" and 0 < summary["sgd_steps"] < 3000
+    assert _leaves(stopped)["__step__"] == summary["sgd_steps"]
+
+    again = invoke(*SIGNAL_RUN, "--out", str(stopped), "--resume")
+    assert again.exit_code == 0, again.output
+    unbroken = tmp_path / "unbroken"
+    assert invoke(*SIGNAL_RUN, "--out", str(unbroken)).exit_code == 0
+    a, b = _leaves(unbroken), _leaves(stopped)
+    assert a["__step__"] == b["__step__"] == 3000 and sorted(a) == sorted(b)
+    for k in a:  # params, optimizer states, alpha, sampling key, bit for bit
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_resume_refuses_a_budget_below_the_progress_and_all_unreadable(tmp_path):
+    data = write_npz(tmp_path / "toy-navigate.npz", episodes_dataset(lengths=(30, 40, 50)))
+    out = tmp_path / "run"
+    flags = [*TINY_FLAGS, "--dataset", data, "--env", "pointmaze-medium", "--out", str(out),
+             "--eval-episodes", "1"]  # fmt: skip
+    assert invoke(*flags, "--steps", "6").exit_code == 0
+    line = one_line_error(invoke(*flags, "--steps", "4", "--resume"))
+    assert line.endswith("it is already at step 6; give --steps of at least 6")
+    assert json.loads((out / "config.json").read_text())["offline"]["steps"] == 6
+    for f in (out / "checkpoints" / "ckpt_000000000006" / "state").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"")
+    line = one_line_error(invoke(*flags, "--steps", "8", "--resume"))
+    assert "every checkpoint is unreadable" in line and "--start-over" in line
+    restarted = invoke(*flags, "--steps", "8", "--resume", "--start-over")
+    assert restarted.exit_code == 0, restarted.output
+    assert json.loads((out / "summary.json").read_text())["sgd_steps"] == 8
 
 
 def one_line_error(result):

@@ -5,10 +5,10 @@ import dataclasses
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import shutil
 import time
 
 import flax.struct
