@@ -184,6 +184,44 @@ def test_chunk_boundaries_hit_every_log_eval_and_checkpoint_step():
     assert ends == [5, 10, 15, 20, 23]
 
 
+def test_projection_line_is_always_one_line_and_hints_at_a_gpu_when_long():
+    short = hostloop.projection_line(1000.0, "SGD steps", 100_000, 100.0, "cpu")
+    assert short == (
+        "1,000 SGD steps/s in the first chunk: the budget of 100,000 SGD steps projects to 100 s "
+        "on this CPU"
+    )
+    long = hostloop.projection_line(500.0, "env steps", 100_000_000, 200_000.0, "cpu", True)
+    assert "projects to at least 55.6 h on this CPU" in long and "\n" not in long
+    assert "no SGD update timed yet" in long and "the paper's settings need a GPU" in long
+    gpu = hostloop.projection_line(18_800.0, "env steps", 100_000_000, 5319.0, "gpu")
+    assert gpu.endswith("projects to 89 min on this GPU")
+
+
+def test_stop_signals_set_a_flag_and_give_the_handlers_back():
+    import os
+    import threading
+
+    before = {sig: signal.getsignal(sig) for sig in hostloop.STOP_SIGNALS}
+    with hostloop.StopSignals() as stop:
+        assert signal.getsignal(signal.SIGTERM) is not before[signal.SIGTERM]
+        os.kill(os.getpid(), signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while stop.received is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert stop.agreed() == signal.SIGUSR1
+    assert {sig: signal.getsignal(sig) for sig in hostloop.STOP_SIGNALS} == before
+    seen = []  # outside the main thread nothing is installed (Python only allows it there)
+
+    def elsewhere():
+        with hostloop.StopSignals():
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert seen == [before[signal.SIGTERM]]
+
+
 # ------------------------------------------------------------------------------ evaluation
 
 
