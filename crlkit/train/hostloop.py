@@ -303,18 +303,23 @@ class HostLoop:
     # -- the loop -----------------------------------------------------------------------------
 
     def train(self) -> dict[str, Any]:
-        """Run to the budget; returns the summary (also summary.json). Raises RunStopped."""
-        state = self.start()
-        self._t_start, self._wall0 = time.perf_counter(), self.clock.wall
-        done = self.chunk.done(state)
-        self.compile(state)
-        if done == 0 and self.chunk.evaluate_at_start:
-            self.run.log(0, {**self.evaluate(state, 0), names.SGD_STEPS: 0})
-        disable = progress_disabled(self.progress) if self.run.primary else True
-        total, logged = self.chunk.total, self.chunk.logged
-        bar = Progress(logged(total), unit=self.chunk.unit, initial=logged(done), disable=disable)
-        with bar, StopSignals() as signals:
-            state = self._chunks(state, done, bar, signals)
+        """Run to the budget; returns the summary (also summary.json). Raises RunStopped.
+
+        Stop signals are caught from the start: one during compilation stops after the first
+        (one-step) chunk."""
+        with StopSignals() as signals:
+            state = self.start()
+            self._t_start, self._wall0 = time.perf_counter(), self.clock.wall
+            done = self.chunk.done(state)
+            self.compile(state)
+            if done == 0 and self.chunk.evaluate_at_start:
+                self.run.log(0, {**self.evaluate(state, 0), names.SGD_STEPS: 0})
+            disable = progress_disabled(self.progress) if self.run.primary else True
+            total, logged = self.chunk.total, self.chunk.logged
+            bar = Progress(logged(total), unit=self.chunk.unit, initial=logged(done),
+                           disable=disable)  # fmt: skip
+            with bar:
+                state = self._chunks(state, done, bar, signals)
         if not self.last_eval:  # resumed a finished run: evaluate what it holds
             self.evaluate(state, self.chunk.done(state))
         return self.write_summary(state, "budget")
