@@ -208,7 +208,7 @@ def test_stop_signals_set_a_flag_and_give_the_handlers_back():
         deadline = time.monotonic() + 5
         while stop.received is None and time.monotonic() < deadline:
             time.sleep(0.001)
-        assert stop.agreed() == signal.SIGUSR1
+        assert hostloop.agree(stop.received, 7) == (signal.SIGUSR1, 7)
     assert {sig: signal.getsignal(sig) for sig in hostloop.STOP_SIGNALS} == before
     seen = []  # outside the main thread nothing is installed (Python only allows it there)
 

@@ -196,15 +196,18 @@ class StopSignals:
             signal.signal(sig, handler)
         self._previous = {}
 
-    def agreed(self) -> int | None:
-        """The signal any process received (all processes stop at the same boundary)."""
-        if jax.process_count() == 1:
-            return self.received
-        from jax.experimental import multihost_utils
 
-        mine = np.int32(self.received or 0)
-        got = int(np.max(multihost_utils.process_allgather(mine)))
-        return got or None
+
+def agree(signum: int | None, cap: int) -> tuple[int | None, int]:
+    """(a signal any process received, the smallest cap): every process of a multi-process run
+    cuts the same chunks (each is one program over all processes) and stops at one boundary."""
+    if jax.process_count() == 1:
+        return signum, cap
+    from jax.experimental import multihost_utils
+
+    mine = np.array([signum or 0, cap], np.int32)
+    every = np.asarray(multihost_utils.process_allgather(mine)).reshape(-1, 2)
+    return int(every[:, 0].max()) or None, int(every[:, 1].min())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,7 +343,8 @@ class HostLoop:
             acc_steps, acc_seconds = acc_steps + done - before, acc_seconds + seconds
             event = chunk.metrics(acc, acc_steps, acc_seconds, state)
             per_step = seconds / max(done - before, 1)
-            self.cap = max(1, math.floor(CHUNK_SECONDS / max(per_step, 1e-9)))
+            cap = max(1, math.floor(CHUNK_SECONDS / max(per_step, 1e-9)))
+            stop, self.cap = agree(signals.received, cap)
             if first:
                 first = False
                 self._project(event, done, done - before, seconds)
@@ -355,7 +359,7 @@ class HostLoop:
                 self.run.log(chunk.logged(done), event)
                 acc, acc_steps, acc_seconds = None, 0, 0.0
             bar.update(chunk.logged(done))
-            stop, path = signals.agreed(), None
+            path = None
             if due(ev.checkpoint, done) or is_last or stop:
                 path = self.checkpoint(state, done)
             if stop and not is_last:
