@@ -32,9 +32,9 @@ class RunPolicy:
 def load_run_policy(run_dir: str | os.PathLike, step: int | None = None) -> RunPolicy:
     """The env and actor of `run_dir`'s newest (or `step`) checkpoint; RenderError when unusable."""
     from crlkit.envs import make
-    from crlkit.runs.actor import load_actor
-    from crlkit.runs.checkpoint import RunDirError, list_checkpoints
-    from crlkit.runs.rundir import CHECKPOINT_DIR, read_run_config
+    from crlkit.runs.actor import checkpoint_step, load_actor
+    from crlkit.runs.checkpoint import RunDirError
+    from crlkit.runs.rundir import read_run_config
 
     run = Path(run_dir)
     try:
@@ -42,23 +42,19 @@ def load_run_policy(run_dir: str | os.PathLike, step: int | None = None) -> RunP
     except RunDirError as err:
         raise RenderError(str(err)) from None
     regime, env_name = run_env(config, run)
-    found = list_checkpoints(run / CHECKPOINT_DIR)
-    if not found:
-        raise RenderError(f"{run}: no checkpoint in {CHECKPOINT_DIR}/ yet (nothing to render)")
-    saved = [s for s, _ in found]
-    if step is not None and step not in saved:
-        raise RenderError(
-            f"{run}: no checkpoint at step {step}; saved steps: {', '.join(map(str, saved))}"
-        )
+    try:
+        saved = checkpoint_step(run, step)
+    except RunDirError as err:
+        raise RenderError(str(err)) from None
     env = make(env_name, RENDER_BACKEND)
     whole = _goal_is_observation(config, env.spec)
     # The actor's input sizes: a whole-observation goal is as wide as the state.
     sizes = dataclasses.replace(env.spec, goal_dim=env.spec.state_dim) if whole else env.spec
     try:
-        nets, params = load_actor(run, sizes, step)
+        nets, params = load_actor(run, sizes, saved)
     except ValueError as err:
         raise RenderError(str(err)) from None
-    return RunPolicy(run, env, nets, params, saved[-1] if step is None else step, regime, whole)
+    return RunPolicy(run, env, nets, params, saved, regime, whole)
 
 
 def _goal_is_observation(config: dict, spec) -> bool:

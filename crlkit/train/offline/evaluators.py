@@ -10,16 +10,13 @@ from typing import Any
 import jax
 import numpy as np
 
-from crlkit import learner
 from crlkit.data.dataset import Dataset, DatasetError, check_env
 from crlkit.envs import make
 from crlkit.train import evaluate
+from crlkit.train.evaluate import Evaluator
 from crlkit.train.offline import gym_eval
 from crlkit.train.offline.config import OfflineConfig, eval_target
 from crlkit.train.offline.minari_eval import minari_evaluator
-
-Evaluator = Callable[[learner.Networks, Any, jax.Array], dict[str, float]]
-
 
 FRESH_GOAL_TASKS = 5  # fresh-goal episodes per --eval-episodes, as many as OGBench's 5 tasks
 
