@@ -156,7 +156,7 @@ class OfflineConfig:
         minimum=0,
     )
     eval_episodes: int = option_field(
-        50, "Evaluation episodes per OGBench task (5 tasks).", minimum=1, maximum=INT32_MAX
+        50, "Evaluation episodes per OGBench task (5 tasks).", minimum=1
     )
     checkpoint_every: int | None = option_field(
         None,
@@ -247,7 +247,7 @@ class DatasetPlan:
     env_goal_indices: tuple[int, ...]  # the env's goal slice (the dataset's own goal columns)
     env: str | None  # the crlkit env of the data (render, collect), if crlkit has one
     eval_target: tuple[str, str] | None  # (crlkit | ogbench | minari, name); None: no env named
-    steps: int
+    default_steps: int  # the SGD budget of --steps auto for this dataset
     bc_alpha: float
     discount: float
     actor_p_random: float
@@ -283,7 +283,7 @@ def plan_dataset(cfg: OfflineConfig, ds: Dataset) -> DatasetPlan:
         env_goal_indices=tuple(ds.goal_indices),
         env=env,
         eval_target=target,
-        steps=cfg.steps or (SAMPLE_STEPS if sample else OGBENCH_STEPS),
+        default_steps=SAMPLE_STEPS if sample else OGBENCH_STEPS,
         bc_alpha=float(bc_alpha(family, kind) if cfg.alpha is None else cfg.alpha),
         discount=cfg.discount or (0.995 if giant or family == "humanoidmaze" else 0.99),
         actor_p_random=(
@@ -298,7 +298,7 @@ def apply_plan(
 ) -> tuple[OfflineConfig, LearnerConfig]:
     """The configs with every auto setting filled from `plan` (concrete, validated)."""
     cfg = dataclasses.replace(
-        cfg, steps=plan.steps, discount=plan.discount, alpha=plan.bc_alpha,
+        cfg, steps=plan.default_steps if cfg.steps is None else cfg.steps, discount=plan.discount, alpha=plan.bc_alpha,
         actor_p_random=plan.actor_p_random, goal_space=plan.goal_space,
     )  # fmt: skip
     return cfg, dataclasses.replace(lcfg, bc_alpha=plan.bc_alpha)

@@ -3,6 +3,7 @@ else OGBench's own gymnasium env (`gym_eval.py`); OGBench's protocol either way.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -53,9 +54,11 @@ def make_evaluator(
     kind, name = plan.eval_target
     if kind == "minari":
         return minari_evaluator(ds, FRESH_GOAL_TASKS * cfg.eval_episodes, echo)
+    env = make(plan.env, cfg.backend) if plan.env is not None else None
     if kind == "ogbench":
+        if env is not None:  # crlkit's twin of OGBench's env: the data must fit it too
+            check_env(dataclasses.replace(ds, goal_indices=plan.env_goal_indices), env.spec)
         return _gym_evaluator(cfg, ds, name)
-    env = make(name, cfg.backend)
     check_env(ds, env.spec)
     if env.spec.num_tasks == 0:  # open floors, the arm tasks: fresh goals, 5 x episodes
         return lambda nets, params, key: evaluate.evaluate_fresh_goals(
