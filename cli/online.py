@@ -15,7 +15,7 @@ from crlkit.cli.helpers import (
     usage_errors,
     write_run_media,
 )
-from crlkit.cli.options import build_config, config_options
+from crlkit.cli.options import NonEmptyPath, build_config, config_options
 
 from crlkit.config import LearnerConfig
 from crlkit.train.online.config import PRESETS, OnlineConfig
@@ -23,7 +23,7 @@ from crlkit.train.parallel import DistributedConfig
 from crlkit.train.parallel import initialize as join_run
 
 PRESET_CHOICES = ("auto", *PRESETS)
-DIR = click.Path(file_okay=False, path_type=Path)
+DIR = NonEmptyPath(file_okay=False, path_type=Path)
 
 
 @click.command("online")

@@ -459,7 +459,7 @@ def test_cli_help_documents_every_flag_and_the_offline_defaults():
                  "--resume", "--backend"):  # fmt: skip
         assert flag in result.output
     assert "--bc-alpha" not in result.output
-    assert "(ddpg_bc)" in result.output.split("--actor-loss")[1].split("--")[0]
+    assert "[default: ddpg_bc]" in result.output.split("--actor-loss")[1].split("--")[0]
 
 
 # ------------------------------------------------------------------------------ learning

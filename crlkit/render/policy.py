@@ -59,11 +59,9 @@ def load_run_policy(run_dir: str | os.PathLike, step: int | None = None) -> RunP
 
 def _goal_is_observation(config: dict, spec) -> bool:
     """True when an offline run's psi and actor saw whole goal observations (OGBench's goal
-    space): its recorded goal columns are every observation column."""
-    columns = (config.get("dataset") or {}).get("goal_indices")
-    if "offline" not in config or not columns:
-        return False
-    return len(columns) == spec.state_dim != spec.goal_dim
+    space), as its dataset plan records, where the env's goal is a slice of the observation."""
+    plan = (config.get("dataset") or {}).get("plan") or {}
+    return plan.get("goal_space") == "observation" and spec.state_dim != spec.goal_dim
 
 
 def run_env(config: dict, run: Path) -> tuple[str, str]:
@@ -78,6 +76,9 @@ def run_env(config: dict, run: Path) -> tuple[str, str]:
     offline = config.get("offline")
     if not isinstance(offline, dict):
         raise RenderError(f"{run}: config.json has neither an 'online' nor an 'offline' section")
+    planned = ((config.get("dataset") or {}).get("plan") or {}).get("env")
+    if planned:
+        return "offline", str(planned)  # the crlkit env the dataset plan names
     recorded = (config.get("dataset") or {}).get("eval_env")
     if isinstance(recorded, list) and len(recorded) == 2 and recorded[0] == "crlkit":
         return "offline", str(recorded[1])  # the env the offline loop evaluated in

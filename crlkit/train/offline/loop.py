@@ -31,9 +31,9 @@ from crlkit.train.hostloop import Events, HostLoop
 from crlkit.train.offline.chunks import Carry, Trainer
 from crlkit.train.offline.config import (
     OfflineConfig,
-    eval_target,
+    apply_plan,
     parse_goal_indices,
-    resolve,
+    plan_dataset,
 )
 from crlkit.train.offline.evaluators import make_evaluator
 from crlkit.train.offline.sampling import choose_sampler, dataset_arrays
@@ -54,18 +54,20 @@ def run(
     `RunStopped` when training diverges (`NonFiniteLoss`) or a stop signal arrives (after
     checkpointing).
     """
-    if not cfg.dataset:
+    if cfg.dataset is None:
         raise ValueError("--dataset is required (see: crlkit datasets)")
-    if resume and not cfg.out:
+    if resume and cfg.out is None:
         raise ValueError("--resume needs --out: the run directory to continue")
     ds = load_dataset(
-        cfg.dataset, data_dir=cfg.data_dir or None, echo=echo,
-        goal_indices=parse_goal_indices(cfg.goal_indices), env=cfg.env or None,
+        cfg.dataset, data_dir=cfg.data_dir, echo=echo,
+        goal_indices=parse_goal_indices(cfg.goal_indices), env=cfg.env,
     )  # fmt: skip
-    cfg, lcfg = resolve(cfg, lcfg, ds)
-    if cfg.goal_space == "observation":  # psi and the actor see whole goal observations (OGBench)
-        ds = dataclasses.replace(ds, goal_indices=tuple(range(ds.obs_dim)))
-    evaluator = make_evaluator(cfg, ds, echo or (lambda _: None))
+    plan = plan_dataset(cfg, ds)  # the one place a dataset's meaning is decided
+    cfg, lcfg = apply_plan(cfg, lcfg, plan)
+    # psi and the actor see the plan's goal columns; config.json records the plan verbatim.
+    metadata = {**ds.metadata, "plan": plan.to_dict()}
+    ds = dataclasses.replace(ds, goal_indices=plan.goal_indices, metadata=metadata)
+    evaluator = make_evaluator(cfg, ds, echo or (lambda _: None), plan=plan)
     return train(
         cfg, lcfg, ds, evaluator, resume=resume, start_over=start_over, progress=progress,
         echo=echo,
@@ -222,12 +224,10 @@ class OfflineChunk:
 
 
 def _dataset_info(cfg: OfflineConfig, ds: Dataset) -> dict[str, Any]:
-    try:  # where the policy is evaluated: ('crlkit' | 'ogbench' | 'minari', name)
-        target = list(eval_target(cfg, ds))
-    except ValueError:  # no env to evaluate in: the evaluator says so, in one line
-        target = None
+    plan = ds.metadata.get("plan") or plan_dataset(cfg, ds).to_dict()  # `run` planned it
     return {
-        "eval_env": target,
+        "plan": plan,
+        "eval_env": plan["eval_target"],  # where the policy is evaluated
         "name": ds.name,
         "path": str(ds.metadata.get("path", "")),
         "transitions": ds.num_transitions,
