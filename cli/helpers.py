@@ -22,6 +22,29 @@ def usage_errors(fn: Callable[[], Any]) -> Any:
         raise InputError(str(err)) from None
 
 
+class StoppedError(click.ClickException):
+    """A run that stopped early on purpose (crlkit.exit_codes.RunStopped): one line, its code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def training(fn: Callable[[], Any]) -> Any:
+    """Run a training call: bad input is exit code 2 (`usage_errors`); a run stopped by a
+    non-finite loss, a stop signal or Ctrl-C is its one line and `RunStopped.exit_code`."""
+    from crlkit.exit_codes import RunStopped
+
+    try:
+        return usage_errors(fn)
+    except RunStopped as err:
+        raise StoppedError(str(err), err.exit_code) from None
+
+
+START_OVER_HELP = ("With --resume: when every checkpoint of the run is unreadable, start it again "
+                   "from step 0 (without this flag such a resume is refused).")
+
+
 def echo_for(quiet: bool) -> Callable[[str], None]:
     """Where status lines go: stderr, or nowhere with --quiet."""
     return (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))

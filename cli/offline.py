@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import click
-from crlkit.cli.helpers import VIDEO_HELP, echo_for, usage_errors, write_run_media
+from crlkit.cli.helpers import (
+    START_OVER_HELP,
+    VIDEO_HELP,
+    echo_for,
+    training,
+    usage_errors,
+    write_run_media,
+)
 from crlkit.cli.options import build_config, config_options
 
 from crlkit import metric_names as names
@@ -21,9 +28,10 @@ PRESET_LEARNERS = {name: preset_learner(name) for name in PRESETS}
 @config_options(LearnerConfig, skip=("bc_alpha",), presets=PRESET_LEARNERS)
 @config_options(DistributedConfig)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--start-over", is_flag=True, help=START_OVER_HELP)
 @click.option("--video", is_flag=True, help=VIDEO_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar or notes (errors still print).")
-def offline(resume: bool, video: bool, quiet: bool, **options) -> None:
+def offline(resume: bool, start_over: bool, video: bool, quiet: bool, **options) -> None:
     """Train CRL offline on a dataset and evaluate with OGBench's protocol (5 tasks).
 
     The quick start trains on the shipped sample for a small default budget (%(sample)s SGD steps
@@ -39,7 +47,6 @@ def offline(resume: bool, video: bool, quiet: bool, **options) -> None:
     """
     import jax
 
-    from crlkit.train.hostloop import NonFiniteLoss
     from crlkit.train.offline import run
 
     dist = usage_errors(lambda: build_config(DistributedConfig, options))
@@ -47,12 +54,10 @@ def offline(resume: bool, video: bool, quiet: bool, **options) -> None:
     cfg = usage_errors(lambda: build_config(OfflineConfig, options))
     base = preset_learner(cfg.preset)
     lcfg = usage_errors(lambda: build_config(LearnerConfig, options, base))
-    try:
-        summary = usage_errors(
-            lambda: run(cfg, lcfg, resume=resume, progress=not quiet, echo=echo_for(quiet))
-        )
-    except NonFiniteLoss as err:  # diverged: exit code 1, state kept
-        raise click.ClickException(str(err)) from None
+    summary = training(lambda: run(
+        cfg, lcfg, resume=resume, start_over=start_over, progress=not quiet,
+        echo=echo_for(quiet),
+    ))  # fmt: skip
     if jax.process_index() != 0:  # a multi-host run's other processes: process 0 reports
         return
     tasks = " ".join(f"{summary[f'eval/task{k}_success']:.2f}" for k in names.task_ids(summary))

@@ -6,8 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import click
-from crlkit.cli.helpers import VIDEO_HELP, InputError, echo_for, usage_errors, write_run_media
-from crlkit.cli.options import build_config, config_options
+from crlkit.cli.helpers import (
+    START_OVER_HELP,
+    VIDEO_HELP,
+    InputError,
+    echo_for,
+    training,
+    usage_errors,
+    write_run_media,
+)
+from crlkit.cli.options import NonEmptyPath, build_config, config_options
 
 from crlkit.config import LearnerConfig
 from crlkit.train.online.config import PRESETS, OnlineConfig
@@ -15,7 +23,7 @@ from crlkit.train.parallel import DistributedConfig
 from crlkit.train.parallel import initialize as join_run
 
 PRESET_CHOICES = ("auto", *PRESETS)
-DIR = click.Path(file_okay=False, path_type=Path)
+DIR = NonEmptyPath(file_okay=False, path_type=Path)
 
 
 @click.command("online")
@@ -34,13 +42,15 @@ DIR = click.Path(file_okay=False, path_type=Path)
 @click.option("--resume", "resume_dir", type=DIR, default=None,
               help="Continue the run in this directory from its newest checkpoint (flags given "
               "must match its config.json, except --steps and the eval/log/checkpoint settings).")
+@click.option("--start-over", is_flag=True, help=START_OVER_HELP)
 @click.option("--tensorboard", is_flag=True, help="Also log to <run dir>/tensorboard.")
 @click.option("--wandb", "wandb", is_flag=True, help="Also log to Weights & Biases.")
 @click.option("--wandb-project", default="crlkit", show_default=True, help="W&B project.")
 @click.option("--video", is_flag=True, help=VIDEO_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar and no status lines.")  # fmt: skip
-def online(preset: str, out: Path | None, resume_dir: Path | None, tensorboard: bool, wandb: bool,
-           wandb_project: str, video: bool, quiet: bool, **options: Any) -> None:  # fmt: skip
+def online(preset: str, out: Path | None, resume_dir: Path | None, start_over: bool,
+           tensorboard: bool, wandb: bool, wandb_project: str, video: bool, quiet: bool,
+           **options: Any) -> None:  # fmt: skip
     """Train CRL online: explore from scratch, learn to reach commanded goals, no rewards.
 
     A bare `crlkit online` runs the quickstart preset: the point mass in the open
@@ -52,7 +62,6 @@ def online(preset: str, out: Path | None, resume_dir: Path | None, tensorboard: 
     Any flag overrides its preset value. Writes config.json, metrics.jsonl/csv, summary.json and
     checkpoints/ to the run directory (see docs/online.md).
     """
-    from crlkit.train.hostloop import NonFiniteLoss
     from crlkit.train.online import train
 
     dist = usage_errors(lambda: build_config(DistributedConfig, options))
@@ -66,14 +75,11 @@ def online(preset: str, out: Path | None, resume_dir: Path | None, tensorboard: 
         echo(f"preset {preset_name}: {online_cfg.env}, {online_cfg.steps:,} env steps, "
              f"{online_cfg.num_envs} envs, depth {learner_cfg.network.critic_depth} "
              f"(crlkit online --help for the flags)")  # fmt: skip
-    try:
-        summary = usage_errors(lambda: train(
-            online_cfg, learner_cfg, resume_dir if resume_dir is not None else out,
-            resume=resume_dir is not None, progress=False if quiet else None,
-            tensorboard=tensorboard, wandb_project=wandb_project if wandb else None, echo=echo,
-        ))  # fmt: skip
-    except NonFiniteLoss as err:
-        raise click.ClickException(str(err)) from None
+    summary = training(lambda: train(
+        online_cfg, learner_cfg, resume_dir if resume_dir is not None else out,
+        resume=resume_dir is not None, start_over=start_over, progress=False if quiet else None,
+        tensorboard=tensorboard, wandb_project=wandb_project if wandb else None, echo=echo,
+    ))  # fmt: skip
     click.echo(summary_line(summary))
     if video:
         write_run_media(summary["run_dir"], echo)

@@ -1,7 +1,9 @@
 """Learner configuration: frozen dataclasses, validated once, that also define the CLI options.
 
-Each field carries its documentation in `metadata["help"]` (and `metadata["choices"]` for names), so
-the docstring, the validation and the `--help` text of every CLI come from one place.
+Every field of every config class is declared with `option_field`: its documentation, allowed
+names, range and what `None` ("auto": decided later, e.g. per dataset) resolves to travel in the
+field's metadata, so the docstring, the validation (`crlkit.checks.check_fields`, run first by
+every config's `__post_init__`) and the `--help` text of every CLI come from one place.
 The CLI's flags are generated from these fields by `cli/options.py` (`config_options`,
 `build_config`); `to_dict`/`from_dict` are the config.json form.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from crlkit.checks import check_choice, check_depth
+from crlkit.checks import check_depth, check_fields
 
 ACTIVATIONS = ("swish", "relu", "gelu")
 ENERGIES = ("l2", "l2_squared", "l1", "dot", "cosine")
@@ -24,19 +26,38 @@ REMAT_MODES = ("auto", "on", "off")
 AUTO_REMAT_DEPTH = 256
 
 
-def option_field(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field whose documentation (and allowed names) travel with it."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+def option_field(
+    default: Any,
+    help: str,
+    choices: tuple[str, ...] | None = None,
+    *,
+    auto: str | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    multiple_of: int | None = None,
+    allow_inf: bool = False,
+    maximum_why: str | None = None,
+) -> Any:
+    """A dataclass field whose documentation, allowed values and "auto" travel with it.
 
-
-def _check_layers(name: str, value: int) -> None:
-    if not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive number of hidden layers, got {value!r}")
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
+    Args:
+      default: the value when the flag is not given; None (with `auto`) means "decided later".
+      help: the field's documentation (also its `--help` text).
+      choices: the allowed names of a text field.
+      auto: what None resolves to, shown as `[default: auto: <auto>]`; the flag takes `auto`.
+      minimum, maximum: inclusive bounds; above, below: exclusive bounds (numbers).
+      multiple_of: an integer field must be a multiple of this.
+      allow_inf: a float field may be +-inf (nan never is).
+      maximum_why: why the maximum is what it is (said in the error).
+    """
+    metadata = {
+        "help": help, "choices": choices, "auto": auto, "minimum": minimum, "maximum": maximum,
+        "above": above, "below": below, "multiple_of": multiple_of, "allow_inf": allow_inf,
+        "maximum_why": maximum_why,
+    }  # fmt: skip
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,19 +76,23 @@ class NetworkConfig:
         "residual: the paper's residual tower; mlp: OGBench's MLP (Dense -> act -> LayerNorm).",
         TOWERS,
     )
-    width: int = option_field(256, "Units per Dense layer of every tower.")
+    width: int = option_field(256, "Units per Dense layer of every tower.", minimum=1)
     critic_depth: int = option_field(
         4,
         "Dense layers of phi and psi: inside the residual blocks (positive multiple of 4), or "
         "the hidden layers of the mlp tower.",
+        minimum=1,
     )
     actor_depth: int = option_field(
         4,
         "Dense layers of the actor: inside the residual blocks (positive multiple of 4), or "
         "the hidden layers of the mlp tower.",
+        minimum=1,
     )
     repr_dim: int = option_field(
-        64, "Size of the phi/psi representation the energy compares (OGBench: latent_dim 512)."
+        64,
+        "Size of the phi/psi representation the energy compares (OGBench: latent_dim 512).",
+        minimum=1,
     )
     activation: str = option_field("swish", "Nonlinearity after every Dense layer.", ACTIVATIONS)
     layer_norm: bool = option_field(True, "LayerNorm after every Dense layer (paper: on).")
@@ -86,19 +111,13 @@ class NetworkConfig:
     )
 
     def __post_init__(self) -> None:
-        check_choice("tower", self.tower, TOWERS)
-        if not isinstance(self.width, int) or self.width < 1:
-            raise ValueError(f"width must be an integer >= 1, got {self.width!r}")
-        if not isinstance(self.repr_dim, int) or self.repr_dim < 1:
-            raise ValueError(f"repr_dim must be an integer >= 1, got {self.repr_dim!r}")
-        check = check_depth if self.tower == "residual" else _check_layers
-        check("critic_depth", self.critic_depth)
-        check("actor_depth", self.actor_depth)
-        check_choice("activation", self.activation, ACTIVATIONS)
         if isinstance(self.remat, bool):
             # Configs written before remat=auto stored a bool: read it as on/off.
             object.__setattr__(self, "remat", "on" if self.remat else "off")
-        check_choice("remat", self.remat, REMAT_MODES)
+        check_fields(self)
+        if self.tower == "residual":  # blocks of 4 layers; the mlp tower takes any depth >= 1
+            check_depth("critic_depth", self.critic_depth)
+            check_depth("actor_depth", self.actor_depth)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +131,7 @@ class LearnerConfig:
         1,
         "Independent phi/psi pairs (OGBench: 2). The critic loss is their mean; the actor "
         "maximises the min over them.",
+        minimum=1,
     )
     energy: str = option_field(
         "l2", "Critic energy f(s,a,g) between phi(s,a) and psi(g) (l2 = -||phi-psi||).", ENERGIES
@@ -125,12 +145,14 @@ class LearnerConfig:
         CONTRASTIVE_LOSSES,
     )
     logsumexp_coef: float = option_field(
-        0.1, "Weight of the mean(logsumexp_row^2) penalty added to InfoNCE losses."
+        0.1, "Weight of the mean(logsumexp_row^2) penalty added to InfoNCE losses.", minimum=0.0
     )
     actor_loss: str = option_field(
         "sac", "sac: entropy-regularised (online); ddpg_bc: Q plus behaviour cloning.", ACTOR_LOSSES
     )
-    bc_alpha: float = option_field(0.1, "Behaviour-cloning weight of the ddpg_bc actor loss.")
+    bc_alpha: float = option_field(
+        0.1, "Behaviour-cloning weight of the ddpg_bc actor loss.", minimum=0.0
+    )
     actor_dist: str = option_field(
         "tanh_gaussian",
         "tanh_gaussian: tanh(Gaussian) with a learned, squashed log_std; gaussian_const_std: "
@@ -141,30 +163,18 @@ class LearnerConfig:
     target_entropy_scale: float = option_field(
         0.5, "SAC target entropy is -scale * action_dim (alpha is tuned toward it)."
     )
-    actor_lr: float = option_field(3e-4, "Adam learning rate of the actor.")
-    critic_lr: float = option_field(3e-4, "Adam learning rate of phi and psi.")
-    alpha_lr: float = option_field(3e-4, "Adam learning rate of log alpha (sac only).")
+    actor_lr: float = option_field(3e-4, "Adam learning rate of the actor.", above=0.0)
+    critic_lr: float = option_field(3e-4, "Adam learning rate of phi and psi.", above=0.0)
+    alpha_lr: float = option_field(
+        3e-4, "Adam learning rate of log alpha (sac only).", above=0.0
+    )
 
     def __post_init__(self) -> None:
-        if not isinstance(self.network, NetworkConfig):
-            raise ValueError(f"network must be a NetworkConfig, got {type(self.network).__name__}")
-        check_choice("energy", self.energy, ENERGIES)
-        check_choice("contrastive_loss", self.contrastive_loss, CONTRASTIVE_LOSSES)
-        check_choice("actor_loss", self.actor_loss, ACTOR_LOSSES)
-        check_choice("actor_dist", self.actor_dist, ACTOR_DISTS)
+        check_fields(self)
         if self.actor_dist == "gaussian_const_std" and self.actor_loss != "ddpg_bc":
             raise ValueError(
                 f"actor_dist 'gaussian_const_std' has no entropy to tune; it needs actor_loss "
                 f"'ddpg_bc', got {self.actor_loss!r}"
-            )
-        if not isinstance(self.num_critics, int) or self.num_critics < 1:
-            raise ValueError(f"num_critics must be an integer >= 1, got {self.num_critics!r}")
-        for name in ("actor_lr", "critic_lr", "alpha_lr"):
-            _check_positive(name, getattr(self, name))
-        if self.logsumexp_coef < 0 or self.bc_alpha < 0:
-            raise ValueError(
-                f"logsumexp_coef and bc_alpha must be >= 0, got "
-                f"{self.logsumexp_coef!r} and {self.bc_alpha!r}"
             )
 
 

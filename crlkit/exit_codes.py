@@ -9,7 +9,7 @@ from __future__ import annotations
 OK = 0
 DIVERGED = 1  # non-finite loss or parameters; the last finite state was checkpointed
 BAD_INPUT = 2  # bad flag, env, dataset or run dir, or another process holds the run dir
-PEER_LOST = 69  # a process of a multi-process run died or stopped answering (sysexits EX_UNAVAILABLE)
+PEER_LOST = 69  # a process of a multi-process run died or stopped answering (EX_UNAVAILABLE)
 IO_FAILED = 74  # a write failed: disk full, read-only, no permission (sysexits EX_IOERR)
 PREEMPTED = 75  # SIGTERM or SIGUSR1: checkpointed, then stopped; requeue (sysexits EX_TEMPFAIL)
 INTERRUPTED = 130  # SIGINT (Ctrl-C): checkpointed, then stopped (the shell's 128 + 2)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from crlkit.runs import rundir
+
 CLI = "from crlkit.cli.main import cli; cli()"
 ONE_DEVICE = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
 TINY_ONLINE = [
@@ -58,13 +60,13 @@ def test_two_processes_train_online_and_resume_after_kill_9(tmp_path):
     procs = _start([*TINY_ONLINE, "--steps", "100000", "--out", str(out)], _free_port(), log)
     deadline = time.time() + 400
     ckpts = out / "checkpoints"
-    while not (ckpts.is_dir() and any(p.suffix == ".orbax" for p in ckpts.iterdir())):
+    while not rundir.list_checkpoints(ckpts):
         assert time.time() < deadline and all(p.poll() is None for p in procs), "no checkpoint"
         time.sleep(1)
     for p in procs:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
-    saved = max(int(p.name[5:17]) for p in ckpts.iterdir() if p.suffix == ".orbax")
+    saved = rundir.list_checkpoints(ckpts)[-1][0]
     resume = [*TINY_ONLINE, "--steps", str(saved + 128), "--resume", str(out)]
     procs = _start([a for a in resume if a != "--quiet"], _free_port(), log)
     _wait(procs, log)
@@ -88,7 +90,7 @@ def test_two_processes_train_offline_to_completion(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["processes"], summary["devices"], summary["sgd_steps"]) == (2, 2, 40)
     assert "eval/success" in summary
-    assert [p.name for p in (out / "checkpoints").iterdir()] == ["ckpt-000000000040.orbax"]
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["ckpt_000000000040"]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +20,7 @@ from crlkit.config import LearnerConfig, NetworkConfig
 from crlkit.data import minari_io, ogbench_io
 from crlkit.data.catalog import load_dataset
 from crlkit.data.dataset import from_raw
+from crlkit.runs.checkpoint import Checkpoints
 from crlkit.train import hostloop, offline
 from crlkit.train.offline import chunks, evaluators, gym_eval, sampling
 from crlkit.train.offline import config as offline_config
@@ -146,7 +151,8 @@ def test_device_and_host_chunks_compile_once_and_apply_the_same_updates():
         keys.append(sample_key)
     carry = fresh()
     for start, n in ((0, 3), (3, 5), (8, 1)):
-        carry, metrics, bad = device.run(carry, start, n)
+        carry, stats, bad = device.run(carry, start, n)
+        metrics = chunks.means(stats)
     assert int(carry.learner.step) == 9 and device.compiled is compiled and bad == -1
     assert np.isfinite(metrics["critic_loss"]) and "actor_bc_loss" in metrics
 
@@ -158,8 +164,16 @@ def test_device_and_host_chunks_compile_once_and_apply_the_same_updates():
     assert (float(kept), int(bad)) == (9.0, -1)
     for a, b in zip(jax.tree.leaves(carry.learner), jax.tree.leaves(out.learner), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
-    carry, metrics, bad = host.run(out, 9, 70)  # spans two host blocks
+    carry, stats, bad = host.run(out, 9, 70)  # spans two host blocks
+    metrics = chunks.means(stats)
     assert int(carry.learner.step) == 79 and np.isfinite(metrics["critic_loss"]) and bad == -1
+    # Host blocks are aligned to absolute steps: chunks cut anywhere sample the same batches.
+    whole, _, _ = host.run(fresh(), 0, 100)
+    cut = fresh()
+    for start, n in ((0, 30), (30, 1), (31, 69)):
+        cut, _, _ = host.run(cut, start, n)
+    for a, b in zip(jax.tree.leaves(whole.learner), jax.tree.leaves(cut.learner), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_chunk_boundaries_hit_every_log_eval_and_checkpoint_step():
@@ -168,6 +182,44 @@ def test_chunk_boundaries_hit_every_log_eval_and_checkpoint_step():
         step = hostloop.next_boundary(step, 23, 5, 10, 0)
         ends.append(step)
     assert ends == [5, 10, 15, 20, 23]
+
+
+def test_projection_line_is_always_one_line_and_hints_at_a_gpu_when_long():
+    short = hostloop.projection_line(1000.0, "SGD steps", 100_000, 100.0, "cpu")
+    assert short == (
+        "1,000 SGD steps/s in the first chunk: the budget of 100,000 SGD steps projects to 100 s "
+        "on this CPU"
+    )
+    long = hostloop.projection_line(500.0, "env steps", 100_000_000, 200_000.0, "cpu", True)
+    assert "projects to at least 55.6 h on this CPU" in long and "\n" not in long
+    assert "no SGD update timed yet" in long and "the paper's settings need a GPU" in long
+    gpu = hostloop.projection_line(18_800.0, "env steps", 100_000_000, 5319.0, "gpu")
+    assert gpu.endswith("projects to 89 min on this GPU")
+
+
+def test_stop_signals_set_a_flag_and_give_the_handlers_back():
+    import os
+    import threading
+
+    before = {sig: signal.getsignal(sig) for sig in hostloop.STOP_SIGNALS}
+    with hostloop.StopSignals() as stop:
+        assert signal.getsignal(signal.SIGTERM) is not before[signal.SIGTERM]
+        os.kill(os.getpid(), signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while stop.received is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert hostloop.agree(stop.received, 7) == (signal.SIGUSR1, 7)
+    assert {sig: signal.getsignal(sig) for sig in hostloop.STOP_SIGNALS} == before
+    seen = []  # outside the main thread nothing is installed (Python only allows it there)
+
+    def elsewhere():
+        with hostloop.StopSignals():
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert seen == [before[signal.SIGTERM]]
 
 
 # ------------------------------------------------------------------------------ evaluation
@@ -246,7 +298,7 @@ def test_cli_trains_evaluates_checkpoints_and_resumes(tmp_path):
     assert config["learner"]["network"]["critic_depth"] == 8  # --depth reaches the learner
     assert config["learner"]["network"]["actor_depth"] == 8
     assert config["dataset"]["eval_env"] == ["crlkit", "pointmaze-medium"]
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt-000000000006.npz"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt_000000000006"]
     again = invoke(*flags, "--steps", "9", "--log-every", "3", "--eval-episodes", "1", "--resume")
     assert again.exit_code == 0, again.output
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -271,10 +323,77 @@ def test_cli_non_finite_loss_stops_and_keeps_the_last_finite_state(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stopped"] == "non_finite" and summary["sgd_steps"] < 50
     (ckpt,) = (out / "checkpoints").iterdir()
-    assert ckpt.name == f"ckpt-{summary['sgd_steps']:012d}.npz"
-    with np.load(ckpt) as npz:
-        floats = [npz[k] for k in npz.files if npz[k].dtype.kind == "f"]
+    assert ckpt.name == f"ckpt_{summary['sgd_steps']:012d}"
+    ckpts = Checkpoints(out / "checkpoints")
+    floats = [v for v in ckpts.load_leaves(summary["sgd_steps"]).values() if v.dtype.kind == "f"]
+    ckpts.close()
     assert floats and all(np.all(np.isfinite(v)) for v in floats)
+
+
+SIGNAL_RUN = [
+    "--dataset", "pointmaze-medium-navigate-sample", "--steps", "3000", "--batch-size", "32",
+    "--width", "16", "--depth", "4", "--log-every", "10", "--eval-every", "0",
+    "--eval-episodes", "1", "--seed", "2", "--quiet",
+]  # fmt: skip
+
+
+def _leaves(out) -> dict:
+    ckpts = Checkpoints(out / "checkpoints")
+    step = ckpts.steps()[-1]
+    leaves = ckpts.load_leaves(step)
+    ckpts.close()
+    return {**leaves, "__step__": step}
+
+
+@pytest.mark.slow  # three short offline runs, one in a subprocess: ~1-2 min on 2 cores
+def test_sigterm_checkpoints_then_resume_equals_an_unbroken_run(tmp_path):
+    stopped = tmp_path / "stopped"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from crlkit.cli.main import cli; cli()", "offline", *SIGNAL_RUN,
+         "--out", str(stopped)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 600
+    metrics = stopped / "metrics.jsonl"
+    while not metrics.exists() or len(metrics.read_text().splitlines()) < 3:
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "no progress within 10 minutes"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 75, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "stopped by SIGTERM at SGD step" in lines[0], err
+    summary = json.loads((stopped / "summary.json").read_text())
+    assert summary["stopped"] == "signal" and 0 < summary["sgd_steps"] < 3000
+    assert _leaves(stopped)["__step__"] == summary["sgd_steps"]
+
+    again = invoke(*SIGNAL_RUN, "--out", str(stopped), "--resume")
+    assert again.exit_code == 0, again.output
+    unbroken = tmp_path / "unbroken"
+    assert invoke(*SIGNAL_RUN, "--out", str(unbroken)).exit_code == 0
+    a, b = _leaves(unbroken), _leaves(stopped)
+    assert a["__step__"] == b["__step__"] == 3000 and sorted(a) == sorted(b)
+    for k in a:  # params, optimizer states, alpha, sampling key, bit for bit
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_resume_refuses_a_budget_below_the_progress_and_all_unreadable(tmp_path):
+    data = write_npz(tmp_path / "toy-navigate.npz", episodes_dataset(lengths=(30, 40, 50)))
+    out = tmp_path / "run"
+    flags = [*TINY_FLAGS, "--dataset", data, "--env", "pointmaze-medium", "--out", str(out),
+             "--eval-episodes", "1"]  # fmt: skip
+    assert invoke(*flags, "--steps", "6").exit_code == 0
+    line = one_line_error(invoke(*flags, "--steps", "4", "--resume"))
+    assert line.endswith("it is already at step 6; give --steps of at least 6")
+    assert json.loads((out / "config.json").read_text())["offline"]["steps"] == 6
+    for f in (out / "checkpoints" / "ckpt_000000000006" / "state").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"")
+    line = one_line_error(invoke(*flags, "--steps", "8", "--resume"))
+    assert "every checkpoint is unreadable" in line and "--start-over" in line
+    restarted = invoke(*flags, "--steps", "8", "--resume", "--start-over")
+    assert restarted.exit_code == 0, restarted.output
+    assert json.loads((out / "summary.json").read_text())["sgd_steps"] == 8
 
 
 def one_line_error(result):
@@ -340,7 +459,7 @@ def test_cli_help_documents_every_flag_and_the_offline_defaults():
                  "--resume", "--backend"):  # fmt: skip
         assert flag in result.output
     assert "--bc-alpha" not in result.output
-    assert "(ddpg_bc)" in result.output.split("--actor-loss")[1].split("--")[0]
+    assert "[default: ddpg_bc]" in result.output.split("--actor-loss")[1].split("--")[0]
 
 
 # ------------------------------------------------------------------------------ learning

@@ -21,6 +21,7 @@ from crlkit.cli.online import base_configs, configs_from_flags
 
 from crlkit.envs import make
 from crlkit.runs import rundir
+from crlkit.runs.checkpoint import Checkpoints
 from crlkit.train import evaluate, online
 
 # A tiny run: 4 envs x 8 steps = 32 env steps per training step, a 16-wide depth-4 learner.
@@ -41,15 +42,35 @@ def _events(run_dir: Path) -> list[dict]:
 
 
 def _final_checkpoint(run_dir: Path) -> dict[str, np.ndarray]:
-    step, path = rundir.list_checkpoints(run_dir / "checkpoints")[-1]
-    with np.load(path) as npz:
-        return {k: npz[k] for k in npz.files}
+    """Every leaf of a run's newest checkpoint by path (replay leaves too, if saved), plus
+    "__step__"."""
+    ckpts = Checkpoints(run_dir / "checkpoints")
+    step = ckpts.steps()[-1]
+    replay = ckpts.load_leaves(step, item="replay")
+    leaves = {**ckpts.load_leaves(step), **{".replay" + k: v for k, v in replay.items()}}
+    ckpts.close()
+    return {**leaves, "__step__": np.array(step)}
 
 
 def _checkpoint_paths(run_dir: Path) -> list[str]:
-    """Pytree paths of the leaves in a run's newest checkpoint."""
-    header = json.loads(str(_final_checkpoint(run_dir)["__meta__"]))
-    return [leaf["path"] for leaf in header["leaves"]]
+    """Pytree paths of the leaves in a run's newest checkpoint (the buffer's as .replay...)."""
+    ckpts = Checkpoints(run_dir / "checkpoints")
+    header = ckpts.header(ckpts.steps()[-1])["leaves"]
+    ckpts.close()
+    return [leaf["path"] for leaf in header["state"]] + [
+        ".replay" + leaf["path"] for leaf in header.get("replay", [])
+    ]
+
+
+_TRACES = [0]  # times the jitted epoch was traced, counted by a jax.monitoring listener
+
+
+def _count_epoch_traces(event: str, seconds: float, **kwargs) -> None:
+    if event == "/jax/core/compile/jaxpr_trace_duration" and kwargs.get("fun_name") == "epoch":
+        _TRACES[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_epoch_traces)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,13 +173,13 @@ def test_paper_humanoid_depth_512_sets_up_without_allocating():
 
 def test_tiny_run_writes_the_run_dir(tmp_path):
     out = tmp_path / "run"
-    traces = online.EPOCH_TRACES[0]
+    traces = _TRACES[0]
     # 100 steps -> ceil(100 / 32) = 4 training steps = 128 env steps exactly.
     args = [*TINY, "--steps", "100", "--log-every", "32", "--eval-every", "64",
             "--checkpoint-every", "64", "--out", str(out)]  # fmt: skip
     result = _run(args)
     assert result.exit_code == 0, result.output
-    assert online.EPOCH_TRACES[0] == traces + 1  # epochs of 1 and 2 steps: one compile
+    assert _TRACES[0] == traces + 1  # epochs of 1 and 2 steps: one compile
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env_steps"] == 128 and summary["train_steps"] == 4
     assert summary["sgd_steps"] == 8 and summary["stopped"] == "budget"
@@ -184,11 +205,11 @@ def test_tiny_run_writes_the_run_dir(tmp_path):
     assert json.loads((out / "summary.json").read_text())["env_steps"] == 160
     # Without the buffer in checkpoints: smaller files; a resume refills an empty buffer.
     assert any(k.startswith(".replay.data") for k in _checkpoint_paths(out))
-    traces = online.EPOCH_TRACES[0]
+    traces = _TRACES[0]
     for steps in ("192", "224"):
         result = _run([*TINY, "--steps", steps, "--no-buffer-in-checkpoint", "--resume", str(out)])
         assert result.exit_code == 0, result.output
-    assert online.EPOCH_TRACES[0] == traces  # budget and checkpoint flags reuse the compile
+    assert _TRACES[0] == traces  # budget and checkpoint flags reuse the compile
     assert not any(k.startswith(".replay") for k in _checkpoint_paths(out))
     assert json.loads((out / "summary.json").read_text())["env_steps"] == 224
     result = CliRunner().invoke(cli, ["online", *TINY, "--width", "32", "--resume", str(out)])
@@ -221,7 +242,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_finite_state(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stopped"] == "non_finite" and summary["env_steps"] < 320
     leaves = _final_checkpoint(out)
-    floats = [v for k, v in leaves.items() if k != "__meta__" and v.dtype.kind == "f"]
+    floats = [v for k, v in leaves.items() if k != "__step__" and v.dtype.kind == "f"]
     assert floats and all(np.all(np.isfinite(v)) for v in floats)
 
 
@@ -266,17 +287,56 @@ def test_sigkilled_run_resumes_to_the_same_parameters(tmp_path):
     unbroken = tmp_path / "unbroken"
     assert _run([*args, "--out", str(unbroken)]).exit_code == 0
 
-    a, b = _final_checkpoint(unbroken), _final_checkpoint(killed)
-    meta = json.loads(str(a.pop("__meta__")))
-    b.pop("__meta__")
-    assert meta["step"] == 1280 and sorted(a) == sorted(b)
-    names = {f"leaf_{i:05d}": leaf["path"] for i, leaf in enumerate(meta["leaves"])}
-    assert any(".learner.critic.params" in p for p in names.values())
-    for k in a:  # params, optimizer states, alpha, RNG, env state and buffer, bit for bit
-        np.testing.assert_array_equal(a[k], b[k], err_msg=names[k])
+    _assert_same_final_leaves(unbroken, killed, 1280)
     summary = json.loads((killed / "summary.json").read_text())
     assert summary["env_steps"] == 1280
     assert [e["step"] for e in _events(killed)] == [32 * i for i in range(41)]
+
+
+def _assert_same_final_leaves(unbroken: Path, other: Path, step: int) -> None:
+    a, b = _final_checkpoint(unbroken), _final_checkpoint(other)
+    assert int(a.pop("__step__")) == int(b.pop("__step__")) == step and sorted(a) == sorted(b)
+    assert any(".learner.critic.params" in p for p in a)
+    assert any(p.startswith(".replay.data") for p in a)  # the buffer too
+    for k in a:  # params, optimizer states, alpha, RNG, env state and buffer, bit for bit
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def _online_process(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", "from crlkit.cli.main import cli; cli()", "online", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_then_resume_equals_an_unbroken_run(tmp_path):
+    """SIGTERM mid-run: checkpoint at the chunk boundary, summary "signal", exit 75 with one
+    line; --resume then ends where an unbroken run ends, bit for bit."""
+    args = [*TINY, "--env", "pointmaze-arena", "--steps", "1280", "--seed", "5",
+            "--log-every", "32", "--eval-every", "0", "--checkpoint-every", "640"]  # fmt: skip
+    stopped = tmp_path / "stopped"
+    proc = _online_process([*args, "--out", str(stopped)])
+    deadline = time.monotonic() + 600
+    while not (stopped / "metrics.jsonl").exists() or len(_events(stopped)) < 3:
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "no progress within 10 minutes"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 75, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "stopped by SIGTERM at env step" in lines[0], err
+    summary = json.loads((stopped / "summary.json").read_text())
+    assert summary["stopped"] == "signal" and summary["env_steps"] < 1280
+    saved = rundir.list_checkpoints(stopped / "checkpoints")[-1][0]
+    assert saved == summary["env_steps"]  # the checkpoint is where it stopped, not the last 640
+
+    assert _run([*args, "--resume", str(stopped)]).exit_code == 0
+    unbroken = tmp_path / "unbroken"
+    assert _run([*args, "--out", str(unbroken)]).exit_code == 0
+    _assert_same_final_leaves(unbroken, stopped, 1280)
+    assert json.loads((stopped / "summary.json").read_text())["stopped"] == "budget"
 
 
 # ---------------------------------------------------------------------------------------------

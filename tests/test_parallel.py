@@ -117,4 +117,5 @@ def test_bare_online_learns_on_two_devices_and_checkpoints_with_orbax(tmp_path):
     assert (summary["devices"], summary["processes"]) == (2, 1)
     assert summary["env"] == "pointmaze-arena" and summary["eval/success"] >= 0.8, summary
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
-    assert names and all(n.endswith(".orbax") for n in names), names
+    assert names and all(n.startswith("ckpt_") for n in names), names
+    assert {p.name for p in (out / "checkpoints" / names[-1]).iterdir()} >= {"state", "meta"}

@@ -256,3 +256,34 @@ def test_online_video_flag_writes_the_video_and_map_into_the_run_dir(tmp_path):
     import imageio.v3 as iio
 
     assert iio.imread(out / "eval.mp4").shape[0] >= 100
+
+
+def test_render_never_opens_the_replay_buffer(online_run, tmp_path):
+    """The actor is a partial restore of the state item: a run whose checkpoints lost their
+    replay item (and a fresh process reading it) still renders."""
+    run = tmp_path / "run"
+    shutil.copytree(online_run, run)
+    removed = [shutil.rmtree(p) or p for p in (run / "checkpoints").glob("ckpt_*/replay")]
+    assert removed  # the quickstart saves its buffer: there was one to remove
+    out = tmp_path / "map.png"
+    result = invoke("render", str(run), "--out", str(out), "--episodes", "1")
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 0
+
+
+@pytest.mark.slow  # a 2-device run in a subprocess, then render here: ~1-2 min on 2 cores
+def test_render_of_a_two_device_run_writes_its_png(tmp_path):
+    """A checkpoint saved on another device layout (2 forced CPU devices) restores onto this
+    process's one device."""
+    run = tmp_path / "run"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from crlkit.cli.main import cli; cli()", *TINY_ONLINE,
+         "--out", str(run)], env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((run / "summary.json").read_text())["devices"] == 2
+    out = tmp_path / "two.png"
+    result = invoke("render", str(run), "--out", str(out), "--episodes", "1")
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 0

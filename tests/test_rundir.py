@@ -5,11 +5,11 @@ import dataclasses
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-import warnings
 
 import flax.struct
 import jax
@@ -21,6 +21,7 @@ import pytest
 
 from crlkit.data import replay
 from crlkit.runs import progress, rundir
+from crlkit.runs.checkpoint import Checkpoints
 from crlkit.runs.rundir import RunDir, RunDirError
 
 
@@ -82,9 +83,13 @@ def _assert_trees_equal(a, b):
 
 def test_checkpoint_round_trip_of_a_nested_pytree(tmp_path):
     saved = _state(seed=7)
-    path = rundir.save_checkpoint(tmp_path, saved, step=1234, meta={"env_steps": 1234})
-    assert path.name == "ckpt-000000001234.npz"
-    tree, step, meta = rundir.load_checkpoint(path, _state(seed=0))
+    ckpts = Checkpoints(tmp_path)
+    path = ckpts.save(1234, saved, meta={"env_steps": 1234})
+    assert path.name == "ckpt_000000001234"
+    assert sorted(p.name for p in path.iterdir() if not p.name.startswith("_")) == [
+        "commit_success.txt", "meta", "state",
+    ]  # fmt: skip
+    tree, step, meta, _ = ckpts.load(1234, _state(seed=0))
     assert step == 1234 and meta == {"env_steps": 1234}
     _assert_trees_equal(saved, tree)
     assert tree["train"].key.dtype == saved["train"].key.dtype  # typed PRNG keys stay typed
@@ -92,21 +97,22 @@ def test_checkpoint_round_trip_of_a_nested_pytree(tmp_path):
     # A template of shapes only (jax.eval_shape) also works: nothing allocated twice.
     shapes = jax.eval_shape(lambda: _state(seed=0))
     shapes["host"] = _state(seed=0)["host"]  # host values are not traceable
-    tree2, _, _ = rundir.load_checkpoint(path, shapes)
+    tree2 = ckpts.load(1234, shapes).tree
     _assert_trees_equal(saved["train"], tree2["train"])
     assert os.listdir(tmp_path) == [path.name]  # no temp files left behind
 
 
 def test_checkpoint_into_a_different_model_is_refused(tmp_path):
-    path = rundir.save_checkpoint(tmp_path, {"w": jnp.zeros((3, 4)), "b": jnp.zeros(4)}, step=1)
+    ckpts = Checkpoints(tmp_path)
+    ckpts.save(1, {"w": jnp.zeros((3, 4)), "b": jnp.zeros(4)})
     with pytest.raises(
         RunDirError, match=r"leaf \['w'\] has shape \(3, 4\); the run expects \(5, 4\)"
     ):
-        rundir.load_checkpoint(path, {"w": jnp.zeros((5, 4)), "b": jnp.zeros(4)})
+        ckpts.load(1, {"w": jnp.zeros((5, 4)), "b": jnp.zeros(4)})
     with pytest.raises(RunDirError, match="holds 2 arrays but the run expects 1"):
-        rundir.load_checkpoint(path, {"w": jnp.zeros((3, 4))})
+        ckpts.load(1, {"w": jnp.zeros((3, 4))})
     with pytest.raises(RunDirError, match=r"leaf \['b'\] has dtype float32; the run expects int32"):
-        rundir.load_checkpoint(path, {"b": jnp.zeros(4, jnp.int32), "w": jnp.zeros((3, 4))})
+        ckpts.load(1, {"b": jnp.zeros(4, jnp.int32), "w": jnp.zeros((3, 4))})
 
 
 def test_existing_run_dir_is_refused_without_resume(tmp_path):
@@ -176,7 +182,7 @@ def test_resume_restores_latest_checkpoint_and_drops_later_events(tmp_path):
     with open(out / "metrics.jsonl", "a") as f:
         f.write('{"step": 60, "loss"')  # a line torn by a kill
     with RunDir.create(out, CONFIG, resume=True) as run:
-        tree, step, _ = run.restore(_state(0))
+        tree, step, _, _ = run.restore(_state(0))
         assert step == 30
         _assert_trees_equal(_state(3), tree)
         assert [e["step"] for e in run.events] == [10, 20, 30]
@@ -194,18 +200,72 @@ def test_restore_without_checkpoint_restarts_cleanly(tmp_path):
         assert run.events == []
 
 
-def test_a_damaged_latest_checkpoint_is_set_aside(tmp_path):
+def _damage(path) -> None:
+    """Disk damage, not a kill (orbax's renames never leave a torn save under a step's name)."""
+    for f in (path / "state").rglob("*"):
+        if f.is_file():
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+
+
+def test_a_damaged_latest_checkpoint_is_set_aside_in_one_line(tmp_path):
     out = tmp_path / "run"
     with RunDir.create(out, CONFIG) as run:
         run.save_checkpoint(_state(1), 10)
-        good = (out / "checkpoints" / "ckpt-000000000010.npz").read_bytes()
-    # Disk damage, not a kill: atomic renames never leave a torn file under a checkpoint name.
-    (out / "checkpoints" / "ckpt-000000000020.npz").write_bytes(good[: len(good) // 2])
+    ckpts = out / "checkpoints"
+    shutil.copytree(ckpts / "ckpt_000000000010", ckpts / "ckpt_000000000020")
+    _damage(ckpts / "ckpt_000000000020")
+    lines = []
     with RunDir.create(out, CONFIG, resume=True) as run:
-        with pytest.warns(UserWarning, match="ckpt-000000000020.npz is unreadable"):
-            _, step, _ = run.restore(_state(0))
+        _, step, _, _ = run.restore(_state(0), echo=lines.append)
     assert step == 10
-    assert (out / "checkpoints" / "ckpt-000000000020.npz.corrupt").exists()
+    assert len(lines) == 1 and "ckpt_000000000020 is unreadable" in lines[0]
+    assert "\n" not in lines[0] and "set aside" in lines[0]
+    assert (ckpts / "ckpt_000000000020.corrupt").exists()
+
+
+def test_every_checkpoint_unreadable_refuses_the_resume_unless_started_over(tmp_path):
+    out = tmp_path / "run"
+    with RunDir.create(out, CONFIG) as run:
+        run.log(10, {"loss": 1.0})
+        run.save_checkpoint(_state(1), 10)
+    _damage(out / "checkpoints" / "ckpt_000000000010")
+    with RunDir.create(out, CONFIG, resume=True) as run:
+        with pytest.raises(RunDirError) as err:
+            run.restore(_state(0), echo=lambda _: None)
+    assert "\n" not in str(err.value)
+    assert str(err.value).startswith(f"cannot resume {out}: every checkpoint is unreadable")
+    assert "--start-over" in str(err.value)
+    with RunDir.create(out, CONFIG, resume=True) as run:  # explicitly: from step 0
+        assert run.restore(_state(0), echo=lambda _: None, start_over=True) is None
+        assert run.events == []
+
+
+def test_a_budget_below_the_runs_progress_is_refused(tmp_path):
+    out = tmp_path / "run"
+    with RunDir.create(out, CONFIG) as run:
+        run.save_checkpoint(_state(1), 500)
+    smaller = {"learner": LearnerCfg(), "online": LoopCfg(steps=100)}
+    with RunDir.create(out, smaller, resume=True, ignore_on_resume=["online.steps"]) as run:
+        with pytest.raises(RunDirError) as err:
+            run.restore(_state(0), max_step=100)
+    assert str(err.value) == (
+        f"cannot resume {out} with a budget of 100 steps: it is already at step 500; "
+        "give --steps of at least 500"
+    )
+    # config.json keeps the run's own budget
+    assert json.loads((out / "config.json").read_text())["online"]["steps"] == 1000
+
+
+def test_the_replay_item_is_read_only_when_asked_for(tmp_path):
+    ckpts = Checkpoints(tmp_path)
+    state, buffer = _state(2)["train"], _state(2)["buffer"]
+    ckpts.save(5, state, {"env_steps": 5}, replay=buffer)
+    ckpts.save(6, state, {"env_steps": 6})
+    assert ckpts.has_replay(5) and not ckpts.has_replay(6)
+    _assert_trees_equal(buffer, ckpts.load(5, _state(0)["train"], _state(0)["buffer"]).replay)
+    assert ckpts.load(6, _state(0)["train"], _state(0)["buffer"]).replay is None
+    shutil.rmtree(ckpts.path(5) / "replay")  # the state restores without ever opening it
+    _assert_trees_equal(state, ckpts.load(5, _state(0)["train"]).tree)
 
 
 def test_default_out_dir_names_and_never_reuses(tmp_path):
@@ -257,6 +317,9 @@ for step in range(start + 1, start + 10_000):
 """
 
 
+_TMP = "orbax-checkpoint-tmp"
+
+
 def _last_saved(out) -> int:
     path = out / "saved.txt"
     lines = path.read_text().splitlines() if path.exists() else []
@@ -271,7 +334,7 @@ def _kill_while_writing(out, start: int, mid_write: bool) -> None:
         while _last_saved(out) < start + 2 and time.monotonic() < deadline:
             time.sleep(0.005)
         while mid_write and time.monotonic() < deadline:
-            if any(p.name.startswith(".tmp-") for p in (out / "checkpoints").iterdir()):
+            if any(_TMP in p.name for p in (out / "checkpoints").iterdir()):
                 break  # a checkpoint is being written right now
         assert time.monotonic() < deadline, "writer made no progress"
     finally:
@@ -287,12 +350,12 @@ def test_sigkill_never_leaves_a_corrupt_or_lost_checkpoint(tmp_path):
         _kill_while_writing(out, start, mid_write)
         confirmed = _last_saved(out)
         run = RunDir.create(out, {"seed": 0}, resume=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a torn file under a checkpoint name would warn
-            tree, step, _ = run.restore(template)
-        assert not list((out / "checkpoints").glob("*.corrupt"))
+        notes = []  # a torn save under a checkpoint name would be reported here
+        tree, step, _, _ = run.restore(template, echo=notes.append)
+        run.close()
+        assert notes == [] and not list((out / "checkpoints").glob("*.corrupt"))
         # Everything confirmed saved survives; the restored tree is exactly its step's content.
         assert step >= confirmed
         assert int(tree["step"]) == step and (tree["big"] == step).all()
-        assert not any(p.name.startswith(".tmp-") for p in (out / "checkpoints").iterdir())
+        assert not any(_TMP in p.name for p in (out / "checkpoints").iterdir())
         start = step

@@ -25,6 +25,7 @@ import jax
 import mujoco
 import numpy as np
 
+from crlkit.checks import check_fields
 from crlkit.config import option_field
 from crlkit.envs.backends import BACKEND_CHOICES
 
@@ -44,22 +45,18 @@ class BenchEnvConfig:
     backend: str = option_field(
         "auto", "Physics backend; auto: native on CPU, mjx on GPU/TPU.", BACKEND_CHOICES
     )
-    num_envs: int = option_field(256, "Envs stepped together (vmapped).")
-    steps: int = option_field(100, "Control steps per env in one timed call.")
-    repeats: int = option_field(3, "Timed calls after the compiling one (the median is reported).")
-    baseline_envs: int = option_field(
-        16, "Envs whose visited states the single-thread MuJoCo C reference replays."
+    num_envs: int = option_field(256, "Envs stepped together (vmapped).", minimum=1)
+    steps: int = option_field(100, "Control steps per env in one timed call.", minimum=1)
+    repeats: int = option_field(
+        3, "Timed calls after the compiling one (the median is reported).", minimum=1
     )
-    seed: int = option_field(0, "Seed for resets and actions.")
+    baseline_envs: int = option_field(
+        16, "Envs whose visited states the single-thread MuJoCo C reference replays.", minimum=1
+    )
+    seed: int = option_field(0, "Seed for resets and actions.", minimum=0)
 
     def __post_init__(self):
-        if self.backend not in BACKEND_CHOICES:
-            raise ValueError(
-                f"unknown backend {self.backend!r}; valid: {', '.join(BACKEND_CHOICES)}"
-            )
-        for field in ("num_envs", "steps", "repeats", "baseline_envs"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+        check_fields(self)
 
 
 def make_env(name: str, backend: str):

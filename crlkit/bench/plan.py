@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from crlkit.bench.learner import update_matmul_flops
-from crlkit.checks import check_depth, check_int
+from crlkit.checks import check_depth, check_fields
 from crlkit.config import option_field
 from crlkit.envs.backends import BACKEND_CHOICES
 from crlkit.train.hostloop import param_count
@@ -38,19 +38,21 @@ class BenchPlanConfig:
     env: str = option_field("humanoid", "Env of the planned run (see: crlkit envs).")
     backend: str = option_field("auto", "Physics backend (as crlkit online).", BACKEND_CHOICES)
     depths: str = option_field("4,64,256,1024", "Comma-separated depths (actor and critic).")
-    width: int = option_field(256, "Units per layer.")
-    batch_size: int = option_field(512, "SGD minibatch (the paper: 512).")
-    num_envs: int = option_field(512, "Parallel envs (the paper: 512).")
-    unroll_length: int = option_field(62, "Env steps per env between rounds of updates.")
-    updates_per_step: int = option_field(800, "SGD updates per round (the paper: 800).")
-    replay_steps_per_env: int = option_field(10_000, "Replay capacity per env (the paper: 10k).")
+    width: int = option_field(256, "Units per layer.", minimum=1)
+    batch_size: int = option_field(512, "SGD minibatch (the paper: 512).", minimum=1)
+    num_envs: int = option_field(512, "Parallel envs (the paper: 512).", minimum=1)
+    unroll_length: int = option_field(
+        62, "Env steps per env between rounds of updates.", minimum=1
+    )
+    updates_per_step: int = option_field(800, "SGD updates per round (the paper: 800).", minimum=1)
+    replay_steps_per_env: int = option_field(
+        10_000, "Replay capacity per env (the paper: 10k).", minimum=1
+    )
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for depth in self.depth_list():
             check_depth("depths", depth)
-        for name in ("width", "batch_size", "num_envs", "unroll_length", "updates_per_step",
-                     "replay_steps_per_env"):  # fmt: skip
-            check_int(name, getattr(self, name))
 
     def depth_list(self) -> tuple[int, ...]:
         """The depths as integers (a one-line ValueError for a bad list)."""

@@ -32,9 +32,9 @@ class RunPolicy:
 def load_run_policy(run_dir: str | os.PathLike, step: int | None = None) -> RunPolicy:
     """The env and actor of `run_dir`'s newest (or `step`) checkpoint; RenderError when unusable."""
     from crlkit.envs import make
-    from crlkit.runs.actor import load_actor
-    from crlkit.runs.checkpoint import RunDirError, list_checkpoints
-    from crlkit.runs.rundir import CHECKPOINT_DIR, read_run_config
+    from crlkit.runs.actor import checkpoint_step, load_actor
+    from crlkit.runs.checkpoint import RunDirError
+    from crlkit.runs.rundir import read_run_config
 
     run = Path(run_dir)
     try:
@@ -42,32 +42,26 @@ def load_run_policy(run_dir: str | os.PathLike, step: int | None = None) -> RunP
     except RunDirError as err:
         raise RenderError(str(err)) from None
     regime, env_name = run_env(config, run)
-    found = list_checkpoints(run / CHECKPOINT_DIR)
-    if not found:
-        raise RenderError(f"{run}: no checkpoint in {CHECKPOINT_DIR}/ yet (nothing to render)")
-    saved = [s for s, _ in found]
-    if step is not None and step not in saved:
-        raise RenderError(
-            f"{run}: no checkpoint at step {step}; saved steps: {', '.join(map(str, saved))}"
-        )
+    try:
+        saved = checkpoint_step(run, step)
+    except RunDirError as err:
+        raise RenderError(str(err)) from None
     env = make(env_name, RENDER_BACKEND)
     whole = _goal_is_observation(config, env.spec)
     # The actor's input sizes: a whole-observation goal is as wide as the state.
     sizes = dataclasses.replace(env.spec, goal_dim=env.spec.state_dim) if whole else env.spec
     try:
-        nets, params = load_actor(run, sizes, step)
+        nets, params = load_actor(run, sizes, saved)
     except ValueError as err:
         raise RenderError(str(err)) from None
-    return RunPolicy(run, env, nets, params, saved[-1] if step is None else step, regime, whole)
+    return RunPolicy(run, env, nets, params, saved, regime, whole)
 
 
 def _goal_is_observation(config: dict, spec) -> bool:
     """True when an offline run's psi and actor saw whole goal observations (OGBench's goal
-    space): its recorded goal columns are every observation column."""
-    columns = (config.get("dataset") or {}).get("goal_indices")
-    if "offline" not in config or not columns:
-        return False
-    return len(columns) == spec.state_dim != spec.goal_dim
+    space), as its dataset plan records, where the env's goal is a slice of the observation."""
+    plan = (config.get("dataset") or {}).get("plan") or {}
+    return plan.get("goal_space") == "observation" and spec.state_dim != spec.goal_dim
 
 
 def run_env(config: dict, run: Path) -> tuple[str, str]:
@@ -82,6 +76,9 @@ def run_env(config: dict, run: Path) -> tuple[str, str]:
     offline = config.get("offline")
     if not isinstance(offline, dict):
         raise RenderError(f"{run}: config.json has neither an 'online' nor an 'offline' section")
+    planned = ((config.get("dataset") or {}).get("plan") or {}).get("env")
+    if planned:
+        return "offline", str(planned)  # the crlkit env the dataset plan names
     recorded = (config.get("dataset") or {}).get("eval_env")
     if isinstance(recorded, list) and len(recorded) == 2 and recorded[0] == "crlkit":
         return "offline", str(recorded[1])  # the env the offline loop evaluated in

@@ -1,6 +1,9 @@
 """A trained actor from a run directory: networks and parameters of a checkpoint's `CRLState`.
 
-Used by `crlkit collect` (a run as the data policy) and `crlkit render` (a run's behaviour).
+Used by `crlkit collect` (a run as the data policy) and `crlkit render` (a run's behaviour). Only
+the actor's parameters are read (a partial restore of the state item onto this process's first
+device): the replay buffer, the critic and the optimizer states stay on disk, and a checkpoint
+of any device layout loads.
 """
 
 from __future__ import annotations
@@ -14,26 +17,18 @@ import jax.numpy as jnp
 
 from crlkit import learner
 from crlkit.config import LearnerConfig, from_dict
-from crlkit.runs.checkpoint import RunDirError, checkpoint_leaves, list_checkpoints
+from crlkit.runs.checkpoint import Checkpoints, RunDirError, find_checkpoint
 from crlkit.runs.rundir import CHECKPOINT_DIR, read_run_config
 
+ACTOR_PARAMS = ".actor.params"
 
-def checkpoint_path(run_dir: str | os.PathLike, step: int | None = None) -> Path:
-    """The newest checkpoint of a run, or the one saved at `step`.
 
-    Raises ValueError (one line) when the run has no (such) checkpoint.
+def checkpoint_step(run_dir: str | os.PathLike, step: int | None = None) -> int:
+    """The step of a run's newest checkpoint, or `step` when it was saved.
+
+    Raises RunDirError (one line) when the run has no (such) checkpoint.
     """
-    run = Path(run_dir)
-    found = list_checkpoints(run / CHECKPOINT_DIR)
-    if not found:
-        raise ValueError(f"{run}: no checkpoint in {CHECKPOINT_DIR}/ yet")
-    if step is None:
-        return found[-1][1]
-    for saved, path in found:
-        if saved == step:
-            return path
-    steps = ", ".join(str(s) for s, _ in found)
-    raise ValueError(f"{run}: no checkpoint at step {step}; saved steps: {steps}")
+    return find_checkpoint(Path(run_dir) / CHECKPOINT_DIR, step)[0]
 
 
 def load_actor(
@@ -51,7 +46,12 @@ def load_actor(
     try:
         config = read_run_config(run_dir)
         learner_cfg = from_dict(LearnerConfig, config.get("learner", {}))
-        stored = checkpoint_leaves(checkpoint_path(run_dir, step))
+        ckpts = Checkpoints(Path(run_dir) / CHECKPOINT_DIR)
+        try:
+            saved = checkpoint_step(run_dir, step)
+            stored = ckpts.load_leaves(saved, lambda path: ACTOR_PARAMS in path)
+        finally:
+            ckpts.close()
     except RunDirError as err:
         raise ValueError(str(err)) from None
     dims = learner.Dims(spec.state_dim, spec.goal_dim, spec.action_dim)
@@ -65,7 +65,7 @@ def load_actor(
 
 
 def _actor_leaf(stored: dict, key_path: Any, like: Any, run_dir: Any, spec: Any) -> jax.Array:
-    suffix = ".actor.params" + jax.tree_util.keystr(key_path)
+    suffix = ACTOR_PARAMS + jax.tree_util.keystr(key_path)
     hits = [name for name in stored if name.endswith(suffix)]
     if len(hits) != 1:
         raise ValueError(f"{run_dir}: holds no actor parameter {suffix} (not a CRL checkpoint?)")

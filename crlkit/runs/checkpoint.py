@@ -1,36 +1,43 @@
-"""Checkpoints: one `ckpt-<step>.npz` file (one device) or `ckpt-<step>.orbax/` directory
-(orbax-checkpoint: sharded over devices and processes) per save, leaves in flatten order.
+"""Checkpoints: orbax-checkpoint's `CheckpointManager`, one directory per save, three items.
 
-A checkpoint holds any pytree of arrays, PRNG keys and scalars (learner state, env state, replay
-buffer, counters) plus a JSON header (format, step, leaf paths/shapes/dtypes, the loop's meta).
-`load_checkpoint` restores it into a template pytree, checking every leaf; files are written
-through `crlkit.files.atomic_open` (orbax: a temporary directory renamed when complete), so a
-killed save never leaves anything under a checkpoint name. Both formats are read by every reader.
+```
+checkpoints/ckpt_<step, 12 digits>/
+  state/    the learner state and the loop's carry (keys, env state, counters): any pytree
+  replay/   the online replay buffer (only when the run saves it: --buffer-in-checkpoint)
+  meta/     JSON: step, the loop's meta (clock, env steps ...), the leaves of each item (path,
+            shape, dtype, PRNG impl) and the device layout that saved it
+```
+
+The manager keeps the newest `keep` saves (max_to_keep), writes each into a temporary directory
+renamed when every process has finished (a killed save leaves nothing under a step's name) and
+removes such temporaries when it is opened again. A restore reads the items it is asked for: the
+actor of a render never opens `replay/`. Leaves are checked against the caller's template (path,
+shape, dtype) with one-line errors, and land on the template's shardings, so a checkpoint of any
+device layout restores onto the current one (orbax reshards). PRNG keys are stored as their key
+data; empty arrays (which orbax refuses) are not stored and come back as zeros.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
+import shutil
 import time
-import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
 from crlkit import files
-from crlkit.runs import orbax_ckpt
 
 Pytree = Any
 
-CHECKPOINT_RE = re.compile(r"^ckpt-(\d{12})\.(?:npz|orbax)$")
-CHECKPOINT_FORMATS = ("npz", "orbax")
-CHECKPOINT_FORMAT = 1
-_META_KEY = "__meta__"
+STATE, REPLAY, META = "state", "replay", "meta"
+STEP_PREFIX = "ckpt"
+CHECKPOINT_RE = re.compile(rf"^{STEP_PREFIX}_(\d{{12}})$")
+CORRUPT_SUFFIX = ".corrupt"
 
 
 class RunDirError(ValueError):
@@ -38,176 +45,307 @@ class RunDirError(ValueError):
 
 
 class CorruptCheckpoint(RunDirError):
-    """A checkpoint file that cannot be read (truncated or damaged on disk)."""
+    """A checkpoint that cannot be read (damaged on disk)."""
 
 
-def leaf_key(i: int) -> str:
-    """Name of the i-th leaf's array inside a checkpoint file."""
-    return f"leaf_{i:05d}"
+class Restored(NamedTuple):
+    """What `Checkpoints.load` hands back."""
+
+    tree: Pytree
+    step: int
+    meta: dict
+    replay: Pytree | None  # None when not asked for or not saved
 
 
-def checkpoint_leaves(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Leaf path (jax keystr) -> array of a checkpoint file, without a template."""
-    header, arrays = read_checkpoint_file(path)
-    return {leaf["path"]: arrays[leaf_key(i)] for i, leaf in enumerate(header["leaves"])}
-
-
-
-
-def save_checkpoint(
-    directory: str | os.PathLike,
-    tree: Pytree,
-    step: int,
-    meta: Mapping | None = None,
-    fmt: str = "npz",
-) -> Path:
-    """Write `tree` (any pytree of arrays, PRNG keys and scalars) as ckpt-<step>.<fmt>, atomically.
-
-    Args:
-      directory: the checkpoints folder (created if missing).
-      tree: params, optimizer states, RNG keys, counters, env state, replay buffer, ...
-      step: the loop's progress counter; names the file and orders checkpoints.
-      meta: optional JSON-able extras stored alongside (returned by `load_checkpoint`).
-      fmt: "npz" (one file, one process) or "orbax" (sharded global arrays; every process calls).
-    """
+def list_checkpoints(directory: str | os.PathLike) -> list[tuple[int, Path]]:
+    """(step, path) of the complete checkpoints in `directory`, oldest first (no orbax needed:
+    temporaries of an unfinished save carry another name)."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    arrays, leaves_meta = {}, []
-    to_stored = _leaf_to_numpy if fmt == "npz" else _leaf_to_global
-    for i, (path, leaf) in enumerate(flat):
-        arr, info = to_stored(leaf)
-        arrays[leaf_key(i)] = arr
-        leaves_meta.append({"path": jax.tree_util.keystr(path), **info})
-    header = {
-        "format": CHECKPOINT_FORMAT,
-        "step": int(step),
-        "saved_at": time.time(),
-        "leaves": leaves_meta,
-        "meta": files.to_jsonable(dict(meta or {})),
-    }
-    if fmt == "orbax":
-        target = directory / f"ckpt-{int(step):012d}{orbax_ckpt.ORBAX_SUFFIX}"
-        stored = {k: v for k, v in arrays.items() if np.prod(v.shape) > 0}  # orbax refuses empty
-        orbax_ckpt.save_orbax(target, stored, files.to_jsonable(header))
-        return target
-    arrays[_META_KEY] = np.array(json.dumps(header))
-    target = directory / f"ckpt-{int(step):012d}.npz"
-    with files.atomic_open(target) as f:
-        np.savez(f, **arrays)
-    return target
+    if not directory.is_dir():
+        return []
+    matches = ((CHECKPOINT_RE.match(p.name), p) for p in directory.iterdir())
+    return sorted((int(m.group(1)), p) for m, p in matches if m and p.is_dir())
 
 
-def load_checkpoint(path: str | os.PathLike, template: Pytree) -> tuple[Pytree, int, dict]:
-    """Read a checkpoint into the structure of `template` -> (tree, step, meta).
+def find_checkpoint(directory: str | os.PathLike, step: int | None = None) -> tuple[int, Path]:
+    """(step, path) of the newest checkpoint, or of the one saved at `step`.
 
-    `template` is a pytree like the saved one (arrays, `jax.ShapeDtypeStruct`s from
-    `jax.eval_shape`, or scalars); each leaf must match in path, shape and dtype. Leaves come
-    back as jax arrays on the template leaf's sharding (numpy arrays / Python scalars where the
-    template has those).
+    Raises RunDirError (one line) when there is no (such) checkpoint.
     """
-    orbax = Path(path).is_dir()
-    header, arrays = _read_header(path) if orbax else read_checkpoint_file(path)
+    found = list_checkpoints(directory)
+    where = Path(directory)
+    if not found:
+        raise RunDirError(f"{where.parent}: no checkpoint in {where.name}/ yet")
+    if step is None:
+        return found[-1]
+    for saved, path in found:
+        if saved == step:
+            return saved, path
+    steps = ", ".join(str(s) for s, _ in found)
+    raise RunDirError(f"{where.parent}: no checkpoint at step {step}; saved steps: {steps}")
+
+
+def layout() -> dict[str, int]:
+    """The device layout of this process group, as a checkpoint's meta records it."""
+    return {"devices": jax.device_count(), "processes": jax.process_count()}
+
+
+def _layout_text(lay: Mapping) -> str:
+    return f"{lay.get('devices', '?')} device(s) in {lay.get('processes', '?')} process(es)"
+
+
+class Checkpoints:
+    """The checkpoints of one run directory (every process of a multi-host run opens it)."""
+
+    def __init__(self, directory: str | os.PathLike, keep: int = 3):
+        self.directory = Path(directory).absolute()
+        self.keep = keep
+        self._manager: Any = None
+
+    @property
+    def manager(self):
+        """orbax's CheckpointManager, opened on first use (it removes a killed save's temps)."""
+        if self._manager is None:
+            import orbax.checkpoint as ocp
+
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=self.keep, step_prefix=STEP_PREFIX, step_format_fixed_length=12,
+                create=True, cleanup_tmp_directories=True, enable_async_checkpointing=False,
+            )  # fmt: skip
+            self._manager = ocp.CheckpointManager(self.directory, options=options)
+        return self._manager
+
+    def steps(self) -> list[int]:
+        return [s for s, _ in list_checkpoints(self.directory)]
+
+    def path(self, step: int) -> Path:
+        return self.directory / f"{STEP_PREFIX}_{int(step):012d}"
+
+    # -- save ---------------------------------------------------------------------------------
+
+    def save(
+        self, step: int, tree: Pytree, meta: Mapping | None = None, replay: Pytree | None = None
+    ) -> Path:
+        """Save `tree` (and `replay`, if given) at `step`; every process calls it. A step saved
+        already is kept as it is (a run stopped right after a periodic checkpoint)."""
+        import orbax.checkpoint as ocp
+
+        if int(step) in self.manager.all_steps():
+            return self.path(step)
+        items, leaves = {}, {}
+        for name, item in ((STATE, tree), (REPLAY, replay)):
+            if item is None:
+                continue
+            stored, leaves[name] = _to_stored(item)
+            items[name] = ocp.args.PyTreeSave(stored)
+        header = {
+            "step": int(step),
+            "saved_at": time.time(),
+            "layout": layout(),
+            "leaves": leaves,
+            "meta": files.to_jsonable(dict(meta or {})),
+        }
+        items[META] = ocp.args.JsonSave(files.to_jsonable(header))
+        self.manager.save(int(step), args=ocp.args.Composite(**items))
+        self.manager.wait_until_finished()
+        return self.path(step)
+
+    # -- restore ------------------------------------------------------------------------------
+
+    def header(self, step: int) -> dict:
+        """The meta item of the checkpoint at `step` (CorruptCheckpoint when unreadable)."""
+        import orbax.checkpoint as ocp
+
+        try:
+            args = ocp.args.Composite(meta=ocp.args.JsonRestore())
+            restored = self.manager.restore(step, args=args)
+            header = dict(restored[META])
+            header["leaves"][STATE]  # noqa: B018 - a header without it is damaged
+        except Exception as err:  # orbax/tensorstore raise many kinds for a damaged directory
+            raise CorruptCheckpoint(_unreadable(self.path(step), err)) from None
+        return header
+
+    def has_replay(self, step: int) -> bool:
+        return REPLAY in self.header(step)["leaves"]
+
+    def load(self, step: int, template: Pytree, replay: Pytree | None = None) -> Restored:
+        """The checkpoint at `step` restored into `template` (and `replay` when the checkpoint
+        holds the buffer and a template for it is given; the item is not opened otherwise).
+
+        Template leaves are arrays, `jax.ShapeDtypeStruct`s (from `jax.eval_shape`, with the
+        shardings to restore onto) or host values; each must match the stored leaf in path,
+        shape and dtype (one-line RunDirError).
+        """
+        import orbax.checkpoint as ocp
+
+        header = self.header(step)
+        path = self.path(step)
+        wanted = {STATE: template}
+        if replay is not None and REPLAY in header["leaves"]:
+            wanted[REPLAY] = replay
+        plans = {name: _plan(header["leaves"][name], like, path) for name, like in wanted.items()}
+        args = {name: _restore_args(plan) for name, plan in plans.items()}
+        try:
+            restored = self.manager.restore(step, args=ocp.args.Composite(**args))
+        except Exception as err:  # see header
+            _raise_restore_error(path, header, err)
+        trees = {name: _rebuild(plans[name], restored[name]) for name in wanted}
+        return Restored(trees[STATE], int(header["step"]), header["meta"], trees.get(REPLAY))
+
+    def load_leaves(
+        self, step: int, select: Callable[[str], bool] = lambda _: True, item: str = STATE
+    ) -> dict[str, np.ndarray]:
+        """Host copies of the leaves of `item` whose path `select` accepts (a partial restore:
+        other leaves and items are never read), by leaf path (PRNG keys as key data)."""
+        import orbax.checkpoint as ocp
+
+        header = self.header(step)
+        path = self.path(step)
+        local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        tree: dict = {}
+        restore_args: dict = {}
+        chosen = [leaf for leaf in header["leaves"].get(item, []) if select(leaf["path"])]
+        for leaf in chosen:
+            if int(np.prod(leaf["shape"])) == 0:
+                continue
+            shape, dtype = tuple(leaf["shape"]), np.dtype(leaf["dtype"])
+            _nest(tree, leaf["names"], jax.ShapeDtypeStruct(shape, dtype, sharding=local))
+            _nest(restore_args, leaf["names"], ocp.ArrayRestoreArgs(sharding=local))
+        args = ocp.args.PyTreeRestore(item=tree, restore_args=restore_args, partial_restore=True)
+        restored: dict = {}
+        try:
+            if tree:
+                restored = self.manager.restore(step, args=ocp.args.Composite(**{item: args}))[item]
+        except Exception as err:  # see header
+            _raise_restore_error(path, header, err)
+        out = {}
+        for leaf in chosen:
+            if int(np.prod(leaf["shape"])) == 0:
+                out[leaf["path"]] = np.zeros(leaf["shape"], leaf["dtype"])
+            else:
+                out[leaf["path"]] = np.asarray(_get(restored, leaf["names"]))
+        return out
+
+    def set_aside(self, step: int) -> Path:
+        """Rename a damaged checkpoint to <name>.corrupt, so it is never taken again."""
+        path = self.path(step)
+        target = path.with_name(path.name + CORRUPT_SUFFIX)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(path, target)
+        if self._manager is not None:
+            self._manager.reload()
+        return target
+
+    def close(self) -> None:
+        if self._manager is not None:
+            self._manager.close()
+            self._manager = None
+
+
+def _unreadable(path: Path, err: BaseException) -> str:
+    return f"checkpoint {path} is unreadable ({type(err).__name__})"
+
+
+def _raise_restore_error(path: Path, header: dict, err: BaseException):
+    """A checkpoint of another device layout that orbax cannot place: one line naming both;
+    otherwise the checkpoint is damaged."""
+    saved = header.get("layout") or {}
+    if saved and saved != layout():
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise RunDirError(
+            f"checkpoint {path} was saved on {_layout_text(saved)} and cannot be restored on "
+            f"{_layout_text(layout())} ({type(err).__name__}: {first})"
+        ) from None
+    raise CorruptCheckpoint(_unreadable(path, err)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Leaves: what orbax stores, and the template checks
+
+
+def _names(key_path: tuple) -> list[str]:
+    """A pytree path as the nested dict keys the item stores it under."""
+    out = []
+    for k in key_path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                out.append(str(getattr(k, attr)))
+                break
+        else:
+            out.append(str(k))
+    return out
+
+
+def _nest(tree: dict, names: list[str], value: Any) -> None:
+    for name in names[:-1]:
+        tree = tree.setdefault(name, {})
+    tree[names[-1]] = value
+
+
+def _get(tree: Any, names: list[str]) -> Any:
+    for name in names:
+        tree = tree[name]
+    return tree
+
+
+def _is_key(x: Any) -> bool:
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _to_stored(tree: Pytree) -> tuple[dict, list[dict]]:
+    """The nested dict orbax saves (non-empty leaves; PRNG keys as key data) and the header's
+    leaf list (path, names, shape, dtype, PRNG impl)."""
+    stored: dict = {}
+    header = []
+    for key_path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        info: dict[str, Any] = {"path": jax.tree_util.keystr(key_path), "names": _names(key_path)}
+        if _is_key(leaf):
+            info["prng_impl"] = str(jax.random.key_impl(leaf))
+            info["key_shape"] = list(leaf.shape)
+            leaf = jax.random.key_data(leaf)
+        if not isinstance(leaf, jax.Array):
+            leaf = np.asarray(leaf)
+        info["shape"], info["dtype"] = list(leaf.shape), str(np.dtype(leaf.dtype))
+        header.append(info)
+        if leaf.size:
+            _nest(stored, info["names"], leaf)
+    return stored, header
+
+
+class _Plan(NamedTuple):
+    treedef: Any
+    leaves: list  # (template leaf, stored info)
+
+
+def _plan(stored: list[dict], template: Pytree, path: Path) -> _Plan:
+    """Check `template` against the stored leaves (one-line RunDirError) -> the restore plan."""
     flat, treedef = jax.tree_util.tree_flatten_with_path(template)
-    stored = header["leaves"]
     if len(stored) != len(flat):
         raise RunDirError(
             f"checkpoint {path} holds {len(stored)} arrays but the run expects {len(flat)};"
             f" it was saved by a different model or settings"
         )
-    leaves = []
     for i, ((key_path, like), info) in enumerate(zip(flat, stored, strict=True)):
         name = jax.tree_util.keystr(key_path)
         if info["path"] != name:
             raise RunDirError(
                 f"checkpoint {path} leaf {i} is {info['path']} but the run expects {name}"
             )
-        if orbax:
-            _check_leaf(info, like, name, path)
-        else:
-            leaves.append(_leaf_from_numpy(arrays[leaf_key(i)], info, like, name, path))
-    if orbax:
-        leaves = _restore_orbax_leaves(path, flat, stored)
-    return jax.tree_util.tree_unflatten(treedef, leaves), int(header["step"]), header["meta"]
-
-
-def _read_header(path: str | os.PathLike) -> tuple[dict, dict]:
-    try:
-        return orbax_ckpt.read_orbax_header(Path(path)), {}
-    except Exception as err:  # orbax/tensorstore raise many kinds for a damaged directory
-        raise CorruptCheckpoint(f"checkpoint {path} is unreadable ({type(err).__name__})") from None
-
-
-def _restore_orbax_leaves(path: Any, flat: list, stored: list[dict]) -> list:
-    """Leaves of an orbax checkpoint, on the template leaves' shardings (orbax reshards)."""
-    abstract, typed = {}, {}
-    for i, ((_, like), info) in enumerate(zip(flat, stored, strict=True)):
-        if "prng_impl" in info:  # stored as key data; wrapped again below
-            typed[i] = info["prng_impl"]
-            like = jax.eval_shape(jax.random.key_data, like)
-            like = jax.ShapeDtypeStruct(like.shape, like.dtype, sharding=_sharding(flat[i][1]))
-        if np.prod(like.shape) > 0:
-            abstract[leaf_key(i)] = orbax_ckpt.abstract_leaf(like)
-    try:
-        restored = orbax_ckpt.restore_orbax(Path(path), abstract)
-    except Exception as err:  # see _read_header
-        raise CorruptCheckpoint(f"checkpoint {path} is unreadable ({type(err).__name__})") from None
-    leaves = []
-    for i, (_, like) in enumerate(flat):
-        value = restored.get(leaf_key(i))
-        if value is None:  # an empty leaf (not stored)
-            value = _put(np.zeros(like.shape, like.dtype), _sharding(like))
-        if i in typed:
-            value = jax.random.wrap_key_data(value, impl=typed[i])
-        elif not isinstance(like, (jax.Array, jax.ShapeDtypeStruct)):
-            value = _host_value(np.asarray(value), like)
-        leaves.append(value)
-    return leaves
-
-
-def list_checkpoints(directory: str | os.PathLike) -> list[tuple[int, Path]]:
-    """(step, path) of the complete checkpoints in `directory`, oldest first."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    matches = ((CHECKPOINT_RE.match(p.name), p) for p in directory.iterdir())
-    found = [(int(m.group(1)), p) for m, p in matches if m]
-    return sorted(found)
-
-
-def _leaf_to_numpy(leaf: Any) -> tuple[np.ndarray, dict]:
-    """Host copy of one leaf plus what restoring it needs (PRNG impl, exotic dtype)."""
-    leaf, info = _leaf_to_global(leaf)
-    arr = np.asarray(leaf)
-    if not arr.dtype.isbuiltin:  # e.g. bfloat16: npz would store raw void bytes, keep them as uint
-        arr = arr.view(f"u{arr.dtype.itemsize}")
-    return arr, info
-
-
-def _leaf_to_global(leaf: Any) -> tuple[Any, dict]:
-    """One leaf as orbax stores it (jax arrays stay sharded) plus the header's leaf info."""
-    info: dict[str, Any] = {}
-    dtype = getattr(leaf, "dtype", None)
-    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        info["prng_impl"] = str(jax.random.key_impl(leaf))
-        info["shape"] = list(leaf.shape)
-        leaf = jax.random.key_data(leaf)
-    if not isinstance(leaf, jax.Array):
-        leaf = np.asarray(leaf)
-    info.setdefault("shape", list(leaf.shape))
-    info["dtype"] = str(np.dtype(leaf.dtype))
-    return leaf, info
+        _check_leaf(info, like, name, path)
+    return _Plan(treedef, [(like, info) for (_, like), info in zip(flat, stored, strict=True)])
 
 
 def _check_leaf(info: dict, like: Any, name: str, path: Any) -> None:
     """One-line RunDirError unless the stored leaf fits the template leaf in shape and dtype."""
-    like_dtype = getattr(like, "dtype", None)
     like_shape = tuple(getattr(like, "shape", np.shape(like)))
-    if tuple(info["shape"]) != like_shape:
+    shape = tuple(info.get("key_shape", info["shape"]))
+    if shape != like_shape:
         raise RunDirError(
-            f"checkpoint {path} leaf {name} has shape {tuple(info['shape'])};"
+            f"checkpoint {path} leaf {name} has shape {shape};"
             f" the run expects {like_shape} (saved with other sizes, e.g. --num-envs)"
         )
+    like_dtype = getattr(like, "dtype", None)
     if like_dtype is not None and jax.dtypes.issubdtype(like_dtype, jax.dtypes.prng_key):
         if "prng_impl" not in info:
             raise RunDirError(f"checkpoint {path} leaf {name} is not a PRNG key")
@@ -219,18 +357,54 @@ def _check_leaf(info: dict, like: Any, name: str, path: Any) -> None:
         )
 
 
-def _leaf_from_numpy(arr: np.ndarray, info: dict, like: Any, name: str, path: Any) -> Any:
-    """Rebuild one leaf shaped and typed like the template leaf `like`."""
-    _check_leaf(info, like, name, path)
-    like_dtype = getattr(like, "dtype", None)
-    if like_dtype is not None and jax.dtypes.issubdtype(like_dtype, jax.dtypes.prng_key):
-        value = jax.random.wrap_key_data(arr, impl=info["prng_impl"])
-        return jax.device_put(value, _sharding(like))
-    if str(arr.dtype) != info["dtype"]:
-        arr = arr.view(np.dtype(like_dtype))
-    if isinstance(like, (jax.Array, jax.ShapeDtypeStruct)):
-        return _put(arr, _sharding(like))
-    return _host_value(arr, like)
+def _on_device(like: Any) -> bool:
+    return isinstance(like, (jax.Array, jax.ShapeDtypeStruct))
+
+
+def _sharding(like: Any) -> Any:
+    """Where a template leaf is restored: its sharding, else this process's first device."""
+    return getattr(like, "sharding", None) or jax.sharding.SingleDeviceSharding(
+        jax.local_devices()[0]
+    )
+
+
+def _restore_args(plan: _Plan):
+    """orbax's PyTreeRestore for the non-empty leaves of a plan."""
+    import orbax.checkpoint as ocp
+
+    item: dict = {}
+    restore_args: dict = {}
+    for like, info in plan.leaves:
+        if int(np.prod(info["shape"])) == 0:
+            continue
+        dtype = np.dtype(info["dtype"])
+        if _on_device(like):
+            where = _sharding(like)
+            args = ocp.ArrayRestoreArgs(sharding=where, global_shape=tuple(info["shape"]))
+        else:
+            where = None
+            args = ocp.RestoreArgs(restore_type=np.ndarray, dtype=dtype)
+        like = jax.ShapeDtypeStruct(tuple(info["shape"]), dtype, sharding=where)
+        _nest(item, info["names"], like)
+        _nest(restore_args, info["names"], args)
+    return ocp.args.PyTreeRestore(item=item, restore_args=restore_args)
+
+
+def _rebuild(plan: _Plan, restored: dict) -> Pytree:
+    """The template's structure filled with the restored leaves (empty ones made anew)."""
+    leaves = []
+    for like, info in plan.leaves:
+        if int(np.prod(info["shape"])) == 0:
+            value = np.zeros(info["shape"], info["dtype"])
+            value = _put(value, _sharding(like)) if _on_device(like) else value
+        else:
+            value = _get(restored, info["names"])
+        if "prng_impl" in info:
+            value = jax.random.wrap_key_data(value, impl=info["prng_impl"])
+        elif not _on_device(like):
+            value = _host_value(np.asarray(value), like)
+        leaves.append(value)
+    return jax.tree_util.tree_unflatten(plan.treedef, leaves)
 
 
 def _host_value(arr: np.ndarray, like: Any) -> Any:
@@ -240,36 +414,7 @@ def _host_value(arr: np.ndarray, like: Any) -> Any:
 
 
 def _put(arr: np.ndarray, sharding: Any) -> jax.Array:
-    """A host array on `sharding`, also one spanning other processes (an npz read by all)."""
-    if sharding is None or sharding.is_fully_addressable:
+    """A host array on `sharding`, also one spanning other processes."""
+    if sharding.is_fully_addressable:
         return jax.device_put(arr, sharding)
     return jax.make_array_from_callback(arr.shape, sharding, lambda idx: arr[idx])
-
-
-def _sharding(like: Any) -> Any:
-    """Where a template leaf lives (None: the default device)."""
-    return getattr(like, "sharding", None)
-
-
-def read_checkpoint_file(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
-    """Header and arrays of a checkpoint file; raises `CorruptCheckpoint` if it cannot be read."""
-    if Path(path).is_dir():
-        header, _ = _read_header(path)
-        try:
-            arrays = orbax_ckpt.restore_orbax(Path(path), None)
-            for i, info in enumerate(header["leaves"]):  # empty leaves are not stored
-                arrays.setdefault(leaf_key(i), np.zeros(info["shape"], info["dtype"]))
-            return header, arrays
-        except Exception as err:  # see _read_header
-            problem = type(err).__name__
-            raise CorruptCheckpoint(f"checkpoint {path} is unreadable ({problem})") from None
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        header = json.loads(str(arrays.pop(_META_KEY)))
-        if header.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"unknown checkpoint format {header.get('format')!r}")
-    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:
-        problem = f"{type(err).__name__}: {err}"
-        raise CorruptCheckpoint(f"checkpoint {path} is unreadable ({problem})") from None
-    return header, arrays

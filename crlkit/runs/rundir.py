@@ -6,8 +6,8 @@ runs/<name>-d<depth>-<YYYYmmdd-HHMMSS>/
   metrics.jsonl       one JSON object per log event: {"step": ..., "time": ..., <metrics>}
   metrics.csv         the same events as a table; columns grow as new metrics appear
   summary.json        final numbers, written by the loop at the end
-  checkpoints/        ckpt-<step, 12 digits>.npz (one device) or .orbax/ (several devices or
-                      processes), the last K kept (formats: runs/checkpoint.py, runs/orbax_ckpt.py)
+  checkpoints/        ckpt_<step, 12 digits>/ (orbax: items state, replay, meta), the last K kept
+                      (runs/checkpoint.py)
 ```
 
 In a multi-host run every process opens the RunDir (all of them take part in checkpoints), but
@@ -24,24 +24,22 @@ import io
 import json
 import os
 import re
+import sys
 import time
-import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
 
 from crlkit import files
-from crlkit.runs import orbax_ckpt
 from crlkit.runs.checkpoint import (
-    CHECKPOINT_FORMATS,
+    Checkpoints,
     CorruptCheckpoint,
     Pytree,
+    Restored,
     RunDirError,
     list_checkpoints,
-    load_checkpoint,
-    save_checkpoint,
 )
 from crlkit.runs.sinks import open_sinks
 
@@ -51,7 +49,10 @@ METRICS_CSV = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
 
-__all__ = ["RunDir", "RunDirError", "CorruptCheckpoint", "read_run_config", "read_events"]
+__all__ = [
+    "RunDir", "RunDirError", "CorruptCheckpoint", "Restored", "list_checkpoints",
+    "read_run_config", "read_events",
+]  # fmt: skip
 
 
 def default_out_dir(name: str, depth: int, root: str | os.PathLike = "runs") -> Path:
@@ -109,15 +110,14 @@ class RunDir:
     `write_summary(...)` at the end and `close()` (or use it as a context manager).
     """
 
-    def __init__(
-        self, path: Path, config: dict, keep_checkpoints: int, sinks: list, fmt: str = "npz"
-    ):
+    def __init__(self, path: Path, config: dict, keep_checkpoints: int, sinks: list):
         self.path = path
-        self.checkpoint_format = fmt
         self.primary = jax.process_index() == 0
         self.config = config
         self.keep_checkpoints = keep_checkpoints
         self.checkpoint_dir = path / CHECKPOINT_DIR
+        self.checkpoints = Checkpoints(self.checkpoint_dir, keep_checkpoints)
+        self._stored_config: dict | None = None  # config.json before a resume rewrote it
         self._sinks = sinks
         self._events: list[dict] = []
         self._columns: list[str] = []
@@ -133,7 +133,6 @@ class RunDir:
         keep_checkpoints: int = 3,
         tensorboard: bool = False,
         wandb_project: str | None = None,
-        checkpoint_format: str = "npz",
     ) -> RunDir:
         """Open a new run dir, or an existing one to resume.
 
@@ -146,34 +145,30 @@ class RunDir:
           keep_checkpoints: how many of the newest checkpoints to keep (>= 1).
           tensorboard: also log scalars to <path>/tensorboard (needs tensorboardX or torch).
           wandb_project: also log to Weights & Biases under this project (needs wandb).
-          checkpoint_format: "npz" (one device) or "orbax" (sharded; several devices/processes).
         """
         path = Path(path)
         if keep_checkpoints < 1:
             raise RunDirError(f"keep_checkpoints must be >= 1, got {keep_checkpoints}")
-        if checkpoint_format not in CHECKPOINT_FORMATS:
-            valid = ", ".join(CHECKPOINT_FORMATS)
-            raise RunDirError(f"unknown checkpoint format {checkpoint_format!r}; valid: {valid}")
         config_dict = files.to_jsonable(config)
         primary = jax.process_index() == 0
+        stored = None
         if resume:
-            _check_resumable(path, config_dict, ignore_on_resume)
+            stored = _check_resumable(path, config_dict, ignore_on_resume)
         elif primary and path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise RunDirError(
                 f"run dir {path} already exists; resume it with --resume or choose another --out"
             )
         if not primary:  # process 0 owns the files; the others only checkpoint
-            run = cls(path, config_dict, keep_checkpoints, [], checkpoint_format)
+            run = cls(path, config_dict, keep_checkpoints, [])
             run._events = read_events(path / METRICS_JSONL) if resume else []
             return run
         path.mkdir(parents=True, exist_ok=True)
         (path / CHECKPOINT_DIR).mkdir(exist_ok=True)
         files.remove_temp_files(path)
-        files.remove_temp_files(path / CHECKPOINT_DIR)
-        orbax_ckpt.remove_orbax_temps(path / CHECKPOINT_DIR)
         files.atomic_write_json(path / CONFIG_FILE, config_dict)
         sinks = open_sinks(path, config_dict, tensorboard, wandb_project)
-        run = cls(path, config_dict, keep_checkpoints, sinks, checkpoint_format)
+        run = cls(path, config_dict, keep_checkpoints, sinks)
+        run._stored_config = stored
         if resume:
             run._events = read_events(path / METRICS_JSONL)
             run._rewrite_logs()
@@ -217,34 +212,57 @@ class RunDir:
 
     # -- checkpoints --------------------------------------------------------------------------
 
-    def save_checkpoint(self, tree: Pytree, step: int, meta: Mapping | None = None) -> Path:
-        """Atomically save `tree` at `step`, then delete all but the newest `keep_checkpoints`
-        (every process calls it in a multi-host run; process 0 deletes)."""
-        target = save_checkpoint(self.checkpoint_dir, tree, step, meta, self.checkpoint_format)
-        if self.primary:
-            for _, old in list_checkpoints(self.checkpoint_dir)[: -self.keep_checkpoints]:
-                orbax_ckpt.remove_checkpoint(old)
-        return target
+    def save_checkpoint(
+        self, tree: Pytree, step: int, meta: Mapping | None = None, replay: Pytree | None = None
+    ) -> Path:
+        """Save `tree` (and the optional `replay` buffer, a separate item) at `step`; only the
+        newest `keep_checkpoints` stay (every process calls it in a multi-host run)."""
+        return self.checkpoints.save(step, tree, meta, replay)
 
-    def restore(self, template: Pytree) -> tuple[Pytree, int, dict] | None:
-        """Load the newest readable checkpoint into `template` -> (tree, step, meta), or None.
+    def restore(
+        self,
+        template: Pytree,
+        *,
+        replay: Pytree | None = None,
+        echo: Callable[[str], None] | None = None,
+        start_over: bool = False,
+        max_step: int | None = None,
+    ) -> Restored | None:
+        """Load the newest readable checkpoint into `template` (+ `replay`, see
+        `Checkpoints.load`) -> Restored(tree, step, meta, replay), or None with no checkpoint.
 
         Log events after the restored step (written before the run died, and about to be
         repeated) are dropped; with no checkpoint all events are dropped, since the run restarts.
-        An unreadable file is renamed to <name>.corrupt (so it is never taken again) and the next
-        older one is tried, with a warning; a checkpoint that does not fit `template` raises
-        RunDirError.
+        An unreadable checkpoint is renamed to <name>.corrupt (never taken again) and the next
+        older one is tried, saying so in one line through `echo`; when every checkpoint is
+        unreadable the resume is refused (RunDirError) unless `start_over`. A checkpoint beyond
+        `max_step` (the budget, in checkpoint steps) refuses the resume and puts the run's
+        config.json back; one that does not fit `template` raises RunDirError.
         """
-        restored = None
-        for _, path in reversed(list_checkpoints(self.checkpoint_dir)):
+        echo = echo or (lambda line: print(line, file=sys.stderr))
+        restored, bad = None, []
+        for step in reversed(self.checkpoints.steps()):
             try:
-                restored = load_checkpoint(path, template)
+                restored = self.checkpoints.load(step, template, replay)
                 break
             except CorruptCheckpoint as err:
-                warnings.warn(f"{err}; set aside as .corrupt, trying an older one", stacklevel=2)
+                bad.append(self.checkpoints.path(step).name)
                 if self.primary:
-                    os.replace(path, path.with_name(path.name + ".corrupt"))
-        keep_until = restored[1] if restored else -1
+                    self.checkpoints.set_aside(step)
+                echo(f"{err}; set aside as {bad[-1]}.corrupt, trying an older one")
+        if restored is None and bad and not start_over:
+            raise RunDirError(
+                f"cannot resume {self.path}: every checkpoint is unreadable ({', '.join(bad)}, "
+                "now *.corrupt); --start-over starts the run again from step 0"
+            )
+        if restored is not None and max_step is not None and restored.step > max_step:
+            if self.primary and self._stored_config is not None:
+                files.atomic_write_json(self.path / CONFIG_FILE, self._stored_config)
+            raise RunDirError(
+                f"cannot resume {self.path} with a budget of {max_step:,} steps: it is already "
+                f"at step {restored.step:,}; give --steps of at least {restored.step:,}"
+            )
+        keep_until = restored.step if restored else -1
         self._events = [e for e in self._events if e["step"] <= keep_until]
         if self.primary:
             self._rewrite_logs()
@@ -274,6 +292,7 @@ class RunDir:
         for sink in self._sinks:
             sink.close()
         self._sinks = []
+        self.checkpoints.close()
 
     def __enter__(self) -> RunDir:
         return self
@@ -282,8 +301,8 @@ class RunDir:
         self.close()
 
 
-def _check_resumable(path: Path, config: dict, ignore: Sequence[str]) -> None:
-    """Raise a one-line RunDirError unless `path` holds a run with the same config."""
+def _check_resumable(path: Path, config: dict, ignore: Sequence[str]) -> dict:
+    """The stored config; a one-line RunDirError unless `path` holds a run with the same one."""
     if not (path / CONFIG_FILE).is_file():
         raise RunDirError(f"cannot resume {path}: no {CONFIG_FILE} there (not a crlkit run dir)")
     try:
@@ -295,6 +314,7 @@ def _check_resumable(path: Path, config: dict, ignore: Sequence[str]) -> None:
         raise RunDirError(
             f"cannot resume {path}: its config differs in {len(diff)} field(s): {'; '.join(diff)}"
         )
+    return stored
 
 
 def read_events(path: Path) -> list[dict]:

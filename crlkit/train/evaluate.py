@@ -33,6 +33,9 @@ from crlkit.envs.api import EnvState, GoalEnv
 
 Params = Any
 
+# evaluator(nets, actor params, key) -> metrics with at least `success` (the offline loop's)
+Evaluator = Callable[[learner.Networks, Params, jax.Array], dict[str, float]]
+
 
 @flax.struct.dataclass
 class Policy:

@@ -12,6 +12,7 @@ process (same seed and step), and each process hands over only its slice of the 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -162,31 +163,43 @@ class Trainer:
         self.compiled = self._jitted.lower(carry, source, jnp.int32(0)).compile()
         return time.perf_counter() - t0
 
-    def run(self, carry: Carry, start_step: int, n: int) -> tuple[Carry, dict[str, float], int]:
+    def run(self, carry: Carry, start_step: int, n: int) -> tuple[Carry, dict, int]:
         """Up to n SGD steps from `start_step`.
 
-        Returns the new carry, the mean metrics of the kept updates and the first non-finite SGD
-        step (-1 when all were finite; training stops there, keeping the last finite state).
+        Returns the new carry, {"sums": summed metrics of the kept updates, "count": how many}
+        and the first non-finite SGD step (-1 when all were finite; training stops there,
+        keeping the last finite state).
         """
         if self.compiled is None:
             self.compile(carry)
         if self.sampler == "device":
             carry, sums, count, bad = self.compiled(carry, self.data, jnp.int32(n))
-            return carry, _means(sums, float(count)), int(bad)
+            return carry, _stats(jax.device_get(sums), float(count)), int(bad)
         totals: dict[str, float] = {}
         done, kept, bad = 0, 0.0, -1
         while done < n and bad < 0:
-            # Host draws depend only on (seed, step): a resumed run samples what the first would.
-            rng = np.random.default_rng([self.cfg.seed, start_step + done])
-            count = min(HOST_BLOCK, n - done)
+            # Host blocks start at multiples of HOST_BLOCK and depend only on (seed, that step):
+            # a resumed run, or chunks cut elsewhere, sample what the first run did.
+            step = start_step + done
+            offset = step % HOST_BLOCK
+            rng = np.random.default_rng([self.cfg.seed, step - offset])
             block = sample_host_block(self.cfg, self.data, rng, HOST_BLOCK)
+            if offset:  # this chunk starts inside the block: its next batch first
+                block = jax.tree.map(functools.partial(np.roll, shift=-offset, axis=0), block)
+            count = min(HOST_BLOCK - offset, n - done)
             carry, sums, ok, bad = self.compiled(carry, self._put_block(block), jnp.int32(count))
             bad = int(bad)
             for k, v in sums.items():
                 totals[k] = totals.get(k, 0.0) + float(v)
             done, kept = done + count, kept + float(ok)
-        return carry, _means(totals, kept), bad
+        return carry, _stats(totals, kept), bad
 
 
-def _means(sums: dict, count: float) -> dict[str, float]:
-    return {k: float(v) / max(count, 1.0) for k, v in sums.items()}
+def _stats(sums: dict, count: float) -> dict:
+    """What a chunk hands the host loop: additive, so chunks between two log events add up."""
+    return {"sums": {k: np.float64(v) for k, v in sums.items()}, "count": np.float64(count)}
+
+
+def means(stats: dict) -> dict[str, float]:
+    """Mean metrics of the kept updates of `stats`."""
+    return {k: float(v) / max(float(stats["count"]), 1.0) for k, v in stats["sums"].items()}

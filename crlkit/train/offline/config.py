@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
+from typing import Any
 
+from crlkit.checks import INT32_MAX, INT32_WHY, check_fields
 from crlkit.config import LearnerConfig, ogbench_crl_learner, option_field, paper_offline_learner
 from crlkit.data import goals
 from crlkit.data.catalog import VERSIONED_NAMES, ogbench_env_id
@@ -14,6 +17,7 @@ from crlkit.envs.backends import BACKEND_CHOICES
 from crlkit.envs.registry import REGISTRY, canonical_name
 
 SAMPLERS = ("auto", "device", "host")
+SEED_MAX = 2**32 - 1  # jax.random.key takes 32-bit seeds
 # Full-size datasets get OGBench's budget; the shipped samples a quick one (a few CPU minutes).
 OGBENCH_STEPS = 1_000_000
 SAMPLE_STEPS = 2_000
@@ -37,12 +41,13 @@ MANIPULATION = ("cube", "scene", "puzzle")
 #   same-as-online: the learner `crlkit online` trains (one critic, L2 energy, InfoNCE, tanh
 #     Gaussian) with DDPG+BC, on the goal slice: crlkit's offline settings before presets.
 PRESETS = ("paper", "ogbench", "same-as-online")
-GOAL_SPACES = ("auto", "observation", "slice")
+GOAL_SPACES = ("observation", "slice")
 
 
 @dataclasses.dataclass(frozen=True)
 class OfflineConfig:
-    """Settings of `crlkit offline` besides the learner's. Zero/negative sentinels mean 'auto'."""
+    """Settings of `crlkit offline` besides the learner's. None means 'auto': decided per dataset
+    by `plan_dataset` (each field's metadata says how)."""
 
     preset: str = option_field(
         "paper",
@@ -51,61 +56,79 @@ class OfflineConfig:
         "learner with DDPG+BC on the goal slice). Any flag overrides its preset value.",
         PRESETS,
     )
-    dataset: str = option_field(
-        "", "Dataset: a catalog name (antmaze-large), an .npz path, a Minari dir or minari:<id>."
+    dataset: str | None = option_field(
+        None,
+        "Dataset: a catalog name (antmaze-large), an .npz path, a Minari dir or minari:<id>. "
+        "Required.",
     )
-    goal_indices: str = option_field(
-        "",
-        "Comma-separated observation columns that form a goal, for datasets that record none "
-        "(default: the dataset's own, its catalog card's, or its env's).",
+    goal_indices: str | None = option_field(
+        None,
+        "Comma-separated observation columns that form a goal, for datasets that record none.",
+        auto="the dataset's own, its catalog card's, or its env's",
     )
-    goal_space: str = option_field(
-        "auto",
+    goal_space: str | None = option_field(
+        None,
         "What psi and the actor see as a goal: observation (the full goal observation, as "
-        "OGBench), slice (the goal columns only), auto (observation for the paper and ogbench "
-        "presets on OGBench's envs, whose own env gives goal observations; else slice).",
+        "OGBench) or slice (the goal columns only).",
         GOAL_SPACES,
+        auto="observation for the paper and ogbench presets on OGBench's envs, whose own env "
+        "gives goal observations; else slice",
     )
-    data_dir: str = option_field("", "OGBench cache directory (default ~/.ogbench/data).")
-    env: str = option_field(
-        "", "Env to evaluate in: a crlkit env or an OGBench env id (default: the dataset's env)."
+    data_dir: str | None = option_field(
+        None, "OGBench cache directory.", auto="~/.ogbench/data"
+    )
+    env: str | None = option_field(
+        None,
+        "Env to evaluate in: a crlkit env or an OGBench env id.",
+        auto="the dataset's env",
     )
     backend: str = option_field(
         "auto", "Physics backend of the evaluation env (crlkit envs).", BACKEND_CHOICES
     )
-    steps: int = option_field(
-        0,
-        f"SGD steps; 0: {OGBENCH_STEPS:,} (OGBench's budget), or {SAMPLE_STEPS:,} for the shipped "
-        f"sample datasets (a few CPU minutes).",
+    steps: int | None = option_field(
+        None,
+        "SGD steps.",
+        auto=f"{OGBENCH_STEPS:,} (OGBench's budget), or {SAMPLE_STEPS:,} for the shipped sample "
+        "datasets (a few CPU minutes)",
+        minimum=1,
+        maximum=INT32_MAX,
+        maximum_why=INT32_WHY,
     )
-    batch_size: int = option_field(1024, "Minibatch size (OGBench: 1024).")
-    discount: float = option_field(
-        0.0,
-        "Geometric goal-offset discount of the critic's goals; 0: 0.995 for giant mazes and "
-        "humanoidmaze, else 0.99 (OGBench).",
+    batch_size: int = option_field(
+        1024, "Minibatch size (OGBench: 1024).", minimum=1, maximum=INT32_MAX
     )
-    alpha: float = option_field(
-        -1.0,
-        "Behaviour-cloning weight of the ddpg_bc actor loss; negative: OGBench's per-family value "
-        "(pointmaze 0.03, antmaze 0.1, humanoidmaze 0.1, antsoccer 0.3, cube/scene/puzzle play "
-        "3.0 and noisy 0.1, explore data 0.003, other 0.1).",
+    discount: float | None = option_field(
+        None,
+        "Geometric goal-offset discount of the critic's goals.",
+        auto="0.995 for giant mazes and humanoidmaze, else 0.99 (OGBench)",
+        above=0.0,
+        below=1.0,
+    )
+    alpha: float | None = option_field(
+        None,
+        "Behaviour-cloning weight of the ddpg_bc actor loss.",
+        auto="OGBench's per-family value (pointmaze 0.03, antmaze 0.1, humanoidmaze 0.1, "
+        "antsoccer 0.3, cube/scene/puzzle play 3.0 and noisy 0.1, explore data 0.003, other 0.1)",
+        minimum=0.0,
     )
     critic_p_current: float = option_field(
-        0.0, "Share of critic goals that are the sampled state itself."
+        0.0, "Share of critic goals that are the sampled state itself.", minimum=0.0, maximum=1.0
     )
     critic_p_random: float = option_field(
-        0.0, "Share of critic goals drawn uniformly from the dataset."
+        0.0, "Share of critic goals drawn uniformly from the dataset.", minimum=0.0, maximum=1.0
     )
     critic_geometric: bool = option_field(
         True, "Critic trajectory goals at a geometric offset (else uniform over the future)."
     )
     actor_p_current: float = option_field(
-        0.0, "Share of actor goals that are the sampled state itself."
+        0.0, "Share of actor goals that are the sampled state itself.", minimum=0.0, maximum=1.0
     )
-    actor_p_random: float = option_field(
-        -1.0,
-        "Share of actor goals drawn uniformly from the dataset; negative: 0.5 on stitch, 1.0 on "
-        "explore data, else 0 (OGBench).",
+    actor_p_random: float | None = option_field(
+        None,
+        "Share of actor goals drawn uniformly from the dataset.",
+        auto="0.5 on stitch, 1.0 on explore data, else 0 (OGBench)",
+        minimum=0.0,
+        maximum=1.0,
     )
     actor_geometric: bool = option_field(
         False, "Actor trajectory goals at a geometric offset (else uniform over the future)."
@@ -122,48 +145,43 @@ class OfflineConfig:
         SAMPLERS,
     )
     device_data_gb: float = option_field(
-        4.0, "auto sampler: largest dataset (GB) put on the device."
+        4.0, "auto sampler: largest dataset (GB) put on the device.", minimum=0.0
     )
     log_every: int = option_field(
-        500, "SGD steps between log events (metrics.jsonl, progress bar)."
+        500, "SGD steps between log events (metrics.jsonl, progress bar).", minimum=1
     )
     eval_every: int = option_field(
-        100_000, "SGD steps between evaluations (always one at the end); 0: only at the end."
+        100_000,
+        "SGD steps between evaluations (always one at the end); 0: only at the end.",
+        minimum=0,
     )
-    eval_episodes: int = option_field(50, "Evaluation episodes per OGBench task (5 tasks); >= 1.")
-    checkpoint_every: int = option_field(
-        0, "SGD steps between checkpoints (always one at the end); 0: at every evaluation."
+    eval_episodes: int = option_field(
+        50, "Evaluation episodes per OGBench task (5 tasks).", minimum=1
     )
-    keep_checkpoints: int = option_field(3, "Newest checkpoints kept in the run dir.")
-    seed: int = option_field(0, "Seed of the networks, minibatch sampling and evaluation.")
-    out: str = option_field("", "Run directory (default runs/<dataset>-d<depth>-<time>).")
+    checkpoint_every: int | None = option_field(
+        None,
+        "SGD steps between checkpoints (always one at the end).",
+        auto="at every evaluation",
+        minimum=1,
+    )
+    keep_checkpoints: int = option_field(3, "Newest checkpoints kept in the run dir.", minimum=1)
+    seed: int = option_field(
+        0,
+        "Seed of the networks, minibatch sampling and evaluation.",
+        minimum=0,
+        maximum=SEED_MAX,
+        maximum_why="a 32-bit seed",
+    )
+    out: str | None = option_field(
+        None, "Run directory.", auto="runs/<dataset>-d<depth>-<time>"
+    )
 
     def __post_init__(self) -> None:
-        positive = ("batch_size", "log_every", "eval_episodes", "keep_checkpoints")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{_flag(name)} must be an integer >= 1, got {value!r}")
-        for name in ("steps", "eval_every", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)!r}")
-        if not (self.discount == 0.0 or 0.0 < self.discount < 1.0):
-            raise ValueError(f"--discount must lie in (0, 1) (or 0 for auto), got {self.discount}")
-        if self.backend not in BACKEND_CHOICES:
-            valid = ", ".join(BACKEND_CHOICES)
-            raise ValueError(f"unknown backend {self.backend!r}; valid: {valid}")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
-        for name, choices in (("preset", PRESETS), ("goal_space", GOAL_SPACES)):
-            if getattr(self, name) not in choices:
-                valid = ", ".join(choices)
-                raise ValueError(f"unknown {name} {getattr(self, name)!r}; valid: {valid}")
+        check_fields(self)
         parse_goal_indices(self.goal_indices)
-        if self.at_episode_end not in goals.AT_EPISODE_END:
-            valid = ", ".join(goals.AT_EPISODE_END)
-            raise ValueError(f"unknown at_episode_end {self.at_episode_end!r}; valid: {valid}")
-        if self.device_data_gb < 0:
-            raise ValueError(f"--device-data-gb must be >= 0, got {self.device_data_gb}")
+        _mix(self.critic_p_current, self.critic_p_random, self.critic_geometric, "critic")
+        if self.actor_p_random is not None:
+            self.actor_goals()
 
     def critic_goals(self) -> goals.GoalMix:
         """The critic's goal mixture."""
@@ -172,10 +190,6 @@ class OfflineConfig:
     def actor_goals(self) -> goals.GoalMix:
         """The actor's goal mixture (call on a resolved config)."""
         return _mix(self.actor_p_current, self.actor_p_random, self.actor_geometric, "actor")
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def _mix(p_current: float, p_random: float, geometric: bool, who: str) -> goals.GoalMix:
@@ -218,32 +232,103 @@ def bc_alpha(family: str, kind: str) -> float:
     return FAMILY_ALPHA.get(family, DEFAULT_ALPHA)
 
 
+@dataclasses.dataclass(frozen=True)
+class DatasetPlan:
+    """What a dataset means for an offline run, decided once by `plan_dataset`.
+
+    Written verbatim into config.json (`dataset.plan`); the loop, the evaluators and render read
+    it and never infer any of it again.
+    """
+
+    family: str  # pointmaze, antmaze, cube, ... (from the dataset's env or name)
+    data_type: str  # navigate, stitch, explore, noisy, play
+    goal_space: str  # observation (psi and the actor see whole goal observations) or slice
+    goal_indices: tuple[int, ...]  # the observation columns psi and the actor see as a goal
+    env_goal_indices: tuple[int, ...]  # the env's goal slice (the dataset's own goal columns)
+    env: str | None  # the crlkit env of the data (render, collect), if crlkit has one
+    eval_target: tuple[str, str] | None  # (crlkit | ogbench | minari, name); None: no env named
+    default_steps: int  # the SGD budget of --steps auto for this dataset
+    bc_alpha: float
+    discount: float
+    actor_p_random: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (lists for tuples), as config.json stores it."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def plan_dataset(cfg: OfflineConfig, ds: Dataset) -> DatasetPlan:
+    """Every per-dataset decision of an offline run (OGBench's defaults where a flag is auto)."""
+    family, kind = dataset_family(ds)
+    giant = "giant" in ds.name.lower() or "giant" in str(ds.metadata.get("env", ""))
+    sample = ds.metadata.get("source") == "sample"
+    target = find_eval_target(cfg, ds)  # None: make_evaluator says so, in one line
+    env = target[1] if target and target[0] == "crlkit" else None
+    ogbench_id = target[1] if target and target[0] == "ogbench" else None
+    if env is not None:
+        ogbench_id = REGISTRY[env].ogbench_env_id
+    goal_space = cfg.goal_space
+    if goal_space is None:  # OGBench's goal observations where its env can evaluate them
+        whole = cfg.preset != "same-as-online" and ogbench_id is not None
+        goal_space = "observation" if whole else "slice"
+    whole_goals = tuple(range(ds.obs_dim))
+    if goal_space == "observation" and env is not None and ds.goal_indices != whole_goals:
+        if ogbench_id:  # crlkit's env has no goal observations: OGBench's own env has
+            target = ("ogbench", ogbench_id)
+    return DatasetPlan(
+        family=family,
+        data_type=kind,
+        goal_space=goal_space,
+        goal_indices=whole_goals if goal_space == "observation" else tuple(ds.goal_indices),
+        env_goal_indices=tuple(ds.goal_indices),
+        env=env,
+        eval_target=target,
+        default_steps=SAMPLE_STEPS if sample else OGBENCH_STEPS,
+        bc_alpha=float(bc_alpha(family, kind) if cfg.alpha is None else cfg.alpha),
+        discount=cfg.discount or (0.995 if giant or family == "humanoidmaze" else 0.99),
+        actor_p_random=(
+            goals.ACTOR_P_RANDOM.get(kind, 0.0) if cfg.actor_p_random is None
+            else cfg.actor_p_random
+        ),
+    )  # fmt: skip
+
+
+def apply_plan(
+    cfg: OfflineConfig, lcfg: LearnerConfig, plan: DatasetPlan
+) -> tuple[OfflineConfig, LearnerConfig]:
+    """The configs with every auto setting filled from `plan` (concrete, validated)."""
+    cfg = dataclasses.replace(
+        cfg, steps=plan.default_steps if cfg.steps is None else cfg.steps, discount=plan.discount, alpha=plan.bc_alpha,
+        actor_p_random=plan.actor_p_random, goal_space=plan.goal_space,
+    )  # fmt: skip
+    return cfg, dataclasses.replace(lcfg, bc_alpha=plan.bc_alpha)
+
+
 def resolve(
     cfg: OfflineConfig, lcfg: LearnerConfig, ds: Dataset
 ) -> tuple[OfflineConfig, LearnerConfig]:
-    """Fill the 'auto' settings for this dataset (OGBench's defaults); returns concrete configs."""
-    family, kind = dataset_family(ds)
-    giant = "giant" in ds.name.lower() or "giant" in str(ds.metadata.get("env", ""))
-    steps = cfg.steps or (SAMPLE_STEPS if ds.metadata.get("source") == "sample" else OGBENCH_STEPS)
-    discount = cfg.discount or (0.995 if giant or family == "humanoidmaze" else 0.99)
-    alpha = cfg.alpha if cfg.alpha >= 0 else bc_alpha(family, kind)
-    p_random = cfg.actor_p_random
-    if p_random < 0:
-        p_random = goals.ACTOR_P_RANDOM.get(kind, 0.0)
-    goal_space = cfg.goal_space
-    if goal_space == "auto":  # OGBench's goal observations where its env can evaluate them
-        whole = cfg.preset != "same-as-online" and goal_observations_evaluable(cfg, ds)
-        goal_space = "observation" if whole else "slice"
-    cfg = dataclasses.replace(
-        cfg, steps=steps, discount=discount, alpha=alpha, actor_p_random=p_random,
-        goal_space=goal_space,
-    )  # fmt: skip
-    cfg.critic_goals(), cfg.actor_goals()  # validate the mixtures now, with one-line errors
-    return cfg, dataclasses.replace(lcfg, bc_alpha=float(alpha))
+    """`apply_plan(cfg, lcfg, plan_dataset(cfg, ds))`: the concrete configs for this dataset."""
+    return apply_plan(cfg, lcfg, plan_dataset(cfg, ds))
 
 
 def eval_target(cfg: OfflineConfig, ds: Dataset) -> tuple[str, str]:
     """('crlkit', env name) or ('ogbench', gymnasium env id) to evaluate `ds`'s policy in."""
+    target = find_eval_target(cfg, ds)
+    if target is None:
+        raise ValueError(no_env_message(ds))
+    return target
+
+
+def no_env_message(ds: Dataset) -> str:
+    """The one-line error for a dataset that names no env to evaluate in."""
+    return (
+        f"dataset {ds.name!r} names no env to evaluate in; pass --env (a crlkit env from "
+        f"`crlkit envs` or an OGBench env id such as cube-single-v0)"
+    )
+
+
+def find_eval_target(cfg: OfflineConfig, ds: Dataset) -> tuple[str, str] | None:
+    """`eval_target`, or None when neither --env nor the dataset names an env."""
     name = cfg.env or str(ds.metadata.get("env") or "")
     if name:
         try:
@@ -259,26 +344,14 @@ def eval_target(cfg: OfflineConfig, ds: Dataset) -> tuple[str, str]:
         return "minari", ds.name  # the env its env_spec records, when it can be rebuilt
     env_id = env_id or ogbench_env_id(ds.name)
     if not env_id:
-        raise ValueError(
-            f"dataset {ds.name!r} names no env to evaluate in; pass --env (a crlkit env from "
-            f"`crlkit envs` or an OGBench env id such as cube-single-v0)"
-        )
+        return None
     twin = crlkit_env(env_id)  # an OGBench id crlkit has with OGBench's tasks
     return ("crlkit", twin) if twin else ("ogbench", env_id)
 
 
-def goal_observations_evaluable(cfg: OfflineConfig, ds: Dataset) -> bool:
-    """True when the env `ds` is evaluated in gives whole goal observations (OGBench's envs)."""
-    try:
-        kind, name = eval_target(cfg, ds)
-    except ValueError:  # no env to evaluate in: make_evaluator says so, in one line
-        return False
-    return kind == "ogbench" or (kind == "crlkit" and bool(REGISTRY[name].ogbench_env_id))
-
-
-def parse_goal_indices(text: str) -> tuple[int, ...] | None:
-    """'0,1' -> (0, 1); '' -> None; a one-line ValueError for anything else."""
-    if not text.strip():
+def parse_goal_indices(text: str | None) -> tuple[int, ...] | None:
+    """'0,1' -> (0, 1); None -> None; a one-line ValueError for anything else."""
+    if text is None:
         return None
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())

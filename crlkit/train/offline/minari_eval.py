@@ -18,8 +18,7 @@ import numpy as np
 from crlkit.data.dataset import Dataset
 from crlkit.data.minari_io import local_data_dir
 from crlkit.train import evaluate
-
-Evaluator = Callable[[Any, Any, jax.Array], dict[str, float]]
+from crlkit.train.evaluate import Evaluator
 
 
 def minari_evaluator(
@@ -39,12 +38,18 @@ def minari_evaluator(
 
     def evaluator(nets, params, key):
         policy = evaluate.actor_policy(nets, params)
-        act = jax.jit(lambda s, g: policy.apply(policy.params, s, g))
+        act = lambda s, g: _act(policy, s, g)  # noqa: E731 - one compile for every evaluation
         seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
         hits = [_episode(env, act, ds, seed + i) for i in range(episodes)]
         return {"success": float(np.mean(hits))}
 
     return evaluator
+
+
+@jax.jit
+def _act(policy: evaluate.Policy, state: jax.Array, goal: jax.Array) -> jax.Array:
+    """The deterministic action; `policy.apply` is static, so new parameters never recompile."""
+    return policy(state, goal)
 
 
 def _episode(env, act, ds: Dataset, seed: int) -> bool:

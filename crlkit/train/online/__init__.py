@@ -2,7 +2,8 @@
 
 - `config.py`: `OnlineConfig`, the `quickstart` and `paper` presets, config.json form.
 - `epoch.py`: `OnlineState`, `Setup`, the jitted epoch (unroll -> replay -> SGD updates).
-- `loop.py`: `train(...)`, the host loop (events, evaluation, checkpoints, summary).
+- `loop.py`: `train(...)` and `OnlineChunk`, the epoch as the host loop (train/hostloop.py)
+  drives it.
 """
 
 from crlkit.train.online.config import (
@@ -13,11 +14,10 @@ from crlkit.train.online.config import (
     config_dict,
     configs_from_dict,
 )
-from crlkit.train.online.epoch import EPOCH_TRACES, OnlineState, Setup, init_state, make_setup
+from crlkit.train.online.epoch import OnlineState, Setup, init_state, make_setup
 from crlkit.train.online.loop import train
 
 __all__ = [
-    "EPOCH_TRACES",
     "PRESETS",
     "QUICKSTART",
     "RESUMABLE_FIELDS",

@@ -177,12 +177,8 @@ def empty_replay(setup: Setup) -> replay_lib.ReplayState:
 # ---------------------------------------------------------------------------------------------
 # The jitted epoch
 
-EPOCH_TRACES = [0]  # times `epoch` was traced (tests assert one compile per run)
-
-
 def epoch(setup: Setup, state: OnlineState, num_steps: jax.Array) -> tuple[OnlineState, EpochStats]:
     """Run `num_steps` (traced) training steps, stopping early after a non-finite update."""
-    EPOCH_TRACES[0] += 1
     stats = _zero_stats(setup, state)
 
     def running(carry):
