@@ -42,9 +42,9 @@ def _option(f: dataclasses.Field, prefix: str, shown: str | None) -> Callable:
         off = "--" + (f"{prefix}-" if prefix else "") + "no-" + f.name.replace("_", "-")
         return click.option(f"{_flag(f.name, prefix)}/{off}", dest, **kwargs)
     choices = f.metadata.get("choices")
-    kwargs["type"] = (
-        click.Choice(choices) if choices else {"int": int, "float": float}.get(str(f.type), str)
-    )
+    base = str(f.type).removesuffix(" | None")  # an optional number parses as the number
+    numbers = {"int": int, "float": float}
+    kwargs["type"] = click.Choice(choices) if choices else numbers.get(base, str)
     return click.option(_flag(f.name, prefix), dest, **kwargs)
 
 

@@ -20,6 +20,7 @@ ACTOR_LOSSES = ("sac", "ddpg_bc")
 TOWERS = ("residual", "mlp")
 ACTOR_DISTS = ("tanh_gaussian", "gaussian_const_std")
 REMAT_MODES = ("auto", "on", "off")
+LR_SCHEDULES = ("constant", "cosine", "linear-warmup")  # see crlkit.optim.schedule
 # remat=auto: on at every depth on a CPU, elsewhere from this depth (of the deeper tower) on.
 AUTO_REMAT_DEPTH = 256
 
@@ -144,6 +145,18 @@ class LearnerConfig:
     actor_lr: float = option_field(3e-4, "Adam learning rate of the actor.")
     critic_lr: float = option_field(3e-4, "Adam learning rate of phi and psi.")
     alpha_lr: float = option_field(3e-4, "Adam learning rate of log alpha (sac only).")
+    lr_schedule: str = option_field(
+        "constant",
+        "Learning-rate schedule of every network, over the run's SGD updates: constant; cosine "
+        "(decays to 0 at the last update); linear-warmup (rises from 0 over the first 5% of "
+        "the updates, then constant).",
+        LR_SCHEDULES,
+    )
+    grad_clip_norm: float | None = option_field(
+        None,
+        "Clip each network's gradient (critic, actor, log alpha) to this global norm before "
+        "Adam; unset: no clipping.",
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.network, NetworkConfig):
@@ -161,6 +174,12 @@ class LearnerConfig:
             raise ValueError(f"num_critics must be an integer >= 1, got {self.num_critics!r}")
         for name in ("actor_lr", "critic_lr", "alpha_lr"):
             _check_positive(name, getattr(self, name))
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        clip = self.grad_clip_norm
+        if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))):
+            raise ValueError(f"grad_clip_norm must be a number > 0 or None, got {clip!r}")
+        if clip is not None:
+            _check_positive("grad_clip_norm", clip)
         if self.logsumexp_coef < 0 or self.bc_alpha < 0:
             raise ValueError(
                 f"logsumexp_coef and bc_alpha must be >= 0, got "

@@ -72,7 +72,8 @@ class _Loop:
     def start(self, resume: bool) -> OnlineState:
         """Fresh state, or the newest checkpoint's when resuming (fresh if none was written)."""
         key = jax.random.PRNGKey(self.cfg.seed)
-        init = jax.jit(lambda k: init_state(self.setup, k))
+        planned = max(self.total - self.cfg.prefill_train_steps, 0) * self.cfg.updates_per_step
+        init = jax.jit(lambda k: init_state(self.setup, k, planned))
         if resume:
             template = _on_devices(jax.eval_shape(init, key), self.setup)
             restored = self._restore(template)
