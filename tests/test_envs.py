@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -310,7 +312,8 @@ def test_adding_an_env_as_the_docs_show(monkeypatch, capsys):
     assert ((dist >= 3.0 - 1e-4) & (dist <= 6.0 + 1e-4)).all()
     assert near.spec.healthy_z == (0.2, 1.0) and near.spec.backends[0] == "spring"
     listed = CliRunner().invoke(envs, [])
-    assert "\npointmaze-corridor  ogbench" in listed.output and "\nant-near" in listed.output
+    assert re.search(r"\npointmaze-corridor +ogbench +2\+2 ", listed.output), listed.output
+    assert re.search(r"\nant-near +paper +29\+2 ", listed.output)
     with pytest.raises(ValueError, match="already registered"):
         registry.register("ant_near", registry.REGISTRY["ant-near"])
     with pytest.raises(ValueError, match="exactly one of maze= and open_floor="):
