@@ -22,6 +22,7 @@ ACTOR_LOSSES = ("sac", "ddpg_bc")
 TOWERS = ("residual", "mlp")
 ACTOR_DISTS = ("tanh_gaussian", "gaussian_const_std")
 REMAT_MODES = ("auto", "on", "off")
+LR_SCHEDULES = ("constant", "cosine", "linear-warmup")  # see crlkit.optim.schedule
 # remat=auto: on at every depth on a CPU, elsewhere from this depth (of the deeper tower) on.
 AUTO_REMAT_DEPTH = 256
 
@@ -167,6 +168,19 @@ class LearnerConfig:
     critic_lr: float = option_field(3e-4, "Adam learning rate of phi and psi.", above=0.0)
     alpha_lr: float = option_field(
         3e-4, "Adam learning rate of log alpha (sac only).", above=0.0
+    )
+    lr_schedule: str = option_field(
+        "constant",
+        "Learning-rate schedule of every network, over the run's SGD updates: constant; cosine "
+        "(decays to 0 at the last update); linear-warmup (rises from 0 over the first 5% of "
+        "the updates, then constant).",
+        LR_SCHEDULES,
+    )
+    grad_clip_norm: float | None = option_field(
+        None,
+        "Clip each network's gradient (critic, actor, log alpha) to this global norm before "
+        "Adam; unset: no clipping.",
+        above=0.0,
     )
 
     def __post_init__(self) -> None:

@@ -1,4 +1,4 @@
-"""Exit codes of every crlkit command, one place (documented in docs/runs.md, "Running on a cluster").
+"""Exit codes of every crlkit command, one table (docs/runs.md, "Running on a cluster").
 
 A scheduler can act on them: requeue on PREEMPTED (the run checkpointed and `--resume` continues
 it exactly), and possibly on PEER_LOST; the others need a person.

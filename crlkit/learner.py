@@ -2,8 +2,10 @@
 
 `update(nets, cfg, state, batch)` is pure and contains no `jax.jit`: callers jit it (usually inside
 a scan over minibatches) and donate `state`. Static things, the flax modules in `Networks` and the
-config, never ride in the `CRLState` pytree; optimizers are rebuilt from the config inside `update`
-(cheap, and it keeps closures out of the pytree).
+config, never ride in the `CRLState` pytree. Each network (critic, actor, log alpha) has its own
+optimizer state, stepped by `crlkit.optim`'s guarded Adam (an optax transformation built from the
+config inside `update`: cheap, and it keeps closures out of the pytree) on the configured
+learning-rate schedule, after the configured gradient clipping.
 
 With `num_critics == 1` the critic parameters are {"phi": ..., "psi": ...} as before ensembles
 existed; with E > 1 every leaf gets a leading [E] axis (independent pairs, run with vmap).
@@ -19,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from crlkit import losses
+from crlkit import losses, optim
 from crlkit.config import LearnerConfig
 from crlkit.networks import Actor, Encoder
 
@@ -53,7 +55,7 @@ class Batch:
 
 @flax.struct.dataclass
 class TrainState:
-    """Parameters and their Adam state."""
+    """Parameters and their optimizer state (`crlkit.optim.make_optimizer`'s)."""
 
     params: Params
     opt_state: optax.OptState
@@ -64,7 +66,9 @@ class CRLState:
     """Everything `update` changes: critic {phi, psi}, actor, log alpha, step counter, RNG key.
 
     `step` counts kept updates; `update_if_finite` leaves it (and everything else) unchanged when
-    it skips one.
+    it skips one. `num_updates` is the number of SGD updates the run plans, the horizon of the
+    cosine and linear-warmup learning-rate schedules (0 when not given; a state leaf, so the
+    compiled update does not depend on the budget).
     """
 
     critic: TrainState
@@ -72,6 +76,7 @@ class CRLState:
     alpha: TrainState  # params: {"log_alpha": scalar}
     step: jax.Array
     key: jax.Array
+    num_updates: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,20 +99,24 @@ def make_networks(cfg: LearnerConfig, dims: Dims, unrolled: bool = False) -> Net
     )
 
 
-# optax.adam's defaults: `init` builds its state with optax.adam, `_adam_step` steps it.
-ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
+def _optimizer(cfg: LearnerConfig, lr: float, num_updates: Any = None):
+    """One network's optimizer: guarded Adam at `lr` on cfg's schedule, after cfg's clipping."""
+    return optim.make_optimizer(lr, cfg.lr_schedule, cfg.grad_clip_norm, num_updates)
 
 
-def _optimizers(cfg: LearnerConfig) -> tuple[optax.GradientTransformation, ...]:
-    return optax.adam(cfg.critic_lr), optax.adam(cfg.actor_lr), optax.adam(cfg.alpha_lr)
+def _train_state(params: Params, cfg: LearnerConfig, lr: float) -> TrainState:
+    return TrainState(params=params, opt_state=_optimizer(cfg, lr).init(params))
 
 
-def _train_state(params: Params, tx: optax.GradientTransformation) -> TrainState:
-    return TrainState(params=params, opt_state=tx.init(params))
+def init(
+    nets: Networks, cfg: LearnerConfig, dims: Dims, key: jax.Array, num_updates: int | None = None
+) -> CRLState:
+    """Fresh parameters and optimizer states; log alpha starts at 0.
 
-
-def init(nets: Networks, cfg: LearnerConfig, dims: Dims, key: jax.Array) -> CRLState:
-    """Fresh parameters and optimizer states; log alpha starts at 0."""
+    `num_updates`: the SGD updates the run plans, the horizon of the cosine and linear-warmup
+    learning-rate schedules (the training loops pass it). Without it (0) those schedules keep
+    the constant rate: a state made only for its shapes (a checkpoint template) needs none.
+    """
     k_phi, k_psi, k_actor, k_state = jax.random.split(key, 4)
     s = jnp.zeros((1, dims.state_dim), jnp.float32)
     a = jnp.zeros((1, dims.action_dim), jnp.float32)
@@ -122,38 +131,23 @@ def init(nets: Networks, cfg: LearnerConfig, dims: Dims, key: jax.Array) -> CRLS
             "psi": jax.vmap(init_psi)(jax.random.split(k_psi, cfg.num_critics)),
         }
     actor_params = nets.actor.init(k_actor, s, g)["params"]
-    critic_tx, actor_tx, alpha_tx = _optimizers(cfg)
+    log_alpha = {"log_alpha": jnp.zeros((), jnp.float32)}
     return CRLState(
-        critic=_train_state(critic_params, critic_tx),
-        actor=_train_state(actor_params, actor_tx),
-        alpha=_train_state({"log_alpha": jnp.zeros((), jnp.float32)}, alpha_tx),
+        critic=_train_state(critic_params, cfg, cfg.critic_lr),
+        actor=_train_state(actor_params, cfg, cfg.actor_lr),
+        alpha=_train_state(log_alpha, cfg, cfg.alpha_lr),
         step=jnp.zeros((), jnp.int32),
         key=k_state,
+        num_updates=jnp.asarray(num_updates or 0, jnp.int32),
     )
 
 
-def _adam_step(ts: TrainState, grads: Params, lr: float, ok: jax.Array | None) -> TrainState:
-    """optax.adam's step (same formulas, same state layout); with a flag, kept only where `ok`.
-
-    Written out so that every output is one elementwise select between its new and old value and
-    the parameter step reads the *selected* moments: XLA then fuses each leaf's step into one
-    in-place pass over the donated state. (optax's update followed by a select needs the new and
-    the old moments alive at once.) When not ok, the discarded branch may divide by zero; the
-    select drops it.
-    """
-    keep = (lambda new, old: new) if ok is None else (lambda new, old: jnp.where(ok, new, old))
-    adam, *rest = ts.opt_state
-    count = keep(optax.safe_increment(adam.count), adam.count)
-    mu = jax.tree.map(lambda g, m: keep((1 - ADAM_B1) * g + ADAM_B1 * m, m), grads, adam.mu)
-    nu = jax.tree.map(lambda g, v: keep((1 - ADAM_B2) * g**2 + ADAM_B2 * v, v), grads, adam.nu)
-    c1, c2 = 1 - ADAM_B1**count, 1 - ADAM_B2**count
-
-    def step(p: jax.Array, m: jax.Array, v: jax.Array) -> jax.Array:
-        direction = (m / c1.astype(m.dtype)) / (jnp.sqrt(v / c2.astype(v.dtype)) + ADAM_EPS)
-        return keep(p + (-lr) * direction, p)
-
-    params = jax.tree.map(step, ts.params, mu, nu)
-    opt_state = (adam._replace(count=count, mu=mu, nu=nu), *rest)
+def _step(
+    cfg: LearnerConfig, lr: float, ts: TrainState, grads: Params, num_updates, keep
+) -> TrainState:
+    """One optimizer step of one network, kept only where `keep` (None: always)."""
+    tx = _optimizer(cfg, lr, num_updates)
+    params, opt_state = optim.apply(tx, ts.params, ts.opt_state, grads, keep)
     return TrainState(params=params, opt_state=opt_state)
 
 
@@ -253,15 +247,15 @@ def _apply_gradients(
     key: jax.Array,
     ok: jax.Array | None,
 ) -> CRLState:
-    """Adam steps for actor, alpha and critic; with a flag `ok`, all of them only where ok."""
-    alpha = state.alpha
+    """Optimizer steps for actor, alpha and critic; with a flag `ok`, all of them only where ok."""
+    alpha, horizon = state.alpha, state.num_updates
     if grads["alpha"] is not None:
-        alpha = _adam_step(alpha, grads["alpha"], cfg.alpha_lr, ok)
+        alpha = _step(cfg, cfg.alpha_lr, alpha, grads["alpha"], horizon, ok)
     if ok is not None:
         key = jnp.where(ok, key, state.key)
     return state.replace(
-        critic=_adam_step(state.critic, grads["critic"], cfg.critic_lr, ok),
-        actor=_adam_step(state.actor, grads["actor"], cfg.actor_lr, ok),
+        critic=_step(cfg, cfg.critic_lr, state.critic, grads["critic"], horizon, ok),
+        actor=_step(cfg, cfg.actor_lr, state.actor, grads["actor"], horizon, ok),
         alpha=alpha,
         step=state.step + (1 if ok is None else ok.astype(state.step.dtype)),
         key=key,
@@ -283,8 +277,9 @@ def update_if_finite(
 
     The update is skipped (state unchanged, metrics zeroed) when its losses/metrics or gradients
     are not finite, or when an earlier one was not (`bad_step >= 0`). The skip happens inside
-    the optimizer step (see `_adam_step`), so the old and the new state are never both held: finite
-    gradients give finite Adam steps, so the new parameters need no check of their own.
+    the optimizer step (`crlkit.optim.guarded_adam`'s keep-flag), so the old and the new state are
+    never both held: finite gradients give finite Adam steps, so the new parameters need no check
+    of their own.
 
     Returns:
       (state, bad_step, metrics, ok): bad_step is the first non-finite SGD step (1-based; -1 while

@@ -28,6 +28,7 @@ def test_arm_envs_are_registered_with_the_paper_facts():
         assert (spec.state_dim, spec.goal_dim, spec.action_dim) == (17, 3, 5)
         assert spec.goal_indices == (0, 1, 2) and spec.success_radius == 0.1
         assert spec.episode_length == 1000 and spec.control_dt == pytest.approx(0.05)
+        assert spec.family == "arm" and spec.body == "panda"
 
 
 def test_action_maps_to_the_papers_ctrl():

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from crlkit.envs import list_envs, make, make_spec
+from crlkit.envs import list_envs, make, make_spec, registry
 from crlkit.envs.layouts import PAPER_TEXT
 from crlkit.envs.maze import touchable_walls
 from crlkit.envs.registry import build_model
@@ -280,3 +282,39 @@ def test_mjx_pair_cap_keeps_every_pair_that_can_touch(name):
             gap -= model.geom_rbound[geoms, None] + model.geom_rbound[None, walls]
             most = max(most, int((gap <= 0).sum()))
     assert 0 < most <= cap
+
+
+def _docs_block(heading: str) -> str:
+    """The first python code block under `heading` in docs/envs.md."""
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "envs.md").read_text()
+    section = text.split(heading + "\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_adding_an_env_as_the_docs_show(monkeypatch, capsys):
+    """docs/envs.md "Adding an env", run as written: a new maze and a new open-floor task."""
+    from crlkit.cli.envs import envs
+
+    monkeypatch.setattr(registry, "REGISTRY", dict(registry.REGISTRY))
+    exec(compile(_docs_block("## Adding an env"), "docs/envs.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["pointmaze-corridor ogbench 4 (4, 4)", "ant-near paper 31 (4, 31)"]
+    corridor = make_spec("pointmaze_corridor")
+    assert corridor.maze.start_cells == ((1, 1),) and corridor.maze.goal_cells == ((3, 1),)
+    np.testing.assert_allclose(corridor.maze.cell_to_xy((1, 1)), [0.0, 0.0])
+    assert (corridor.episode_length, corridor.success_radius, corridor.num_tasks) == (200, 1.0, 0)
+    near = make("ant-near", episode_length=20)
+    first, traj = _rollout(near, jax.random.key(3))
+    goals = np.concatenate([np.asarray(first.goal), np.asarray(traj.goal).reshape(-1, 2)])
+    dist = np.linalg.norm(goals, axis=-1)
+    assert ((dist >= 3.0 - 1e-4) & (dist <= 6.0 + 1e-4)).all()
+    assert near.spec.healthy_z == (0.2, 1.0) and near.spec.backends[0] == "spring"
+    listed = CliRunner().invoke(envs, [])
+    assert re.search(r"\npointmaze-corridor +ogbench +2\+2 ", listed.output), listed.output
+    assert re.search(r"\nant-near +paper +29\+2 ", listed.output)
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("ant_near", registry.REGISTRY["ant-near"])
+    with pytest.raises(ValueError, match="exactly one of maze= and open_floor="):
+        registry.locomotion("point", episode_length=10, success_radius=1.0)

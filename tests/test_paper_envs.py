@@ -51,6 +51,9 @@ def test_cli_envs_json_shows_the_paper_facts():
     assert (large["family"], large["state_dim"], large["action_dim"]) == ("ogbench", 29, 8)
     assert (large["control_dt"], large["terminates"], large["goal_dim"]) == (0.1, False, 2)
     assert "spring" not in large["backends"]
+    for name in ("arm-push-easy", "arm-push-hard", "arm-binpick-hard"):  # their own family
+        assert (rows[name]["family"], rows[name]["action_dim"]) == ("arm", 5)
+        assert "spring" not in rows[name]["backends"]
 
 
 def test_ant_model_is_brax_ant():

@@ -8,6 +8,7 @@ registry wraps it with `wrappers.AutoReset`. Both handle ONE env; callers `jax.v
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
@@ -34,12 +35,13 @@ class EnvSpec:
       success_radius: success when the body's goal-space position is within this distance.
       backend: the resolved physics backend name.
       ogbench_env_id: the matching ogbench gymnasium id, or None when OGBench has no such env.
-      body: 'point', 'ant' or 'humanoid'.
+      body: 'point', 'ant', 'humanoid' or 'panda'.
       maze: the maze layout (grid, unit, offsets, start/goal cells, eval tasks) or None.
       num_tasks: number of fixed evaluation tasks for `reset_to_task` (0 when none).
       healthy_z: (low, high): the episode terminates when the torso height leaves it; None: never.
       control_dt: seconds of simulated time per control step.
-      family: 'paper' (the paper's Brax bodies) or 'ogbench' (ogbench's bodies).
+      family: 'paper' (the paper's Brax bodies), 'ogbench' (ogbench's bodies) or 'arm' (the
+        paper's Franka Panda tasks).
       easy_success_radius: the paper's looser "easy success" radius (humanoid 2.0), or None.
       backends: the physics backends this env can run on (whether installed or not).
     """
@@ -66,6 +68,55 @@ class EnvSpec:
     def obs_dim(self) -> int:
         """Size of the observation concat(state, goal)."""
         return self.state_dim + self.goal_dim
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvDefaults:
+    """What an env is registered with besides how it is built: the facts of its EnvSpec that its
+    model does not tell (sizes and the control step come from the model)."""
+
+    episode_length: int
+    success_radius: float
+    family: str  # 'ogbench', 'paper', 'arm', or a family of your own
+    backends: tuple[str, ...]  # the physics backends it can run on
+    ogbench_env_id: str | None = None
+    healthy_z: tuple[float, float] | None = None
+    easy_success_radius: float | None = None
+
+
+class EnvFactory(Protocol):
+    """How a registered env is built (`registry.Locomotion`, `arm.ArmTaskFactory`).
+
+    `body` names the robot: two entries whose factories have equal bodies can evaluate each
+    other's agents (`registry.check_same_family`).
+    """
+
+    body: object
+
+    def model(self) -> mujoco.MjModel:
+        """The compiled MuJoCo model (cached; a one-line ValueError names a missing extra)."""
+        ...
+
+    def spec(self, name: str, defaults: EnvDefaults, backend: str) -> EnvSpec:
+        """The EnvSpec of the env registered as `name` on the (resolved) `backend`."""
+        ...
+
+    def env(self, spec: EnvSpec):
+        """The bare env (no episode limit, no auto-reset) for a spec `spec()` made."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvEntry:
+    """One registered env, as MuJoCo Playground registers one: its spec defaults and its factory."""
+
+    defaults: EnvDefaults
+    factory: EnvFactory
+
+    @property
+    def ogbench_env_id(self) -> str | None:
+        """The matching OGBench env id, or None."""
+        return self.defaults.ogbench_env_id
 
 
 @struct.dataclass

@@ -17,11 +17,10 @@ import jax
 import jax.numpy as jnp
 import mujoco
 
-from crlkit.envs.api import BatchMixin, EnvSpec, EnvState, check_action
+from crlkit.envs.api import BatchMixin, EnvDefaults, EnvEntry, EnvSpec, EnvState, check_action
 from crlkit.envs.arm_model import Scene, build_scene
-from crlkit.envs.backends import make_backend, resolve_backend
+from crlkit.envs.backends import make_backend
 from crlkit.envs.backends.base import PhysicsState
-from crlkit.envs.wrappers import AutoReset
 
 BODY = "panda"
 FRAME_SKIP = 25  # the paper's ArmEnvs.n_frames
@@ -73,32 +72,46 @@ def build_model(name: str) -> mujoco.MjModel:
     return build_scene(ARM_TASKS[name].scene)
 
 
-def make_spec(name: str, backend: str = "auto") -> EnvSpec:
-    """The EnvSpec of an arm task (static: builds no model, so it works without the extra)."""
-    return EnvSpec(
-        name=name,
-        state_dim=STATE_DIM,
-        goal_dim=3,
-        goal_indices=(0, 1, 2),
-        action_dim=5,
-        episode_length=EPISODE_LENGTH,
-        success_radius=SUCCESS_RADIUS,
-        backend=resolve_backend(backend),
-        ogbench_env_id=None,
-        body=BODY,
-        maze=None,
-        num_tasks=0,
-        healthy_z=None,
-        control_dt=TIMESTEP * FRAME_SKIP,
-    )
+@dataclasses.dataclass(frozen=True)
+class ArmTaskFactory:
+    """Factory of an `ArmEnv` for the task `ARM_TASKS[name]` (registry entry `name`)."""
+
+    name: str
+    body: str = BODY
+
+    def model(self) -> mujoco.MjModel:
+        return build_model(self.name)
+
+    def spec(self, name: str, defaults: EnvDefaults, backend: str) -> EnvSpec:
+        """Static: builds no model, so it works without the `arm` extra."""
+        return EnvSpec(
+            name=name,
+            state_dim=STATE_DIM,
+            goal_dim=3,
+            goal_indices=(0, 1, 2),
+            action_dim=5,
+            episode_length=defaults.episode_length,
+            success_radius=defaults.success_radius,
+            backend=backend,
+            ogbench_env_id=defaults.ogbench_env_id,
+            body=self.body,
+            maze=None,
+            num_tasks=0,
+            healthy_z=defaults.healthy_z,
+            control_dt=TIMESTEP * FRAME_SKIP,
+            family=defaults.family,
+            backends=defaults.backends,
+        )
+
+    def env(self, spec: EnvSpec) -> ArmEnv:
+        """The bare arm env; a one-line ValueError names the extra when it is missing."""
+        model = self.model()
+        physics = make_backend(spec.backend, model, FRAME_SKIP)
+        return ArmEnv(spec, ARM_TASKS[self.name], physics, model)
 
 
-def make(name: str, backend: str = "auto", episode_length: int | None = None) -> AutoReset:
-    """An arm task with episode limit and auto-reset; ValueError naming the extra if missing."""
-    spec = make_spec(name, backend)
-    model = build_model(name)
-    env = ArmEnv(spec, ARM_TASKS[name], make_backend(spec.backend, model, FRAME_SKIP), model)
-    return AutoReset(env, episode_length)
+ARM_DEFAULTS = EnvDefaults(EPISODE_LENGTH, SUCCESS_RADIUS, "arm", ("mjx", "native", "warp"))
+ENTRIES = {name: EnvEntry(ARM_DEFAULTS, ArmTaskFactory(name)) for name in ARM_TASKS}
 
 
 def action_to_ctrl(action: jax.Array) -> jax.Array:
@@ -177,7 +190,7 @@ class ArmEnv(BatchMixin):
         return EnvState(
             obs=jnp.concatenate([state, goal]),
             goal=goal,
-            success=(dist < SUCCESS_RADIUS).astype(jnp.float32),
+            success=(dist < self.spec.success_radius).astype(jnp.float32),
             dist_to_goal=dist,
             done=jnp.float32(0.0),
             truncation=jnp.float32(0.0),

@@ -214,3 +214,28 @@ def paper_maze(layout: str, unit: float, start_noise: float = PAPER_ANT_START_NO
         start_noise=start_noise,
         goal_noise=0.0,
     )
+
+
+def text_maze(rows: tuple[str, ...], unit: float = OGBENCH_UNIT) -> MazeInfo:
+    """A maze of your own, drawn as OGBench draws its grids: row i along world y, column j along
+    x, cell (1, 1) at the origin; '1' wall, '0' free, 'R' start cells, 'G' goal cells (without
+    R or G: every free cell). Starts and goals get OGBench's +-unit/4 noise; no fixed tasks."""
+    if len({len(r) for r in rows}) != 1 or set("".join(rows)) - set("10RG"):
+        raise ValueError(f"maze rows must be equally long strings of 1, 0, R, G; got {rows!r}")
+    grid = _rows(rows)
+    free = tuple((i, j) for i, row in enumerate(grid) for j, v in enumerate(row) if v == 0)
+    marked = {
+        ch: tuple((i, j) for i, row in enumerate(rows) for j, v in enumerate(row) if v == ch)
+        for ch in "RG"
+    }
+    return MazeInfo(
+        grid=grid,
+        unit=unit,
+        offset=(unit, unit),
+        height=WALL_HEIGHT,
+        start_cells=marked["R"] or free,
+        goal_cells=marked["G"] or free,
+        tasks=(),
+        start_noise=unit / 4,
+        goal_noise=unit / 4,
+    )

@@ -136,10 +136,13 @@ def train(
 RESUMABLE_FIELDS = ("offline.steps", "offline.out", "dataset.eval_env")
 
 
-def initial_carry(nets: learner.Networks, lcfg: LearnerConfig, dims, seed: int) -> Carry:
-    """The run's starting point: fresh learner state and sampling key from `seed`."""
+def initial_carry(
+    nets: learner.Networks, lcfg: LearnerConfig, dims, seed: int, num_updates: int | None = None
+) -> Carry:
+    """The run's starting point: fresh learner state and sampling key from `seed` (`num_updates`:
+    the SGD steps the run plans, the learning-rate schedule's horizon)."""
     init_key, sample_key = jax.random.split(jax.random.PRNGKey(seed))
-    return Carry(learner=learner.init(nets, lcfg, dims, init_key), key=sample_key)
+    return Carry(learner=learner.init(nets, lcfg, dims, init_key, num_updates), key=sample_key)
 
 
 def eval_key(seed: int, step: int) -> jax.Array:
@@ -163,7 +166,7 @@ class OfflineChunk:
     # -- state --------------------------------------------------------------------------------
 
     def _fresh(self) -> Carry:
-        return initial_carry(self.nets, self.lcfg, self.dims, self.cfg.seed)
+        return initial_carry(self.nets, self.lcfg, self.dims, self.cfg.seed, self.cfg.steps)
 
     def init(self) -> Carry:
         return self.trainer.place(self._fresh())

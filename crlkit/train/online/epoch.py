@@ -149,8 +149,9 @@ def _replay_example(dims: learner_lib.Dims) -> dict[str, jax.ShapeDtypeStruct]:
     }
 
 
-def init_state(setup: Setup, key: jax.Array) -> OnlineState:
-    """A fresh run: new parameters, freshly reset envs, an empty buffer (jit it)."""
+def init_state(setup: Setup, key: jax.Array, num_updates: int | None = None) -> OnlineState:
+    """A fresh run: new parameters, freshly reset envs, an empty buffer (jit it); `num_updates`:
+    the SGD updates the run plans (the learning-rate schedule's horizon, see learner.init)."""
     cfg = setup.settings
     k_learner, k_env, k_loop = jax.random.split(key, 3)
     reset = jax.vmap(setup.env.reset)
@@ -158,7 +159,7 @@ def init_state(setup: Setup, key: jax.Array) -> OnlineState:
         split = jax.sharding.PartitionSpec(parallel.DATA)
         reset = jax.shard_map(reset, mesh=setup.mesh, in_specs=split, out_specs=split)
     state = OnlineState(
-        learner=learner_lib.init(setup.nets, setup.learner, setup.dims, k_learner),
+        learner=learner_lib.init(setup.nets, setup.learner, setup.dims, k_learner, num_updates),
         env=reset(jax.random.split(k_env, cfg.num_envs)),
         replay=empty_replay(setup),
         key=k_loop,

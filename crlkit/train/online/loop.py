@@ -51,7 +51,9 @@ class OnlineChunk:
         self.total = cfg.train_steps
         self.eval_env = make_env(cfg.eval_env, cfg.backend) if cfg.eval_env else setup.env
         self.compiled: Any = None
-        self._init = jax.jit(lambda k: init_state(setup, k))
+        # The learning-rate schedule's horizon: the SGD updates the budget plans.
+        planned = max(self.total - cfg.prefill_train_steps, 0) * cfg.updates_per_step
+        self._init = jax.jit(lambda k: init_state(setup, k, planned))
 
     def events(self) -> Events:
         """The env-step intervals of the config in training steps (None or 0: never)."""
