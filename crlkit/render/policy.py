@@ -61,6 +61,19 @@ def load_run_policy(run_dir: str | os.PathLike, step: int | None = None) -> RunP
     return RunPolicy(run, env, nets, params, saved[-1] if step is None else step, regime, whole)
 
 
+def load_run_critic(policy: RunPolicy) -> tuple[Any, Any]:
+    """(learner config, critic params) of the checkpoint `policy` was loaded from (value maps);
+    RenderError when unusable. The one place render reads a critic from a run directory."""
+    from crlkit.runs.actor import load_critic
+
+    spec = policy.env.spec
+    sizes = dataclasses.replace(spec, goal_dim=spec.state_dim) if policy.goal_observation else spec
+    try:
+        return load_critic(policy.run_dir, sizes, policy.step)
+    except ValueError as err:
+        raise RenderError(str(err)) from None
+
+
 def _goal_is_observation(config: dict, spec) -> bool:
     """True when an offline run's psi and actor saw whole goal observations (OGBench's goal
     space): its recorded goal columns are every observation column."""
