@@ -83,8 +83,8 @@ def check_value_env(spec) -> None:
     """RenderError unless the env has a floor to map (a point, ant or humanoid body)."""
     if spec.body not in BODIES:
         raise RenderError(
-            f"env {spec.name!r} ({spec.body}) has no planar map for --kind value (its goal is a "
-            f"3-D object position); valid: envs with a {', '.join(BODIES)} body (see: crlkit envs)"
+            f"env {spec.name!r} ({spec.body} body) has no planar map for --kind value (its goal "
+            f"is a 3-D cube position); valid: envs with a {', '.join(BODIES)} body (crlkit envs)"
         )
 
 
@@ -121,9 +121,8 @@ def compute_value_map(
 
     if goal_xy is not None and task is not None:
         raise RenderError("give --goal or --task, not both")
-    policy = load_run_policy(run_dir, step)
+    policy = load_run_policy(run_dir, step, check_env=check_value_env)
     spec, bare = policy.env.spec, policy.env.unwrapped
-    check_value_env(spec)
     check_task(spec, task)
     if goal_xy is not None:
         check_goal(spec, goal_xy)
@@ -131,22 +130,26 @@ def compute_value_map(
     k_start, k_actions, k_rollout = jax.random.split(jax.random.PRNGKey(seed), 3)
     start = bare.reset(k_start) if task is None else bare.reset_to_task(k_start, task)
     goal = start.goal[:2] if goal_xy is None else jnp.asarray(goal_xy, jnp.float32)
-    xs, ys, points, free = grid_points(spec, bare.body.xy(start.physics), goal)
-    energies = jax.jit(functools.partial(_energies, policy, cfg))
-    q = energies(critic, start, goal, jnp.asarray(points[free]), k_actions)
-    actor_q, max_q = (_on_grid(np.asarray(v), free, len(ys), len(xs)) for v in q)
     (episode,) = record_episodes(
         policy.env, policy.nets, policy.params, k_rollout, 1, task, policy.goal_observation,
         goal_xy=goal,
     )  # fmt: skip
+    framed = np.concatenate([np.asarray(bare.body.xy(start.physics))[None], episode.xy])
+    xs, ys, points, free = grid_points(spec, framed, np.asarray(goal))
+    energies = jax.jit(functools.partial(_energies, policy, cfg))
+    q = energies(critic, start, goal, jnp.asarray(points[free]), k_actions)
+    actor_q, max_q = (_on_grid(np.asarray(v), free, len(ys), len(xs)) for v in q)
     return ValueMap(
         spec, policy.run_dir, policy.step, policy.regime, xs, ys, actor_q, max_q,
         np.asarray(goal, np.float32), episode, cfg.energy, cfg.scale_energy,
     )  # fmt: skip
 
 
-def grid_points(spec, start_xy, goal_xy) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(xs, ys, points [ny * nx, 2] row-major, free [ny * nx] bool) of the map's grid."""
+def grid_points(
+    spec, framed: np.ndarray, goal_xy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(xs, ys, points [ny * nx, 2] row-major, free [ny * nx] bool) of the map's grid: a maze's
+    free cells, or on an open floor a square around the goal and the `framed` points [K, 2]."""
     maze = spec.maze
     if maze is not None:
         rows, cols = maze.array.shape
@@ -154,8 +157,8 @@ def grid_points(spec, start_xy, goal_xy) -> tuple[np.ndarray, np.ndarray, np.nda
         xs = (np.arange(cols)[:, None] + sub[None, :]).ravel() * maze.unit - maze.offset[0]
         ys = (np.arange(rows)[:, None] + sub[None, :]).ravel() * maze.unit - maze.offset[1]
     else:
-        ends = np.stack([np.asarray(start_xy), np.asarray(goal_xy)])
-        centre = ends.mean(axis=0)
+        ends = np.concatenate([framed, goal_xy[None]])
+        centre = (ends.min(axis=0) + ends.max(axis=0)) / 2
         half = float(np.max(np.abs(ends - centre))) + OPEN_FLOOR_MARGIN
         xs = np.linspace(centre[0] - half, centre[0] + half, OPEN_FLOOR_POINTS)
         ys = np.linspace(centre[1] - half, centre[1] + half, OPEN_FLOOR_POINTS)
@@ -233,8 +236,7 @@ def plot_value_map(ax, vm: ValueMap, which: str = "actor", limits=None):
     ax.set_xlim(xmin, xmax)
     ax.set_ylim(ymin, ymax)
     ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.tick_params(labelsize=7)  # metres: what --goal X,Y takes
     return image
 
 
