@@ -232,3 +232,21 @@ def test_bad_switch_values_are_one_line_naming_the_valid_ones():
         assert str(err.value) == f"unknown {field} {value!r}; valid: {valid}"
     with pytest.raises(ValueError, match="needs tower 'residual'"):
         NetworkConfig(tower="mlp", norm="hyperspherical")
+
+
+@pytest.mark.parametrize(
+    "flag,value,valid",
+    [
+        ("--norm", "batchnorm", "'layernorm', 'hyperspherical'"),
+        ("--residual-scale", "half", "'none', 'inv-sqrt-blocks'"),
+        ("--energy", "quasi", "'mrn'"),
+    ],
+)
+def test_unknown_switch_on_the_command_line_names_the_valid_ones(flag, value, valid):
+    from click.testing import CliRunner
+    from crlkit.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["online", flag, value])
+    assert result.exit_code == 2
+    error = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(error) == 1 and repr(value) in error[0] and valid in error[0], result.output

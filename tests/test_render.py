@@ -377,3 +377,30 @@ def test_value_map_goal_must_be_two_numbers(online_run, tmp_path):
                                       "--kind", "value", "--goal", "4"])  # fmt: skip
     assert result.exit_code == 2 and "expected X,Y (two numbers), got '4'" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_report_gallery_adds_a_value_row_with_one_goal_for_every_depth(online_run, tmp_path):
+    """The report's gallery: a trajectory row and a value-map row; every depth maps one goal."""
+    import matplotlib.image
+
+    from crlkit.experiments import report_gallery
+    from crlkit.experiments.report_data import group_runs, load_runs
+    from crlkit.render import compute_value_map
+
+    sweep_dir = tmp_path / "sweep"
+    shutil.copytree(online_run, sweep_dir / "online-d4-s0")
+    deeper = tmp_path / "deeper"
+    result = invoke(*TINY_ONLINE, "--steps", "128", "--depth", "8", "--out", str(deeper))
+    assert result.exit_code == 0, result.output
+    shutil.copytree(deeper, sweep_dir / "online-d8-s0")
+    groups = group_runs(load_runs(sweep_dir))
+    assert sorted(g.depth for g in groups) == [4, 8]
+    notes: list[str] = []
+    out = tmp_path / "gallery.png"
+    assert report_gallery.plot_gallery(groups, out, notes.append)
+    assert notes == []  # every panel drawn, value maps included
+    height, width = matplotlib.image.imread(out).shape[:2]
+    assert height > 0.8 * width  # two rows (trajectories, values) for the one regime
+    goals = [compute_value_map(sweep_dir / n, seed=report_gallery.GALLERY_SEED).goal_xy
+             for n in ("online-d4-s0", "online-d8-s0")]  # fmt: skip
+    np.testing.assert_array_equal(goals[0], goals[1])

@@ -240,7 +240,7 @@ def plot_value_map(ax, vm: ValueMap, which: str = "actor", limits=None):
     return image
 
 
-def write_value_png(path: Path, vm: ValueMap) -> Path:
+def write_value_png(path: str | os.PathLike, vm: ValueMap) -> Path:
     """Writes the two maps (actor's action, max over actions) side by side to `path` atomically."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -271,6 +271,6 @@ def write_value_png(path: Path, vm: ValueMap) -> Path:
     )  # fmt: skip
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    with atomic_path(path) as temp:
+    with atomic_path(Path(path)) as temp:
         temp.write_bytes(buffer.getvalue())
-    return path
+    return Path(path)
