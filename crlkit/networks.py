@@ -9,6 +9,10 @@ backward pass; past NESTED_REMAT_BLOCKS blocks the scan is split into ~sqrt(n) c
 so that only ~2 sqrt(n) block inputs are stored. `unrolled=True` runs the same parameters with a
 Python loop (the reference implementation's way), for the twin test and `bench --compare-unrolled`.
 `MLPTower` is OGBench's plain MLP (Dense -> act -> LayerNorm), chosen with `tower="mlp"`.
+Switches (docs/design.md, "Architecture switches"): `residual_scale="inv-sqrt-blocks"` scales each
+block's branch by 1/sqrt(blocks); `norm="hyperspherical"` is SimbaV2's hyperspherical
+normalization adapted to blocks of 4 layers (unit-sphere activations, learned scalers and
+interpolation). The defaults trace exactly the paper's tower.
 """
 
 from __future__ import annotations
