@@ -16,13 +16,15 @@ from typing import Any
 from crlkit.checks import check_depth, check_fields
 
 ACTIVATIONS = ("swish", "relu", "gelu")
-ENERGIES = ("l2", "l2_squared", "l1", "dot", "cosine")
+ENERGIES = ("l2", "l2_squared", "l1", "dot", "cosine", "mrn")
 CONTRASTIVE_LOSSES = ("fwd_infonce", "bwd_infonce", "sym_infonce", "binary_nce")
 ACTOR_LOSSES = ("sac", "ddpg_bc")
 TOWERS = ("residual", "mlp")
 ACTOR_DISTS = ("tanh_gaussian", "gaussian_const_std")
 REMAT_MODES = ("auto", "on", "off")
 LR_SCHEDULES = ("constant", "cosine", "linear-warmup")  # see crlkit.optim.schedule
+NORMS = ("layernorm", "hyperspherical")
+RESIDUAL_SCALES = ("none", "inv-sqrt-blocks")
 # remat=auto: on at every depth on a CPU, elsewhere from this depth (of the deeper tower) on.
 AUTO_REMAT_DEPTH = 256
 
@@ -103,6 +105,20 @@ class NetworkConfig:
     residual: bool = option_field(
         True, "Skip connection around each block of 4 layers (paper: on; residual tower only)."
     )
+    norm: str = option_field(
+        "layernorm",
+        "layernorm: the paper's tower (LayerNorm per the layer_norm switches); hyperspherical: "
+        "SimbaV2-style, every block's output projected to the unit sphere after a learned "
+        "interpolation with its input, learned scalers, unit-norm kernels (residual tower "
+        "only; see docs/design.md).",
+        NORMS,
+    )
+    residual_scale: str = option_field(
+        "none",
+        "Factor on each residual block's branch before the skip add: none (1) or inv-sqrt-blocks "
+        "(1 / sqrt(number of blocks of that tower)).",
+        RESIDUAL_SCALES,
+    )
     remat: str = option_field(
         "auto",
         "Recompute each residual block's activations in the backward pass (less memory, ~1/3 "
@@ -112,13 +128,12 @@ class NetworkConfig:
     )
 
     def __post_init__(self) -> None:
-        if isinstance(self.remat, bool):
-            # Configs written before remat=auto stored a bool: read it as on/off.
-            object.__setattr__(self, "remat", "on" if self.remat else "off")
         check_fields(self)
         if self.tower == "residual":  # blocks of 4 layers; the mlp tower takes any depth >= 1
             check_depth("critic_depth", self.critic_depth)
             check_depth("actor_depth", self.actor_depth)
+        if self.norm == "hyperspherical" and self.tower != "residual":
+            raise ValueError("norm 'hyperspherical' needs tower 'residual', got 'mlp'")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +150,10 @@ class LearnerConfig:
         minimum=1,
     )
     energy: str = option_field(
-        "l2", "Critic energy f(s,a,g) between phi(s,a) and psi(g) (l2 = -||phi-psi||).", ENERGIES
+        "l2",
+        "Critic energy f(s,a,g) between phi(s,a) and psi(g) (l2 = -||phi-psi||; mrn = MRN's "
+        "quasimetric, -(||sym half difference|| + max(0, max of asym half difference))).",
+        ENERGIES,
     )
     scale_energy: bool = option_field(
         False, "Divide the energy by sqrt(repr_dim) (OGBench: dot / sqrt(512))."
@@ -185,6 +203,11 @@ class LearnerConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.energy == "mrn" and self.network.repr_dim % 2:
+            raise ValueError(
+                f"energy 'mrn' splits repr_dim in halves: needs it even, got "
+                f"{self.network.repr_dim}"
+            )
         if self.actor_dist == "gaussian_const_std" and self.actor_loss != "ddpg_bc":
             raise ValueError(
                 f"actor_dist 'gaussian_const_std' has no entropy to tune; it needs actor_loss "

@@ -5,6 +5,10 @@ B x B matrix f(s_i, a_i, g_j) the contrastive losses consume (diagonal = positiv
 `energy_pairs` gives the B matched values f(s_i, a_i, g_i) the actor maximises. Either can be
 divided by sqrt(D) (`scale=True`, OGBench's phi.psi / sqrt(512)). A critic ensemble stacks its
 matrices [E, B, B]: `ensemble_contrastive_loss` averages the loss and metrics over E.
+
+`mrn` is the quasimetric of Metric Residual Networks (Liu et al. 2023): the representation's
+first half is compared symmetrically, its second half asymmetrically,
+f = -(||phi_sym - psi_sym||_2 + max_k max(0, phi_asym_k - psi_asym_k)), so f(x, y) != f(y, x).
 """
 
 from __future__ import annotations
@@ -65,7 +69,18 @@ def _energy_matrix(phi: jax.Array, psi: jax.Array, energy: str) -> jax.Array:
         return phi @ psi.T
     if energy == "cosine":
         return _normalize(phi) @ _normalize(psi).T
+    if energy == "mrn":
+        (phi_sym, phi_asym), (psi_sym, psi_asym) = _halves(phi), _halves(psi)
+        # The asymmetric part has no Gram form: a [B, B, D/2] broadcast, as l1.
+        asym = jnp.max(jax.nn.relu(phi_asym[:, None, :] - psi_asym[None, :, :]), -1)
+        return -(_safe_norm(squared_distances(phi_sym, psi_sym)) + asym)
     raise ValueError(f"unknown energy {energy!r}")
+
+
+def _halves(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """MRN's split of a representation: (symmetric half, asymmetric half)."""
+    half = x.shape[-1] // 2
+    return x[..., :half], x[..., half:]
 
 
 def energy_pairs(phi: jax.Array, psi: jax.Array, energy: str, scale: bool = False) -> jax.Array:
@@ -85,6 +100,10 @@ def _energy_pairs(phi: jax.Array, psi: jax.Array, energy: str) -> jax.Array:
         return jnp.sum(phi * psi, -1)
     if energy == "cosine":
         return jnp.sum(_normalize(phi) * _normalize(psi), -1)
+    if energy == "mrn":
+        (phi_sym, phi_asym), (psi_sym, psi_asym) = _halves(phi), _halves(psi)
+        asym = jnp.max(jax.nn.relu(phi_asym - psi_asym), -1)
+        return -(_safe_norm(jnp.sum((phi_sym - psi_sym) ** 2, -1)) + asym)
     raise ValueError(f"unknown energy {energy!r}")
 
 

@@ -9,6 +9,10 @@ backward pass; past NESTED_REMAT_BLOCKS blocks the scan is split into ~sqrt(n) c
 so that only ~2 sqrt(n) block inputs are stored. `unrolled=True` runs the same parameters with a
 Python loop (the reference implementation's way), for the twin test and `bench --compare-unrolled`.
 `MLPTower` is OGBench's plain MLP (Dense -> act -> LayerNorm), chosen with `tower="mlp"`.
+Switches (docs/design.md, "Architecture switches"): `residual_scale="inv-sqrt-blocks"` scales each
+block's branch by 1/sqrt(blocks); `norm="hyperspherical"` is SimbaV2's hyperspherical
+normalization adapted to blocks of 4 layers (unit-sphere activations, learned scalers and
+interpolation). The defaults trace exactly the paper's tower.
 """
 
 from __future__ import annotations
@@ -62,15 +66,22 @@ NESTED_REMAT_BLOCKS = 128
 LAYER_NORM_EPS = 1e-6  # flax's LayerNorm default, so the input layer and the blocks agree
 
 
-def _init_blocks(key: jax.Array, n_blocks: int, width: int, layer_norm: bool) -> BlockParams:
+def _init_blocks(
+    key: jax.Array, n_blocks: int, width: int, layer_norm: bool, norm: str = "layernorm"
+) -> BlockParams:
     # Kernels [n, 4, w, w]; fan-in is the second-to-last axis, the first two are batch axes.
     init = nn.initializers.variance_scaling(
         1 / 3, "fan_in", "uniform", in_axis=-2, out_axis=-1, batch_axis=(0, 1)
     )
-    params = {
-        "kernel": init(key, (n_blocks, BLOCK_LAYERS, width, width), jnp.float32),
-        "bias": jnp.zeros((n_blocks, BLOCK_LAYERS, width), jnp.float32),
-    }
+    kernel = init(key, (n_blocks, BLOCK_LAYERS, width, width), jnp.float32)
+    if norm == "hyperspherical":
+        # No biases (SimbaV2's HyperDense); scalers stored at their `scale` (see _scaled).
+        return {
+            "kernel": kernel,
+            "scaler": jnp.full((n_blocks, BLOCK_LAYERS, width), _scaler_scale(width)),
+            "alpha": jnp.full((n_blocks, width), _alpha_scale(width)),
+        }
+    params = {"kernel": kernel, "bias": jnp.zeros((n_blocks, BLOCK_LAYERS, width), jnp.float32)}
     if layer_norm:
         params["scale"] = jnp.ones((n_blocks, BLOCK_LAYERS, width), jnp.float32)
         params["shift"] = jnp.zeros((n_blocks, BLOCK_LAYERS, width), jnp.float32)
@@ -83,8 +94,14 @@ def _layer_norm(x: jax.Array, scale: jax.Array, shift: jax.Array) -> jax.Array:
     return (x - mean) * jax.lax.rsqrt(var + LAYER_NORM_EPS) * scale + shift
 
 
-def residual_block(p: BlockParams, h: jax.Array, cfg: NetworkConfig) -> jax.Array:
-    """One block: 4 x [Dense -> LayerNorm -> act], plus the skip connection. `p` has axis [4]."""
+def residual_block(p: BlockParams, h: jax.Array, cfg: NetworkConfig, n_blocks: int) -> jax.Array:
+    """One block: 4 x [Dense -> LayerNorm -> act], plus the skip connection. `p` has axis [4].
+
+    `n_blocks` (the tower's number of blocks) sets the residual scale and, for the
+    hyperspherical norm, the interpolation's initial value.
+    """
+    if cfg.norm == "hyperspherical":
+        return _hyperspherical_block(p, h, cfg, n_blocks)
     act = _ACTIVATIONS[cfg.activation]
     x = h
     for i in range(BLOCK_LAYERS):
@@ -92,7 +109,90 @@ def residual_block(p: BlockParams, h: jax.Array, cfg: NetworkConfig) -> jax.Arra
         if cfg.layer_norm:
             x = _layer_norm(x, p["scale"][i], p["shift"][i])
         x = act(x)
-    return x + h if cfg.residual else x
+    if not cfg.residual:
+        return x
+    if cfg.residual_scale == "none":
+        return x + h
+    return x * residual_scale(cfg, n_blocks) + h
+
+
+def residual_scale(cfg: NetworkConfig, n_blocks: int) -> float:
+    """The factor on a block's branch before the skip add: 1, or 1 / sqrt(n_blocks)."""
+    return 1.0 if cfg.residual_scale == "none" else 1.0 / n_blocks**0.5
+
+
+# ---- hyperspherical normalization (SimbaV2, Lee et al. 2025), adapted to blocks of 4 layers ----
+# Every choice is listed in docs/design.md ("Architecture switches").
+HYPERSPHERE_EPS = 1e-8  # SimbaV2's floor on a norm before dividing by it
+C_SHIFT = 3.0  # SimbaV2's constant input feature, appended before the input is projected
+
+
+def l2_normalize(x: jax.Array) -> jax.Array:
+    """x / ||x|| along the last axis (onto the unit sphere)."""
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), HYPERSPHERE_EPS)
+
+
+def unit_columns(kernel: jax.Array) -> jax.Array:
+    """The kernel with each output unit's incoming weights scaled to unit norm (axis -2)."""
+    norm = jnp.linalg.norm(kernel, axis=-2, keepdims=True)
+    return kernel / jnp.maximum(norm, HYPERSPHERE_EPS)
+
+
+def _scaler_scale(width: int) -> float:
+    return (2.0 / width) ** 0.5  # SimbaV2's scaler_scale
+
+
+def _alpha_scale(width: int) -> float:
+    return 1.0 / width**0.5  # SimbaV2's alpha_scale
+
+
+def layer_scaler_init(width: int) -> float:
+    """Initial per-unit scaler of a block layer: sqrt(width), so that a unit vector times
+    unit-norm kernel columns gives pre-activations of rms ~1 (what LayerNorm gives swish)."""
+    return float(width) ** 0.5
+
+
+def alpha_init(n_blocks: int) -> float:
+    """Initial interpolation weight of a block's output: SimbaV2's 1 / (blocks + 1)."""
+    return 1.0 / (n_blocks + 1)
+
+
+def _scaled(param: jax.Array, init: float, scale: float) -> jax.Array:
+    # SimbaV2's Scaler: the parameter starts at `scale` and is multiplied by init / scale, so the
+    # effective value starts at `init` while Adam's step is relative to `scale`.
+    return param * (init / scale)
+
+
+def _hyperspherical_block(
+    p: BlockParams, h: jax.Array, cfg: NetworkConfig, n_blocks: int
+) -> jax.Array:
+    """h (unit norm) -> l2(h + c * alpha * (l2(F(h)) - h)), F = 4 x [act(s * (l2(x) @ W^))]."""
+    act = _ACTIVATIONS[cfg.activation]
+    width = h.shape[-1]
+    x = h
+    for i in range(BLOCK_LAYERS):
+        s = _scaled(p["scaler"][i], layer_scaler_init(width), _scaler_scale(width))
+        x = act(s * (l2_normalize(x) @ unit_columns(p["kernel"][i])))
+    branch = l2_normalize(x)
+    if not cfg.residual:
+        return branch
+    alpha = _scaled(p["alpha"], alpha_init(n_blocks), _alpha_scale(width))
+    return l2_normalize(h + residual_scale(cfg, n_blocks) * alpha * (branch - h))
+
+
+class HypersphericalInput(nn.Module):
+    """SimbaV2's embedder: l2([x, C_SHIFT]) @ W^ (unit-norm columns, no bias), scaled, l2."""
+
+    width: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shift = jnp.full((*x.shape[:-1], 1), C_SHIFT, x.dtype)
+        x = l2_normalize(jnp.concatenate([x, shift], axis=-1))
+        kernel = self.param("kernel", kernel_init, (x.shape[-1], self.width), jnp.float32)
+        scale = _scaler_scale(self.width)
+        scaler = self.param("scaler", nn.initializers.constant(scale), (self.width,), jnp.float32)
+        return l2_normalize(_scaled(scaler, scale, scale) * (x @ unit_columns(kernel)))
 
 
 def resolve_remat(cfg: NetworkConfig, platform: str | None = None) -> bool:
@@ -125,11 +225,11 @@ def run_blocks(params: BlockParams, h: jax.Array, cfg: NetworkConfig, unrolled: 
     n = params["kernel"].shape[0]
     if unrolled:
         for i in range(n):
-            h = residual_block(jax.tree_util.tree_map(lambda p, i=i: p[i], params), h, cfg)
+            h = residual_block(jax.tree_util.tree_map(lambda p, i=i: p[i], params), h, cfg, n)
         return h
 
     def step(carry: jax.Array, p: BlockParams) -> tuple[jax.Array, None]:
-        return residual_block(p, carry, cfg), None
+        return residual_block(p, carry, cfg, n), None
 
     if not resolve_remat(cfg):
         return jax.lax.scan(step, h, params)[0]
@@ -157,8 +257,12 @@ class Tower(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         c = self.cfg
-        x = DenseNormAct(c.width, c.activation, c.layer_norm, name="input")(x)
-        blocks = self.param(BLOCKS, _init_blocks, self.depth // BLOCK_LAYERS, c.width, c.layer_norm)
+        if c.norm == "hyperspherical":
+            x = HypersphericalInput(c.width, name="input")(x)
+        else:
+            x = DenseNormAct(c.width, c.activation, c.layer_norm, name="input")(x)
+        n_blocks = self.depth // BLOCK_LAYERS
+        blocks = self.param(BLOCKS, _init_blocks, n_blocks, c.width, c.layer_norm, c.norm)
         return run_blocks(blocks, x, c, self.unrolled)
 
 

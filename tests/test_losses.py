@@ -58,6 +58,33 @@ def test_other_energies_by_hand():
     )
 
 
+def test_mrn_energy_by_hand_is_asymmetric():
+    # Rows are [sym | asym] halves of size 2.
+    # phi0 = [0, 0 | 1, 0], phi1 = [3, 4 | 0, 2]; psi0 = [0, 0 | 0, 0], psi1 = [0, 0 | 2, 1].
+    # f = -(sqrt(||sym diff||^2 + eps) + max(0, max_k(phi_asym_k - psi_asym_k))), e = sqrt(eps):
+    # (0,0): -(e + max(0, 1, 0)) = -(e + 1)      (0,1): -(e + max(0, -1, -1)) = -e
+    # (1,0): -(5 + max(0, 0, 2)) = -7            (1,1): -(5 + max(0, -2, 1)) = -6
+    phi = jnp.array([[0.0, 0.0, 1.0, 0.0], [3.0, 4.0, 0.0, 2.0]])
+    psi = jnp.array([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 2.0, 1.0]])
+    e = math.sqrt(losses.L2_EPS)
+    expected = [[-(e + 1.0), -e], [-7.0, -6.0]]
+    np.testing.assert_allclose(losses.energy_matrix(phi, psi, "mrn"), expected, rtol=1e-6)
+    np.testing.assert_allclose(losses.energy_pairs(phi, psi, "mrn"), [-(e + 1.0), -6.0], rtol=1e-6)
+    # Swapping the arguments: (0,0) becomes -(e + max(0, 0 - 1, 0 - 0)) = -e, not -(e + 1).
+    swapped = losses.energy_matrix(psi, phi, "mrn")
+    np.testing.assert_allclose(swapped[0, 0], -e, rtol=1e-6)
+    assert not np.allclose(swapped, np.transpose(expected))
+
+
+def test_mrn_needs_an_even_representation():
+    from crlkit.config import LearnerConfig, NetworkConfig
+
+    with pytest.raises(ValueError, match="needs it even, got 63"):
+        LearnerConfig(energy="mrn", network=NetworkConfig(repr_dim=63))
+    with pytest.raises(ValueError, match="unknown energy 'mrm'; valid: .*cosine, mrn"):
+        LearnerConfig(energy="mrm")
+
+
 @pytest.mark.parametrize("energy", ENERGIES)
 def test_energy_pairs_is_the_diagonal(energy):
     x = jax.random.normal(jax.random.key(3), (6, 5))

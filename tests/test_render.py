@@ -152,23 +152,40 @@ def test_offline_run_renders_ogbench_task(offline_run, tmp_path):
     assert out.stat().st_size > 0
 
 
-def test_offline_run_with_whole_observation_goals(tmp_path):
-    """OGBench's goal space (the default offline preset): the actor takes goal observations."""
-    from crlkit.render import record_run
-
-    data = tmp_path / "ant.npz"
+@pytest.fixture(scope="module")
+def ant_offline_run(tmp_path_factory) -> Path:
+    """An antmaze-medium offline run on whole goal observations (the default offline preset)."""
+    folder = tmp_path_factory.mktemp("antmaze")
+    data = folder / "ant.npz"
     result = invoke("collect", "--env", "antmaze-medium", "--policy", "random", "--steps", "400",
                     "--episode-length", "100", "--num-envs", "4", "--out", str(data))  # fmt: skip
     assert result.exit_code == 0, result.output
-    run = tmp_path / "run"
+    run = folder / "run"
     result = invoke("offline", "--dataset", str(data), "--steps", "5", "--batch-size", "32",
                     "--width", "16", "--eval-episodes", "1", "--quiet",
                     "--out", str(run))  # fmt: skip
     assert result.exit_code == 0, result.output
-    rec = record_run(run, episodes=2, task=1)
+    return run
+
+
+@pytest.fixture(scope="module")
+def open_floor_run(tmp_path_factory) -> Path:
+    """A `crlkit online --env ant` run (the paper's open floor) with a tiny budget."""
+    out = tmp_path_factory.mktemp("ant") / "run"
+    result = invoke(*TINY_ONLINE, "--env", "ant", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_offline_run_with_whole_observation_goals(ant_offline_run, tmp_path):
+    """OGBench's goal space (the default offline preset): the actor takes goal observations."""
+    from crlkit.render import record_run
+
+    rec = record_run(ant_offline_run, episodes=2, task=1)
     assert rec.spec.name == "antmaze-medium" and len(rec.episodes) == 2
     out = tmp_path / "ant.png"
-    assert invoke("render", str(run), "--out", str(out), "--episodes", "2").exit_code == 0
+    result = invoke("render", str(ant_offline_run), "--out", str(out), "--episodes", "2")
+    assert result.exit_code == 0, result.output
     assert out.is_file()
 
 
@@ -287,3 +304,134 @@ def test_render_of_a_two_device_run_writes_its_png(tmp_path):
     result = invoke("render", str(run), "--out", str(out), "--episodes", "1")
     assert result.exit_code == 0, result.output
     assert out.stat().st_size > 0
+
+
+# ---- value maps (--kind value) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fixture,args,env",
+    [
+        ("online_run", [], "pointmaze-arena"),
+        ("offline_run", ["--task", "2"], "pointmaze-medium"),
+        ("ant_offline_run", ["--goal", "8,8"], "antmaze-medium"),  # whole-observation goals
+        ("open_floor_run", [], "ant"),
+    ],
+)
+def test_value_map_png_for_maze_and_open_floor_runs(request, tmp_path, fixture, args, env):
+    import matplotlib.image
+
+    from crlkit.render import compute_value_map
+
+    run = request.getfixturevalue(fixture)
+    out = tmp_path / "value.png"
+    result = invoke("render", str(run), "--out", str(out), "--kind", "value", *args)
+    assert result.exit_code == 0, result.output
+    assert matplotlib.image.imread(out).ndim == 3
+    assert leftovers(tmp_path) == []
+    goal = tuple(float(v) for v in args[1].split(",")) if args[:1] == ["--goal"] else None
+    vm = compute_value_map(run, goal_xy=goal, task=2 if "--task" in args else None)
+    assert vm.spec.name == env
+    free = np.isfinite(vm.actor_q)
+    assert free.sum() >= 50 and np.all(vm.max_q[free] >= vm.actor_q[free] - 1e-6)
+    if vm.spec.maze is not None:  # NaN exactly on wall points
+        gx, gy = np.meshgrid(vm.xs, vm.ys)
+        walls = ~np.asarray(vm.spec.maze.is_free(np.stack([gx, gy], -1)))
+        assert np.array_equal(~free, walls)
+    if goal is not None:
+        np.testing.assert_allclose(vm.goal_xy, goal)
+        np.testing.assert_allclose(vm.episode.goal_xy, goal, atol=1e-6)
+
+
+def test_value_map_holds_the_energies_computed_directly(online_run):
+    """Three cells of the drawn heat map against Q(s, pi(s, g), g) computed from the checkpoint
+    (pointmaze: the state is the xy itself)."""
+    import jax
+    from matplotlib.figure import Figure
+
+    from crlkit import learner
+    from crlkit.envs import make
+    from crlkit.render import compute_value_map, plot_value_map
+    from crlkit.runs.actor import load_actor, load_critic
+
+    goal = (4.0, 4.0)
+    vm = compute_value_map(online_run, goal_xy=goal)
+    drawn = np.asarray(plot_value_map(Figure().add_subplot(), vm).get_array())
+    spec = make("pointmaze-arena", "native").spec
+    nets, actor = load_actor(online_run, spec)
+    cfg, critic = load_critic(online_run, spec)
+    free = np.argwhere(np.isfinite(vm.actor_q))
+    cells = free[[0, len(free) // 2, len(free) - 1]]
+    states = np.stack([[vm.xs[j], vm.ys[i]] for i, j in cells]).astype(np.float32)
+    goals = np.tile(np.asarray(goal, np.float32), (3, 1))
+    action = learner.act(nets, actor, states, goals, jax.random.key(0), deterministic=True)
+    direct = learner.q_value(nets, cfg, critic, states, action, goals)
+    assert len(np.unique(np.asarray(direct))) == 3  # three different values, not one
+    for (i, j), q in zip(cells, np.asarray(direct), strict=True):
+        np.testing.assert_allclose(vm.actor_q[i, j], q, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(drawn[i, j], q, rtol=1e-5, atol=1e-6)
+
+
+def _value_bad_cases(run: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
+    arm = tmp / "arm-run"
+    shutil.copytree(run, arm)
+    config = json.loads((arm / "config.json").read_text())
+    config["online"]["env"] = "arm-push-easy"
+    (arm / "config.json").write_text(json.dumps(config))
+    value = ["--kind", "value"]
+    return {
+        "no planar map": ([str(arm), "--out", str(tmp / "a.png"), *value],
+                          "'arm-push-easy' (panda body) has no planar map"),
+        "goal outside the maze": ([str(run), "--out", str(tmp / "b.png"), *value, "--goal",
+                                   "100,3"], "goal (100, 3) is not on a free cell"),
+        "goal and task": ([str(run), "--out", str(tmp / "c.png"), *value, "--goal", "4,4",
+                           "--task", "1"], "--goal or --task"),
+        "video suffix": ([str(run), "--out", str(tmp / "d.mp4"), *value], "writes a .png"),
+        "goal without value": ([str(run), "--out", str(tmp / "e.png"), "--goal", "4,4"],
+                               "--goal is for --kind value"),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ["no planar map", "goal outside the maze", "goal and task",
+                                  "video suffix", "goal without value"])  # fmt: skip
+def test_value_map_bad_input_is_one_line_exit_2_and_no_file(online_run, tmp_path, case):
+    args, says = _value_bad_cases(online_run, tmp_path)[case]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = CliRunner().invoke(cli, ["render", *args])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().count("\n") == 0 and says in result.output, result.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_value_map_goal_must_be_two_numbers(online_run, tmp_path):
+    result = CliRunner().invoke(cli, ["render", str(online_run), "--out", str(tmp_path / "v.png"),
+                                      "--kind", "value", "--goal", "4"])  # fmt: skip
+    assert result.exit_code == 2 and "expected X,Y (two numbers), got '4'" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_gallery_adds_a_value_row_with_one_goal_for_every_depth(online_run, tmp_path):
+    """The report's gallery: a trajectory row and a value-map row; every depth maps one goal."""
+    import matplotlib.image
+
+    from crlkit.experiments import report_gallery
+    from crlkit.experiments.report_data import group_runs, load_runs
+    from crlkit.render import compute_value_map
+
+    sweep_dir = tmp_path / "sweep"
+    shutil.copytree(online_run, sweep_dir / "online-d4-s0")
+    deeper = tmp_path / "deeper"
+    result = invoke(*TINY_ONLINE, "--steps", "128", "--depth", "8", "--out", str(deeper))
+    assert result.exit_code == 0, result.output
+    shutil.copytree(deeper, sweep_dir / "online-d8-s0")
+    groups = group_runs(load_runs(sweep_dir))
+    assert sorted(g.depth for g in groups) == [4, 8]
+    notes: list[str] = []
+    out = tmp_path / "gallery.png"
+    assert report_gallery.plot_gallery(groups, out, notes.append)
+    assert notes == []  # every panel drawn, value maps included
+    height, width = matplotlib.image.imread(out).shape[:2]
+    assert height > 0.8 * width  # two rows (trajectories, values) for the one regime
+    goals = [compute_value_map(sweep_dir / n, seed=report_gallery.GALLERY_SEED).goal_xy
+             for n in ("online-d4-s0", "online-d8-s0")]  # fmt: skip
+    np.testing.assert_array_equal(goals[0], goals[1])

@@ -35,7 +35,9 @@ REPORT_FILE = "report.md"
 GALLERY_TITLE = "What each depth does"
 GALLERY_TEXT = (
     "The seed-0 run of each cell acts deterministically on the same starts and goals (fresh "
-    "goals from one seed); green paths reached the goal (star), red ones did not."
+    "goals from one seed); green paths reached the goal (star), red ones did not. Under each "
+    "map, the run's value map: its critic's energy of the actor's action at every place, for "
+    "one goal (white star) shared by every depth, with one rollout toward it."
 )
 PLOTS = {
     "success": "success_vs_depth.png",

@@ -1,8 +1,10 @@
 """The sweep report's gallery: what each depth does, as top-down trajectory maps side by side.
 
-One row per regime, one column per depth: the seed-0 run of each (regime, depth, width, batch)
+Two rows per regime, one column per depth: the seed-0 run of each (regime, depth, width, batch)
 cell acts deterministically on the same starts and goals (fresh goals drawn from one seed), so
-"does depth change behaviour?" can be seen online and offline in one figure. Videos the runs wrote
+"does depth change behaviour?" can be seen online and offline in one figure; under each map, the
+run's value map (`crlkit render --kind value`: the critic's energy of the actor's action at every
+place, for one goal shared by every depth) shows what its critic learned. Videos the runs wrote
 (`--video`: eval.mp4) are linked from report.md.
 """
 
@@ -33,34 +35,56 @@ def plot_gallery(groups: list[Group], path: Path, echo=lambda _: None) -> bool:
     """Writes the gallery png; False (and a note through `echo`) when nothing could be drawn."""
     from matplotlib.figure import Figure
 
-    from crlkit.render import RenderError, plot_trajectory_map, record_run
-
     picks = gallery_runs(groups)
     regimes = sorted({g.regime for g, _ in picks})
     depths = sorted({g.depth for g, _ in picks})
     if not picks:
         return False
-    fig = Figure(figsize=(3.2 * len(depths), 3.4 * len(regimes)), dpi=100, layout="constrained")
+    rows, cols = 2 * len(regimes), len(depths)
+    fig = Figure(figsize=(3.6 * cols, 3.4 * rows), dpi=100, layout="constrained")
     drawn = 0
     for g, run in picks:
-        ax = fig.add_subplot(len(regimes), len(depths),
-                             regimes.index(g.regime) * len(depths) + depths.index(g.depth) + 1)
-        try:
-            rec = record_run(run.path, GALLERY_EPISODES, GALLERY_SEED)
-        except (RenderError, ValueError) as err:
-            echo(f"gallery: skipped {run.name} ({err})")
-            ax.set_axis_off()
-            continue
-        reached = sum(ep.success for ep in rec.episodes)
-        title = f"{g.regime}, depth {g.depth}: {reached}/{len(rec.episodes)} reached"
-        plot_trajectory_map(ax, rec.spec, rec.episodes, title=title)
-        drawn += 1
+        index = 2 * regimes.index(g.regime) * cols + depths.index(g.depth) + 1
+        drawn += _trajectory_panel(fig.add_subplot(rows, cols, index), g, run, echo)
+        _value_panel(fig, fig.add_subplot(rows, cols, index + cols), g, run, echo)
     if not drawn:
         return False
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     files.atomic_write_bytes(path, buf.getvalue())
     return True
+
+
+def _trajectory_panel(ax, g: Group, run: Run, echo) -> bool:
+    from crlkit.render import RenderError, plot_trajectory_map, record_run
+
+    try:
+        rec = record_run(run.path, GALLERY_EPISODES, GALLERY_SEED)
+    except (RenderError, ValueError) as err:
+        echo(f"gallery: skipped {run.name} ({err})")
+        ax.set_axis_off()
+        return False
+    reached = sum(ep.success for ep in rec.episodes)
+    title = f"{g.regime}, depth {g.depth}: {reached}/{len(rec.episodes)} reached"
+    plot_trajectory_map(ax, rec.spec, rec.episodes, title=title)
+    return True
+
+
+def _value_panel(fig, ax, g: Group, run: Run, echo) -> None:
+    """The run's value map for the goal drawn from GALLERY_SEED (the same for every depth)."""
+    from crlkit.render import RenderError, compute_value_map, plot_value_map
+    from crlkit.render.value_map import energy_label
+
+    try:
+        vm = compute_value_map(run.path, seed=GALLERY_SEED)
+    except (RenderError, ValueError) as err:
+        echo(f"gallery: no value map for {run.name} ({err})")
+        ax.set_axis_off()
+        return
+    image = plot_value_map(ax, vm)
+    goal = f"({vm.goal_xy[0]:.1f}, {vm.goal_xy[1]:.1f})"
+    ax.set_title(f"{g.regime}, depth {g.depth}: value to goal {goal}", fontsize=9)
+    fig.colorbar(image, ax=ax, shrink=0.8).set_label(energy_label(vm), fontsize=7)
 
 
 def video_links(groups: list[Group], report_dir: Path) -> list[str]:

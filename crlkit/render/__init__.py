@@ -5,6 +5,8 @@
 - `rollout.py`: deterministic-actor episodes (`Episode`: body xy, joint positions, goal, success).
 - `video.py`: frames through `mujoco.Renderer` offscreen -> mp4 (imageio-ffmpeg) / gif (Pillow).
 - `trajmap.py`: `plot_trajectory_map(ax, spec, episodes)`, matplotlib only.
+- `value_map.py`: `compute_value_map` (the critic's energy over the floor for one goal),
+  `plot_value_map`, `write_value_png` (`crlkit render --kind value`).
 - `gl.py`: picks MUJOCO_GL (egl, then osmesa) for headless machines.
 - `policy.py`: a run dir's env and actor (the only importer of run-directory helpers).
 
@@ -25,6 +27,10 @@ _EXPORTS = {
     "record_episodes": "rollout",
     "plot_trajectory_map": "trajmap",
     "write_trajectory_png": "trajmap",
+    "ValueMap": "value_map",
+    "compute_value_map": "value_map",
+    "plot_value_map": "value_map",
+    "write_value_png": "value_map",
     "select_gl_backend": "gl",
     "NoGLBackend": "gl",
     "RenderError": "outfile",

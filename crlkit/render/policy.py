@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,15 @@ class RunPolicy:
     goal_observation: bool  # the actor takes whole goal observations, not the env's goal slice
 
 
-def load_run_policy(run_dir: str | os.PathLike, step: int | None = None) -> RunPolicy:
-    """The env and actor of `run_dir`'s newest (or `step`) checkpoint; RenderError when unusable."""
+def load_run_policy(
+    run_dir: str | os.PathLike,
+    step: int | None = None,
+    check_env: Callable[[Any], None] | None = None,
+) -> RunPolicy:
+    """The env and actor of `run_dir`'s newest (or `step`) checkpoint; RenderError when unusable.
+
+    `check_env(spec)` may refuse the run's env (RenderError) before any checkpoint is read.
+    """
     from crlkit.envs import make
     from crlkit.runs.actor import checkpoint_step, load_actor
     from crlkit.runs.checkpoint import RunDirError
@@ -47,6 +55,8 @@ def load_run_policy(run_dir: str | os.PathLike, step: int | None = None) -> RunP
     except RunDirError as err:
         raise RenderError(str(err)) from None
     env = make(env_name, RENDER_BACKEND)
+    if check_env is not None:
+        check_env(env.spec)
     whole = _goal_is_observation(config, env.spec)
     # The actor's input sizes: a whole-observation goal is as wide as the state.
     sizes = dataclasses.replace(env.spec, goal_dim=env.spec.state_dim) if whole else env.spec
@@ -55,6 +65,19 @@ def load_run_policy(run_dir: str | os.PathLike, step: int | None = None) -> RunP
     except ValueError as err:
         raise RenderError(str(err)) from None
     return RunPolicy(run, env, nets, params, saved, regime, whole)
+
+
+def load_run_critic(policy: RunPolicy) -> tuple[Any, Any]:
+    """(learner config, critic params) of the checkpoint `policy` was loaded from (value maps);
+    RenderError when unusable. The one place render reads a critic from a run directory."""
+    from crlkit.runs.actor import load_critic
+
+    spec = policy.env.spec
+    sizes = dataclasses.replace(spec, goal_dim=spec.state_dim) if policy.goal_observation else spec
+    try:
+        return load_critic(policy.run_dir, sizes, policy.step)
+    except ValueError as err:
+        raise RenderError(str(err)) from None
 
 
 def _goal_is_observation(config: dict, spec) -> bool:

@@ -54,8 +54,11 @@ def record_episodes(
     episodes: int,
     task: int | None = None,
     goal_observation: bool = False,
+    goal_xy: jax.Array | None = None,
 ) -> list[Episode]:
     """`episodes` deterministic-actor episodes in `env` on fresh goals, or on OGBench task `task`.
+
+    `goal_xy`: every episode is commanded to this floor position instead (starts as drawn).
 
     `goal_observation`: the actor takes whole goal observations (offline runs trained with
     OGBench's goal space) instead of the env's goal slice; they are built as OGBench does.
@@ -70,6 +73,8 @@ def record_episodes(
 
     def one(k: jax.Array):
         start = bare.reset(k) if task is None else bare.reset_to_task(k, task)
+        if goal_xy is not None:
+            start = bare.with_goal(start, bare.goal_of_xy(jnp.asarray(goal_xy, jnp.float32)))
         goal = goal_observation_of(bare, start) if goal_observation else start.goal
 
         def step(state, _):
