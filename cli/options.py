@@ -33,11 +33,16 @@ def _flag(name: str, prefix: str) -> str:
 
 def _option(f: dataclasses.Field, prefix: str, shown: str | None) -> Callable:
     dest = f"{prefix}_{f.name}" if prefix else f.name
-    kwargs: dict[str, Any] = {
-        "default": None,
-        "help": f.metadata.get("help", ""),
-        "show_default": shown if shown is not None else str(f.default),
-    }
+    tuple_field = _is_tuple(f)
+    if shown is None:
+        shown = ",".join(map(str, f.default)) if tuple_field else str(f.default)
+    # The default goes into the help text: click prints a string show_default in parentheses.
+    help_text = f.metadata.get("help", "") + (f"  [default: {shown}]" if shown else "")
+    kwargs: dict[str, Any] = {"default": None, "help": help_text}
+    if tuple_field:
+        item = int if "int" in str(f.type) else str
+        kwargs["callback"] = lambda ctx, param, value: _comma_list(item, value)
+        return click.option(_flag(f.name, prefix), dest, type=str, **kwargs)
     if f.type in (bool, "bool"):
         off = "--" + (f"{prefix}-" if prefix else "") + "no-" + f.name.replace("_", "-")
         return click.option(f"{_flag(f.name, prefix)}/{off}", dest, **kwargs)
@@ -46,6 +51,21 @@ def _option(f: dataclasses.Field, prefix: str, shown: str | None) -> Callable:
         click.Choice(choices) if choices else {"int": int, "float": float}.get(str(f.type), str)
     )
     return click.option(_flag(f.name, prefix), dest, **kwargs)
+
+
+def _is_tuple(f: dataclasses.Field) -> bool:
+    return str(f.type).startswith(("tuple[", "Tuple["))
+
+
+def _comma_list(item: type, value: str | None) -> tuple | None:
+    """'4,16,64' -> (4, 16, 64); None (flag not given) stays None; a usage error otherwise."""
+    if value is None:
+        return None
+    parts = [v.strip() for v in value.split(",") if v.strip()]
+    try:
+        return tuple(item(v) for v in parts)
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
 
 
 def config_options(

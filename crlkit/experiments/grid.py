@@ -11,6 +11,7 @@ from crlkit.config import LearnerConfig, option_field, to_dict
 from crlkit.train.offline.config import preset_learner
 
 REGIMES = ("online", "offline")
+LAUNCHERS = ("auto", "inline", "local", "slurm")
 
 
 class SweepError(ValueError):
@@ -41,6 +42,17 @@ class SweepConfig:
     seeds: int = option_field(3, "Seeds 0 .. seeds-1 of every cell.")
     actor_depth: int = option_field(0, "Actor depth of every cell; 0: the cell's depth.")
     retry_failed: bool = option_field(False, "Run cells that failed before again (from scratch).")
+    launcher: str = option_field(
+        "auto",
+        "Where cells run. inline: one after the other in this process; local: --jobs cell "
+        "processes at once on this machine (each its own GPUs, or its share of the CPU cores); "
+        "slurm: one Slurm job array (pip install 'crlkit[slurm]'; --slurm-* flags); auto: local "
+        "with one cell per GPU when several GPUs are visible, else inline.",
+        LAUNCHERS,
+    )
+    jobs: int = option_field(
+        1, "Cell processes at once with --launcher local (at most the number of visible GPUs)."
+    )
 
     def __post_init__(self) -> None:
         if not self.out:
@@ -64,6 +76,12 @@ class SweepConfig:
         _check_ints("batch sizes", self.batch_sizes)
         _check_ints("seeds", [self.seeds])
         _check_ints("actor depth", [self.actor_depth], minimum=0)
+        if self.launcher not in LAUNCHERS:
+            raise SweepError(f"unknown launcher {self.launcher!r}; valid: {', '.join(LAUNCHERS)}")
+        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
+            raise SweepError(
+                f"--jobs must be an integer >= 1 (cell processes at once), got {self.jobs!r}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
