@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 DEPTH_OPTION = "depth"
+SCALARS = {"int": int, "float": float}
 DEPTH_FIELDS = ("actor_depth", "critic_depth")
 
 
@@ -36,6 +37,7 @@ def _option(f: dataclasses.Field, prefix: str, shown: str | None) -> Callable:
     tuple_field = _is_tuple(f)
     if shown is None:
         shown = ",".join(map(str, f.default)) if tuple_field else str(f.default)
+        shown = "" if f.default is None else shown
     # The default goes into the help text: click prints a string show_default in parentheses.
     help_text = f.metadata.get("help", "") + (f"  [default: {shown}]" if shown else "")
     kwargs: dict[str, Any] = {"default": None, "help": help_text}
@@ -48,7 +50,7 @@ def _option(f: dataclasses.Field, prefix: str, shown: str | None) -> Callable:
         return click.option(f"{_flag(f.name, prefix)}/{off}", dest, **kwargs)
     choices = f.metadata.get("choices")
     kwargs["type"] = (
-        click.Choice(choices) if choices else {"int": int, "float": float}.get(str(f.type), str)
+        click.Choice(choices) if choices else SCALARS.get(str(f.type).removesuffix(" | None"), str)
     )
     return click.option(_flag(f.name, prefix), dest, **kwargs)
 

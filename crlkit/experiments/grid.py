@@ -67,11 +67,6 @@ class SweepConfig:
         if not self.depths:
             raise SweepError("no depths given (e.g. --depths 4,16,64)")
         _check_ints("depths", self.depths)
-        for depth in (*self.depths, *([self.actor_depth] if self.actor_depth else [])):
-            try:
-                check_depth("depths", depth)
-            except ValueError as err:
-                raise SweepError(str(err)) from None
         _check_ints("widths", self.widths)
         _check_ints("batch sizes", self.batch_sizes)
         _check_ints("seeds", [self.seeds])
@@ -109,6 +104,24 @@ class CellPlan:
         return {self.cell.regime: to_dict(self.run), "learner": to_dict(self.learner)}
 
 
+def _regime_learner(learner: LearnerConfig, base: Any, regime: str) -> LearnerConfig:
+    """The learner a regime's cells start from: offline presets bring their own."""
+    if regime == "offline" and base.preset != "same-as-online":
+        return preset_learner(base.preset)
+    return learner
+
+
+def _check_tower_depths(sweep: SweepConfig, learner: LearnerConfig) -> None:
+    """Residual towers need depths in multiples of 4 (an MLP tower, e.g. OGBench's, any depth)."""
+    if learner.network.tower != "residual":
+        return
+    for depth in (*sweep.depths, *([sweep.actor_depth] if sweep.actor_depth else [])):
+        try:
+            check_depth("depths", depth)
+        except ValueError as err:
+            raise SweepError(str(err)) from None
+
+
 def cell_name(regime: str, depth: int, width: int, batch: int, seed: int, tags: set[str]) -> str:
     """`online-d16-s0`; `-w<width>` / `-b<batch>` only when those axes were given."""
     name = f"{regime}-d{depth}"
@@ -133,6 +146,8 @@ def expand_grid(
         if bases[regime] is None:
             what = "--env" if regime == "online" else "--dataset"
             raise SweepError(f"the {regime} regime needs {what}")
+    for regime in sweep.regimes:
+        _check_tower_depths(sweep, _regime_learner(learner, bases[regime], regime))
     tags = {"width"} if sweep.widths else set()
     tags |= {"batch"} if sweep.batch_sizes else set()
     widths = sweep.widths or (learner.network.width,)
@@ -155,8 +170,7 @@ def plan_cell(cell: Cell, sweep: SweepConfig, learner: LearnerConfig, base: Any)
     (`--offline-preset`: paper or ogbench; same-as-online: the shared learner with DDPG+BC), all
     at the cell's depth and width.
     """
-    if cell.regime == "offline" and base.preset != "same-as-online":
-        learner = preset_learner(base.preset)
+    learner = _regime_learner(learner, base, cell.regime)
     network = dataclasses.replace(
         learner.network,
         width=cell.width,
