@@ -41,7 +41,7 @@ def reproduce(table: str, dry_run: bool, quiet: bool, **options: Any) -> None:
     from crlkit.experiments.launchers import make_launcher, read_slurm_file, visible_gpus
 
     command = command_line(click.get_current_context(), "reproduce")
-    command = command.replace("crlkit reproduce", f"crlkit reproduce {table}", 1)
+    command = command.replace(f"crlkit reproduce table {table}", f"crlkit reproduce {table}", 1)
     echo = echo_for(quiet)
     cfg = usage_errors(lambda: build_config(ReproduceConfig, options))
     usage_errors(lambda: rep.check_table(table))

@@ -140,6 +140,7 @@ def test_a_table1_row_runs_on_a_cpu_with_the_papers_number_beside_crlkits(tmp_pa
     assert difference == pytest.approx(crlkit - 11.4, abs=0.011)
     assert cells[5] == "–" and cells[6] == "1/1" and float(cells[7]) > 0  # 1 seed: no spread
     assert "CPU hours" in text and "Table 1" in text
+    assert "crlkit reproduce table1 --out" in text  # the command that made it
     summary = json.loads((out / "table1" / "ant-u4-maze" / "online-d4-s0" / "summary.json")
                          .read_text())  # fmt: skip
     assert summary["env_steps"] >= 20000 and crlkit == pytest.approx(
@@ -150,3 +151,14 @@ def test_a_table1_row_runs_on_a_cpu_with_the_papers_number_beside_crlkits(tmp_pa
     # Run again: the cell is done, nothing trains, the report is the same.
     again = _run(args)
     assert again.exit_code == 0 and "0 ran, 1 were done before" in again.output
+
+
+@pytest.mark.parametrize("command", ["sweep", "reproduce"])
+def test_help_shows_real_defaults_without_parentheses(command):
+    text = CliRunner().invoke(cli, [command, "--help"], terminal_width=200).output
+    assert "()" not in text and "[default: (" not in text
+    assert "--launcher [auto|inline|local|slurm]" in text and "--slurm-config" in text
+    if command == "sweep":
+        assert "[default: 4,16,64]" in text and "--jobs INTEGER" in text
+    else:
+        assert "--rows TEXT" in text and "--dry-run" in text
