@@ -170,7 +170,7 @@ def test_slurm_launcher_through_submitits_local_executor_requeues_a_preempted_ce
             proc.kill()
     text = log.read_text()
     assert "submitted 2 cell(s) as job array" in text
-    assert "offline-d4-s1: preempted; submitted again (resumes)" in text
+    assert "offline-d4-s1: preempted; submitted again as job" in text
     assert "2 cells in" in text and "2 ran" in text
     record = _record(out, target.name)
     assert record["status"] == "done" and record["attempts"] == 2

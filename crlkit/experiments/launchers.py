@@ -354,12 +354,15 @@ class CellJob:
 
 @dataclasses.dataclass
 class SlurmLauncher:
-    """Submits the cells as one job array (submitit); waits; submits preempted cells again."""
+    """Submits the cells as one job array (submitit) and waits for it; a preempted cell (exit 75)
+    is submitted again at once, as a job of its own."""
 
     cfg: SlurmConfig
     folder: Path
 
     def __call__(self, tasks: list[CellTask], echo: Callable[[str], None]) -> Iterator:
+        if not tasks:
+            return
         submitit = _submitit()
         cluster = None if self.cfg.cluster == "slurm" else "local"
         if cluster is None and shutil.which("sbatch") is None:
@@ -367,28 +370,40 @@ class SlurmLauncher:
                                 "--slurm-cluster local runs the jobs on this machine")  # fmt: skip
         executor = submitit.AutoExecutor(folder=self.folder, cluster=cluster)
         executor.update_parameters(**self.cfg.executor_parameters())
-        pending, requeued = list(tasks), collections.Counter()
-        while pending:
-            dirs = [str(t.path.parent.resolve()) for t in pending]
-            jobs = executor.map_array(CellJob(), dirs, [t.path.name for t in pending])
-            echo(f"submitted {len(jobs)} cell(s) as job array {jobs[0].job_id.split('_')[0]} "
-                 f"({self.cfg.cluster}); submitit logs in {self.folder}")  # fmt: skip
-            by_id = {job.job_id: task for job, task in zip(jobs, pending, strict=True)}
-            pending = []
-            for job in submitit.helpers.as_completed(jobs, poll_frequency=1):
-                task = by_id[job.job_id]
-                try:
-                    code = job.result()
-                except Exception as err:  # the job itself failed (e.g. cancelled, node lost)
-                    reason = f"job {job.job_id}: {str(err).strip().splitlines()[-1]}"
-                    yield task, {"status": "stopped", "reason": reason}
+        dirs = [str(t.path.parent.resolve()) for t in tasks]
+        jobs = executor.map_array(CellJob(), dirs, [t.path.name for t in tasks])
+        echo(f"submitted {len(jobs)} cell(s) as job array {jobs[0].job_id.split('_')[0]} "
+             f"({self.cfg.cluster}); submitit logs in {self.folder}")  # fmt: skip
+        active = list(zip(jobs, tasks, strict=True))
+        requeued: collections.Counter = collections.Counter()
+        while active:
+            waiting = []
+            for job, task in active:
+                if not job.done():
+                    waiting.append((job, task))
                     continue
-                if code == exit_codes.PREEMPTED and requeued[task.path] < self.cfg.requeues:
+                code, problem = _job_code(job)
+                if problem:
+                    yield task, {"status": "stopped", "reason": problem}
+                elif code == exit_codes.PREEMPTED and requeued[task.path] < self.cfg.requeues:
                     requeued[task.path] += 1
-                    echo(f"{task.head}: preempted; submitted again (resumes)")
-                    pending.append(dataclasses.replace(task, resume=True))
-                    continue
-                yield task, outcome_from_disk(task, code, _record_seconds(task))
+                    again = executor.submit(CellJob(), str(task.path.parent.resolve()),
+                                            task.path.name)  # fmt: skip
+                    echo(f"{task.head}: preempted; submitted again as job {again.job_id} "
+                         f"(resumes)")  # fmt: skip
+                    waiting.append((again, dataclasses.replace(task, resume=True)))
+                else:
+                    yield task, outcome_from_disk(task, code, _record_seconds(task))
+            active = waiting
+            time.sleep(1.0 if active else 0)
+
+
+def _job_code(job) -> tuple[int | None, str]:
+    """(the cell process's exit code, '') or (None, why the job itself failed)."""
+    try:
+        return job.result(), ""
+    except Exception as err:  # the job failed as a job (cancelled, node lost, ...)
+        return None, f"job {job.job_id}: {str(err).strip().splitlines()[-1]}"
 
 
 def _record_seconds(task: CellTask) -> float:
