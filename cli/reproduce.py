@@ -106,6 +106,14 @@ def print_dry_run(table: str, rows, device: str) -> None:
     click.echo(f"{cells} cells ({len(rows)} rows); estimated total {total:,.1f} {kind} hours"
                + (f" ({unknown} cells without an estimate)" if unknown else ""))  # fmt: skip
     click.echo(f"estimate: {basis}")
+    offline = [row.row for row in rows if row.offline is not None]
+    if offline:
+        from crlkit.data.catalog import find_card, local_path
+
+        present = [r for r in offline if local_path(find_card(r)[0]) is not None]
+        click.echo(f"datasets present here: {len(present)} of {len(offline)}"
+                   + (f" ({', '.join(present)})" if present else "")
+                   + "; rows without their files are skipped when run (see: crlkit datasets)")
     click.echo(f"published numbers: {load_reference()[table]['source']}")
 
 

@@ -162,3 +162,18 @@ def test_help_shows_real_defaults_without_parentheses(command):
         assert "[default: 4,16,64]" in text and "--jobs INTEGER" in text
     else:
         assert "--rows TEXT" in text and "--dry-run" in text
+
+
+def test_ogbench_without_dataset_files_skips_each_row_and_stops_with_one_line(tmp_path):
+    from crlkit.data.catalog import find_card, local_path
+
+    rows = reproduce.valid_rows("ogbench-crl")
+    if any(local_path(find_card(r)[0]) is not None for r in rows):
+        pytest.skip("an OGBench navigate dataset is present on this machine")
+    result = _run(["ogbench-crl", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == ("Error: none of the rows' datasets is present on this machine; "
+                         "crlkit datasets lists them and where their files go")  # fmt: skip
+    assert sum("dataset files not present here, row skipped" in line for line in lines) == 6
+    assert not (tmp_path / "r").exists()
