@@ -191,7 +191,7 @@ def run_table(
     manifest = {"table": table, "rows": [r.row for r in rows], "launcher": launcher_name,
                 "device": device, "command": command, "written": time.time()}  # fmt: skip
     files.atomic_write_json(table_dir / MANIFEST, manifest)
-    collect(((t, o) for t, o in launcher(tasks, echo)), result, echo)
+    collect(launcher(tasks, echo), result, echo)
     return result
 
 

@@ -227,6 +227,7 @@ class CellTask:
     path: Path
     resume: bool
     head: str
+    label: str = ""  # prefix of the cell's name in a result (crlkit reproduce: "<row>/")
 
 
 @dataclasses.dataclass
@@ -318,14 +319,14 @@ def prepare_sweep(
             continue
         if state in ("restart", "failed") and (out / name).exists():
             shutil.rmtree(out / name)  # a failed or never-configured attempt of this sweep
-        tasks.append(CellTask(plan, out / name, state in ("resume", "extend"), head))
+        tasks.append(CellTask(plan, out / name, state in ("resume", "extend"), head, label))
     return tasks, result
 
 
 def collect(outcomes, result: SweepResult, echo: Callable[[str], None]) -> None:
     """Record each (task, outcome) a launcher yields in `result`, one line each."""
     for task, outcome in outcomes:
-        name = task.plan.cell.name
+        name = task.label + task.plan.cell.name
         if outcome["status"] == "failed":
             result.failed[name] = outcome["reason"]
             echo(f"{task.head}: FAILED after {outcome['seconds']:.0f} s: {outcome['reason']}")
