@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "sweep": "crlkit.cli.sweep:sweep",
     "report": "crlkit.cli.report:report",
     "render": "crlkit.cli.render:render",
+    "reproduce": "crlkit.cli.reproduce:reproduce",
 }
 
 SHORT_HELP: dict[str, str] = {
@@ -33,6 +34,7 @@ SHORT_HELP: dict[str, str] = {
     "sweep": "Run a depth grid over the online and offline regimes.",
     "report": "Summarise a sweep directory into report.md and plots.",
     "render": "A run's policy as a video (.mp4/.gif) or a top-down trajectory map (.png).",
+    "reproduce": "Reproduce the paper's Table 1 or OGBench's CRL scores; report beside them.",
 }
 
 

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import click
-from crlkit.cli.helpers import command_line, echo_for, int_list, name_list, usage_errors
+from crlkit.cli.helpers import command_line, echo_for, usage_errors
 from crlkit.cli.options import build_config, config_options
 
 from crlkit.config import LearnerConfig
+from crlkit.experiments.grid import SweepConfig
+from crlkit.experiments.launchers import SlurmConfig
 from crlkit.train.offline.config import OfflineConfig
 from crlkit.train.online.config import PRESETS, OnlineConfig
 
 # Grid axes and per-cell values the sweep sets itself; every other field becomes a flag.
 ONLINE_SKIP = ("env", "seed")
 OFFLINE_SKIP = ("dataset", "seed", "out")
-LEARNER_SKIP = ("critic_depth", "actor_loss", "bc_alpha")
+LEARNER_SKIP = ("critic_depth", "actor_depth", "actor_loss", "bc_alpha")
 ONLINE_PRESETS = ("quickstart", "paper")
 AXIS_FLAGS = (("widths", "width"), ("batch_sizes", "online_batch_size"),
               ("batch_sizes", "offline_batch_size"))  # fmt: skip
@@ -26,25 +27,14 @@ AXIS_FLAGS = (("widths", "width"), ("batch_sizes", "online_batch_size"),
 @click.command("sweep")
 @click.option("--env", default=None, help="Env of the online regime (see: crlkit envs).")
 @click.option("--dataset", default=None, help="Dataset of the offline regime (crlkit datasets).")
-@click.option("--regimes", default="online,offline", show_default=True, callback=name_list,
-              help="Comma-separated regimes to run: online, offline.")
-@click.option("--depths", default="4,16,64", show_default=True, callback=int_list,
-              help="Comma-separated depths (critic and actor; multiples of 4).")
-@click.option("--widths", default=None, callback=int_list, help="Comma-separated widths to "
-              "sweep, named -w<width> in cell names (a single width without the name: --width).")
-@click.option("--batch-sizes", default=None, callback=int_list, help="Comma-separated minibatch "
-              "sizes to sweep in both regimes, named -b<batch> in cell names (a single size per "
-              "regime: --online-batch-size, --offline-batch-size).")
-@click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1 per cell.")
+@config_options(SweepConfig)
 @click.option("--preset", type=click.Choice(ONLINE_PRESETS), default="quickstart",
               show_default=True, help="Defaults of the online settings and the learner, as in "
               "crlkit online (the defaults below show both presets where they differ).")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Sweep directory; re-running the same command there continues the sweep.")
-@click.option("--retry-failed", is_flag=True, help="Run cells that failed before again.")
 @click.option("--report/--no-report", default=True, show_default=True,
               help="Write report.md and the plots into --out when the sweep ends.")
 @click.option("--quiet", is_flag=True, help="No per-cell lines (errors still print).")
+@config_options(SlurmConfig, "slurm")
 @config_options(OnlineConfig, "online", ONLINE_SKIP, {n: PRESETS[n][0] for n in ONLINE_PRESETS})
 @config_options(OfflineConfig, "offline", OFFLINE_SKIP)
 @config_options(LearnerConfig, "", LEARNER_SKIP, {n: PRESETS[n][1] for n in ONLINE_PRESETS},
@@ -53,10 +43,10 @@ def sweep(**options: Any) -> None:
     """Run a grid of CRL runs, online and offline, over depths (and widths, batch sizes, seeds).
 
     Every cell runs through the same code as `crlkit online` / `crlkit offline` into its own
-    run dir, DIR/<regime>-d<depth>-s<seed>; seeds run one after another. Re-running the same
-    command skips finished cells and resumes the one that was interrupted; a cell that fails
-    (an error, or non-finite losses) is recorded in its failed.json and the sweep goes on.
-    E.g. (docs/sweep.md):
+    run dir, DIR/<regime>-d<depth>-s<seed>. Re-running the same command skips finished cells and
+    resumes the one that was interrupted; a cell that fails (an error, or non-finite losses) is
+    recorded in its failed.json and the sweep goes on. --launcher picks where cells run: in this
+    process, as --jobs processes at once, or as a Slurm job array. E.g. (docs/sweep.md):
 
     \b
         crlkit sweep --env pointmaze-medium --dataset pointmaze-medium-navigate-sample
@@ -64,8 +54,9 @@ def sweep(**options: Any) -> None:
 
     Online flags are --online-<name> (as in crlkit online), offline flags --offline-<name>
     (as in crlkit offline); learner flags are shared by both regimes. --actor-depth keeps the
-    actor at that depth in every cell (default: the cell's depth).
+    actor at that depth in every cell (default 0: the cell's depth).
     """
+    from crlkit.experiments.launchers import make_launcher
     from crlkit.experiments.report import write_report
     from crlkit.experiments.sweep import run_sweep
 
@@ -75,31 +66,44 @@ def sweep(**options: Any) -> None:
             flags = (f"--{axis.replace('_', '-')}", f"--{single.replace('_', '-')}")
             raise click.UsageError(f"give {flags[0]} (a grid axis) or {flags[1]}, not both")
     echo = echo_for(options["quiet"])
-    configs = usage_errors(lambda: sweep_configs(options))
-    result = usage_errors(lambda: run_sweep(*configs, command=command, echo=echo))
-    if options["report"]:
+    grid, learner, online, offline, slurm = usage_errors(lambda: sweep_configs(options))
+    name, launcher = usage_errors(lambda: make_launcher(grid, slurm, echo))
+    result = usage_errors(lambda: run_sweep(grid, learner, online, offline, command=command,
+                                            echo=echo, launcher=launcher, launcher_name=name))
+    finish(result, options["report"], echo, write_report)
+
+
+def finish(result, report: bool, echo, write_report) -> None:
+    """The report, the closing count line, and exit code 1 when cells failed or stopped."""
+    if report:
         echo(f"report: {write_report(result.out, echo=echo)}")
-    total = len(result.done) + len(result.skipped) + len(result.failed)
-    click.echo(f"{total} cells in {result.out}: {len(result.done)} ran, {len(result.skipped)} "
-               f"were done before, {len(result.failed)} failed")  # fmt: skip
+    click.echo(f"{result.count()} cells in {result.out}: {len(result.done)} ran, "
+               f"{len(result.skipped)} were done before, {len(result.failed)} failed"
+               + (f", {len(result.stopped)} stopped" if result.stopped else ""))  # fmt: skip
     if result.failed:
         first = next(iter(result.failed))
         raise click.ClickException(
             f"{len(result.failed)} cell(s) failed, e.g. {first}: {result.failed[first]} "
             f"(reasons in {result.out}/<cell>/failed.json)"
         )
+    if result.stopped:
+        first = next(iter(result.stopped))
+        raise click.ClickException(
+            f"{len(result.stopped)} cell(s) stopped before finishing, e.g. {first}: "
+            f"{result.stopped[first]}; run the same command again to resume them"
+        )
 
 
 def sweep_configs(options: dict[str, Any]):
-    """(SweepConfig, learner, online or None, offline or None) from the parsed flags."""
-    from crlkit.experiments.grid import SweepConfig, SweepError
+    """(SweepConfig, learner, online or None, offline or None, SlurmConfig) from the flags."""
+    from crlkit.experiments.grid import SweepError
+    from crlkit.experiments.launchers import read_slurm_file
 
     online_base, learner_base = PRESETS[options["preset"]]
-    grid = SweepConfig(
-        out=str(options["out"]), regimes=options["regimes"], depths=options["depths"],
-        widths=options["widths"], batch_sizes=options["batch_sizes"], seeds=options["seeds"],
-        actor_depth=options.pop("actor_depth") or 0, retry_failed=options["retry_failed"],
-    )  # fmt: skip
+    grid = build_config(SweepConfig, options)
+    slurm_file = options.get("slurm_config")
+    slurm_base = SlurmConfig(**read_slurm_file(slurm_file)) if slurm_file else None
+    slurm = build_config(SlurmConfig, options, slurm_base, prefix="slurm")
     learner = build_config(LearnerConfig, options, learner_base)
     online = offline = None
     if "online" in grid.regimes:
@@ -112,4 +116,4 @@ def sweep_configs(options: dict[str, Any]):
             raise SweepError("the offline regime needs --dataset (see: crlkit datasets)")
         base = OfflineConfig(dataset=options["dataset"])
         offline = build_config(OfflineConfig, options, base, prefix="offline")
-    return grid, learner, online, offline
+    return grid, learner, online, offline, slurm

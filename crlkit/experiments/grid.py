@@ -11,6 +11,7 @@ from crlkit.config import LearnerConfig, option_field, to_dict
 from crlkit.train.offline.config import preset_learner
 
 REGIMES = ("online", "offline")
+LAUNCHERS = ("auto", "inline", "local", "slurm")
 
 
 class SweepError(ValueError):
@@ -41,6 +42,17 @@ class SweepConfig:
     seeds: int = option_field(3, "Seeds 0 .. seeds-1 of every cell.")
     actor_depth: int = option_field(0, "Actor depth of every cell; 0: the cell's depth.")
     retry_failed: bool = option_field(False, "Run cells that failed before again (from scratch).")
+    launcher: str = option_field(
+        "auto",
+        "Where cells run. inline: one after the other in this process; local: --jobs cell "
+        "processes at once on this machine (each its own GPUs, or its share of the CPU cores); "
+        "slurm: one Slurm job array (pip install 'crlkit[slurm]'; --slurm-* flags); auto: local "
+        "with one cell per GPU when several GPUs are visible, else inline.",
+        LAUNCHERS,
+    )
+    jobs: int = option_field(
+        1, "Cell processes at once with --launcher local (at most the number of visible GPUs)."
+    )
 
     def __post_init__(self) -> None:
         if not self.out:
@@ -55,15 +67,16 @@ class SweepConfig:
         if not self.depths:
             raise SweepError("no depths given (e.g. --depths 4,16,64)")
         _check_ints("depths", self.depths)
-        for depth in (*self.depths, *([self.actor_depth] if self.actor_depth else [])):
-            try:
-                check_depth("depths", depth)
-            except ValueError as err:
-                raise SweepError(str(err)) from None
         _check_ints("widths", self.widths)
         _check_ints("batch sizes", self.batch_sizes)
         _check_ints("seeds", [self.seeds])
         _check_ints("actor depth", [self.actor_depth], minimum=0)
+        if self.launcher not in LAUNCHERS:
+            raise SweepError(f"unknown launcher {self.launcher!r}; valid: {', '.join(LAUNCHERS)}")
+        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
+            raise SweepError(
+                f"--jobs must be an integer >= 1 (cell processes at once), got {self.jobs!r}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +104,24 @@ class CellPlan:
         return {self.cell.regime: to_dict(self.run), "learner": to_dict(self.learner)}
 
 
+def _regime_learner(learner: LearnerConfig, base: Any, regime: str) -> LearnerConfig:
+    """The learner a regime's cells start from: offline presets bring their own."""
+    if regime == "offline" and base.preset != "same-as-online":
+        return preset_learner(base.preset)
+    return learner
+
+
+def _check_tower_depths(sweep: SweepConfig, learner: LearnerConfig) -> None:
+    """Residual towers need depths in multiples of 4 (an MLP tower, e.g. OGBench's, any depth)."""
+    if learner.network.tower != "residual":
+        return
+    for depth in (*sweep.depths, *([sweep.actor_depth] if sweep.actor_depth else [])):
+        try:
+            check_depth("depths", depth)
+        except ValueError as err:
+            raise SweepError(str(err)) from None
+
+
 def cell_name(regime: str, depth: int, width: int, batch: int, seed: int, tags: set[str]) -> str:
     """`online-d16-s0`; `-w<width>` / `-b<batch>` only when those axes were given."""
     name = f"{regime}-d{depth}"
@@ -115,6 +146,8 @@ def expand_grid(
         if bases[regime] is None:
             what = "--env" if regime == "online" else "--dataset"
             raise SweepError(f"the {regime} regime needs {what}")
+    for regime in sweep.regimes:
+        _check_tower_depths(sweep, _regime_learner(learner, bases[regime], regime))
     tags = {"width"} if sweep.widths else set()
     tags |= {"batch"} if sweep.batch_sizes else set()
     widths = sweep.widths or (learner.network.width,)
@@ -137,8 +170,7 @@ def plan_cell(cell: Cell, sweep: SweepConfig, learner: LearnerConfig, base: Any)
     (`--offline-preset`: paper or ogbench; same-as-online: the shared learner with DDPG+BC), all
     at the cell's depth and width.
     """
-    if cell.regime == "offline" and base.preset != "same-as-online":
-        learner = preset_learner(base.preset)
+    learner = _regime_learner(learner, base, cell.regime)
     network = dataclasses.replace(
         learner.network,
         width=cell.width,
