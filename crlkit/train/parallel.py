@@ -16,8 +16,10 @@ processes (jax.distributed) before anything touches a device.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -164,25 +166,63 @@ class DistributedConfig:
             raise ValueError(f"--init-timeout must be >= 1 second, got {self.init_timeout}")
 
 
-def from_environment(cfg: DistributedConfig, environ: dict[str, str]) -> DistributedConfig:
-    """Fill unset fields from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID."""
-    return DistributedConfig(
-        coordinator=cfg.coordinator or environ.get("JAX_COORDINATOR_ADDRESS", ""),
-        num_processes=cfg.num_processes or int(environ.get("JAX_NUM_PROCESSES", "0")),
-        process_id=(
-            cfg.process_id if cfg.process_id >= 0 else int(environ.get("JAX_PROCESS_ID", "-1"))
-        ),
-        init_timeout=cfg.init_timeout,
-    )
+def from_environment(cfg: DistributedConfig, environ: Mapping[str, str]) -> DistributedConfig:
+    """Fill unset fields from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID.
+
+    Raises ValueError (one line naming the variable) for a value that is not a number or an
+    address, and for process variables that do not fit together.
+    """
+    coordinator = cfg.coordinator or environ.get("JAX_COORDINATOR_ADDRESS", "").strip()
+    if coordinator and not cfg.coordinator and not _is_host_port(coordinator):
+        raise ValueError(
+            f"JAX_COORDINATOR_ADDRESS={coordinator!r} is not host:port (e.g. node0:1234)"
+        )
+    num = cfg.num_processes or _env_int(environ, "JAX_NUM_PROCESSES", 0, minimum=0)
+    pid = cfg.process_id if cfg.process_id >= 0 else _env_int(environ, "JAX_PROCESS_ID", -1)
+    try:
+        return DistributedConfig(coordinator, num, pid, cfg.init_timeout)
+    except ValueError as err:  # name the variables the values came from
+        names = [n for n in _PROCESS_ENV if environ.get(n, "").strip()]
+        raise ValueError(f"{err} (from {', '.join(names)})" if names else str(err)) from None
+
+
+_PROCESS_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+
+def _env_int(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    """The integer in environment variable `name` (`default` when unset or empty)."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < minimum:
+        raise ValueError(f"{name}={raw!r} is not an integer >= {minimum}")
+    return value
+
+
+def _is_host_port(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
 
 
 _AUTO_ENV = ("SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE")
+
+# A process that sends no heartbeat for this long counts as dead: the coordinator tells the
+# others, which print one line and exit PEER_LOST (see `_peer_lost`). JAX's default is 100 s.
+HEARTBEAT_TIMEOUT_S = 20
+# How long the clean shutdown at exit waits for the other processes (JAX's client: 5 min).
+SHUTDOWN_TIMEOUT_S = 30
 
 
 def initialize(cfg: DistributedConfig, environ: dict[str, str] | None = None) -> bool:
     """Join the multi-host run `cfg` describes (before any device use); False for one process.
 
-    Raises ValueError (one line) for bad flags and for a coordinator not reached in time.
+    Raises ValueError (one line) for bad flags or process variables and for a coordinator not
+    reached in time. Once joined, a process that dies or stops answering makes every survivor
+    print one line naming it and exit PEER_LOST (69) within HEARTBEAT_TIMEOUT_S (no XLA abort).
     """
     import os
 
@@ -190,7 +230,11 @@ def initialize(cfg: DistributedConfig, environ: dict[str, str] | None = None) ->
     cfg = from_environment(cfg, environ)
     if cfg.num_processes <= 1 and not any(k in environ for k in _AUTO_ENV):
         return False
-    kwargs: dict[str, Any] = {"initialization_timeout": cfg.init_timeout}
+    kwargs: dict[str, Any] = {
+        "initialization_timeout": cfg.init_timeout,
+        "heartbeat_timeout_seconds": HEARTBEAT_TIMEOUT_S,
+        "shutdown_timeout_seconds": SHUTDOWN_TIMEOUT_S,
+    }
     if cfg.num_processes > 1:  # explicit; else JAX detects Slurm / Open MPI itself
         kwargs.update(
             coordinator_address=cfg.coordinator,
@@ -200,8 +244,10 @@ def initialize(cfg: DistributedConfig, environ: dict[str, str] | None = None) ->
     if cfg.num_processes > 1 and cfg.process_id > 0:
         # XLA aborts the process (no Python error) when the coordinator never answers: probe it
         _wait_for_coordinator(cfg.coordinator, cfg.init_timeout)
+    _PEERS.coordinator = cfg.coordinator or "(auto-detected)"
     try:
-        jax.distributed.initialize(**kwargs)
+        with _peer_loss_callback():
+            jax.distributed.initialize(**kwargs)
     except Exception as err:  # XLA raises its own runtime errors; keep the message to one line
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(
@@ -233,3 +279,100 @@ def _wait_for_coordinator(address: str, timeout: float) -> None:
                     f"fix --coordinator"
                 ) from None
             time.sleep(0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# A dead peer: one line and exit PEER_LOST instead of an XLA abort
+#
+# Left alone, JAX reacts to a dead process in two ways, both noisy: the coordination client's
+# default "missed heartbeat" handler LOG(FATAL)s (SIGABRT and a C++ stack, within a second
+# when process 0 dies), and a collective in flight raises a Gloo/NCCL error whose traceback is
+# followed at exit by JAX's shutdown barrier, which waits for the dead process and then aborts.
+# crlkit hands the client its own handler (the `missed_heartbeat_callback` of jaxlib's client;
+# `jax.distributed.initialize` does not expose it, so it is added while that call builds the
+# client), and the CLI routes a failed collective to `exit_peer_lost`. Both print one line and
+# leave with `os._exit`, which skips the shutdown barrier; checkpoints are safe because orbax
+# only renames a checkpoint into place once every process has written it (a torn one stays a
+# `*.orbax-checkpoint-tmp-*` folder, removed when the run dir is opened again).
+
+
+class _Peers:
+    """What the peer-loss handlers need to know about this run, set by `initialize`."""
+
+    coordinator = ""
+    lost = False
+
+
+_PEERS = _Peers()
+_TASK_RE = re.compile(r"task[:_ ]?(\d+)")
+
+
+@contextlib.contextmanager
+def _peer_loss_callback() -> Iterator[None]:
+    """Make jax.distributed's client call `_on_missed_heartbeat` instead of aborting."""
+    from jax._src import distributed as jax_distributed
+
+    lib = getattr(jax_distributed, "_jax", None)
+    make_client = getattr(lib, "get_distributed_runtime_client", None)
+    if make_client is None or "missed_heartbeat_callback" not in (make_client.__doc__ or ""):
+        yield  # another jaxlib: keep its default handler
+        return
+
+    def with_callback(*args, **kwargs):
+        kwargs.setdefault("missed_heartbeat_callback", _on_missed_heartbeat)
+        kwargs.setdefault("shutdown_timeout", SHUTDOWN_TIMEOUT_S)
+        return make_client(*args, **kwargs)
+
+    lib.get_distributed_runtime_client = with_callback
+    try:
+        yield
+    finally:
+        lib.get_distributed_runtime_client = make_client
+
+
+def _on_missed_heartbeat(status: Any = None, *_: Any) -> None:
+    """The coordination client saw a process (or the coordinator) stop answering."""
+    exit_peer_lost(str(status or ""))
+
+
+def peer_failure(err: BaseException) -> bool:
+    """True when `err` is a collective or coordination error of a multi-process run (a peer
+    died or stopped answering), to be handled by `exit_peer_lost`."""
+    if jax.process_count() <= 1:
+        return False
+    text = f"{type(err).__name__}: {err}".lower()
+    signs = ("gloo", "nccl", "connection", "unavailable", "deadline", "heartbeat", "barrier",
+             "coordinat", "peer", "socket")  # fmt: skip
+    return "runtimeerror" in text.split(":")[0] and any(s in text for s in signs)
+
+
+def exit_peer_lost(detail: str = "") -> None:
+    """Print one line naming the missing process and leave at once with exit code PEER_LOST
+    (os._exit: JAX's shutdown barrier at exit would wait for the dead process, then abort)."""
+    import os
+    import sys
+
+    from crlkit.exit_codes import PEER_LOST
+
+    if _PEERS.lost:  # the other handler got there first; it exits
+        return
+    _PEERS.lost = True
+    me, count = jax.process_index(), jax.process_count()
+    found = sorted({int(n) for n in _TASK_RE.findall(detail)} - {me})
+    if found:
+        who = "process " + ", ".join(map(str, found))
+    elif count == 2 or me != 0:
+        who = f"process {1 - me}" if count == 2 else "process 0 (the coordinator)"
+    else:
+        who = "another process"
+    where = f" (coordinator {_PEERS.coordinator})" if "coordinator" not in who else ""
+    first = detail.strip().splitlines()[0][:160] if detail.strip() else ""
+    line = (f"Error: lost {who} of the {count}-process run{where}; this is process {me}, "
+            f"stopping; resume all processes with --resume"
+            + (f" [{first}]" if first else ""))  # fmt: skip
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    with contextlib.suppress(Exception):
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    os._exit(PEER_LOST)
