@@ -125,7 +125,7 @@ def backend_failure() -> str | None:
         jax.devices()
     except Exception as err:  # jax raises RuntimeError or a bare AssertionError, by version
         text = str(err).strip()
-        return text.splitlines()[0][:160] if text else type(err).__name__
+        return text.splitlines()[0][:160] if text else "JAX could not start it"
     return None
 
 

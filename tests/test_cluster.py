@@ -368,3 +368,47 @@ def test_sbatch_example_is_valid_bash_and_matches_the_exit_code_table():
     script = (REPO / "docs" / "examples" / "crlkit.sbatch").read_text()
     assert subprocess.run(["bash", "-n", "-c", script]).returncode == 0
     assert f"PREEMPTED={exit_codes.PREEMPTED} " in script
+
+
+# ---------------------------------------------------------------------------------------------
+# A long run stays flat
+
+
+def _usage(pid: int) -> dict[str, int]:
+    """Resident memory (kB), threads and open file descriptors of a live process, from /proc."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    status = dict(line.split(":", 1) for line in lines)
+    return {
+        "rss_kb": int(status["VmRSS"].split()[0]),
+        "threads": int(status["Threads"]),
+        "fds": len(os.listdir(f"/proc/{pid}/fd")),
+    }
+
+
+def _wait_for_events(out: Path, count: int, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while len(rundir.read_events(out / "metrics.jsonl")) < count:
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:]
+        time.sleep(0.2)
+
+
+@pytest.mark.slow  # one tiny online run with ~600 log events and ~300 checkpoints: ~1-2 min
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_memory_threads_and_file_descriptors_stay_flat_over_a_long_run(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLI, *TINY_ONLINE, "--steps", "10000000", "--log-every", "32",
+         "--checkpoint-every", "64", "--out", str(out)], env=ONE_DEVICE,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _wait_for_events(out, 50, proc, timeout=400)  # compiled, warmed up
+        first = _usage(proc.pid)
+        _wait_for_events(out, 650, proc, timeout=400)  # 600 more events, 300 more checkpoints
+        last = _usage(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert last["rss_kb"] - first["rss_kb"] < 30_000, (first, last)
+    assert last["threads"] <= first["threads"] + 2, (first, last)
+    assert last["fds"] <= first["fds"] + 2, (first, last)

@@ -111,3 +111,38 @@ def test_bad_multi_host_flags_are_one_line_errors():
     last = proc.stderr.strip().splitlines()[-1]
     want = f"Error: could not join the multi-host run at localhost:{port} within 3 s"
     assert last.startswith(want), proc.stderr[-2000:]
+
+
+@pytest.mark.slow  # two processes compile and train until the first checkpoint: ~1-2 min
+@pytest.mark.parametrize("victim", [1, 0])
+def test_a_dead_peer_stops_the_survivor_within_60_s_in_one_line_with_exit_69(tmp_path, victim):
+    out, log = tmp_path / "online", tmp_path / "online"
+    procs = _start([*TINY_ONLINE, "--steps", "1000000", "--out", str(out)], _free_port(), log)
+    deadline = time.time() + 400
+    ckpts = out / "checkpoints"
+    while not (ckpts.is_dir() and any(p.suffix == ".orbax" for p in ckpts.iterdir())):
+        assert time.time() < deadline and all(p.poll() is None for p in procs), "no checkpoint"
+        time.sleep(1)
+    survivor = procs[1 - victim]
+    os.killpg(procs[victim].pid, signal.SIGKILL)
+    t0 = time.time()
+    try:
+        rc = survivor.wait(timeout=90)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    seconds = time.time() - t0
+    text = log.with_suffix(f".{1 - victim}.log").read_text()
+    assert rc == 69 and seconds < 60, (rc, seconds, text[-3000:])
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text[-3000:]
+    assert lines[0].startswith(
+        f"Error: lost process {victim} of the 2-process run"
+    ), lines[0]
+    # no checkpoint under a checkpoint name is half-written: each one's header reads back
+    from crlkit.runs.checkpoint import list_checkpoints
+    from crlkit.runs.orbax_ckpt import read_orbax_header
+
+    for step, path in list_checkpoints(ckpts):
+        assert read_orbax_header(path)["step"] == step
