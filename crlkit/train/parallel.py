@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -222,7 +222,7 @@ def initialize(cfg: DistributedConfig, environ: dict[str, str] | None = None) ->
 
     Raises ValueError (one line) for bad flags or process variables and for a coordinator not
     reached in time. Once joined, a process that dies or stops answering makes every survivor
-    print one line naming it and exit PEER_LOST (69) within HEARTBEAT_TIMEOUT_S (no XLA abort).
+    print one line naming it and exit PEER_LOST (69) within HEARTBEAT_TIMEOUT_S (see below).
     """
     import os
 
@@ -243,10 +243,8 @@ def initialize(cfg: DistributedConfig, environ: dict[str, str] | None = None) ->
     if cfg.num_processes > 1 and cfg.process_id > 0:
         # XLA aborts the process (no Python error) when the coordinator never answers: probe it
         _wait_for_coordinator(cfg.coordinator, cfg.init_timeout)
-    _PEERS.coordinator = cfg.coordinator or "(auto-detected)"
     try:
-        with _peer_loss_callback():
-            jax.distributed.initialize(**kwargs)
+        jax.distributed.initialize(**kwargs)
     except Exception as err:  # XLA raises its own runtime errors; keep the message to one line
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(
@@ -254,6 +252,8 @@ def initialize(cfg: DistributedConfig, environ: dict[str, str] | None = None) ->
             f"{cfg.init_timeout} s ({first[:160]}); check --coordinator and that all "
             f"{cfg.num_processes or ''} processes were started"
         ) from None
+    _PEERS.coordinator = cfg.coordinator or "(auto-detected)"
+    _exit_peer_lost_on_abort()
     return True
 
 
@@ -283,16 +283,19 @@ def _wait_for_coordinator(address: str, timeout: float) -> None:
 # ---------------------------------------------------------------------------------------------
 # A dead peer: one line and exit PEER_LOST instead of an XLA abort
 #
-# Left alone, JAX reacts to a dead process in two ways, both noisy: the coordination client's
-# default "missed heartbeat" handler LOG(FATAL)s (SIGABRT and a C++ stack, within a second
-# when process 0 dies), and a collective in flight raises a Gloo/NCCL error whose traceback is
-# followed at exit by JAX's shutdown barrier, which waits for the dead process and then aborts.
-# crlkit hands the client its own handler (the `missed_heartbeat_callback` of jaxlib's client;
-# `jax.distributed.initialize` does not expose it, so it is added while that call builds the
-# client), and the CLI routes a failed collective to `exit_peer_lost`. Both print one line and
-# leave with `os._exit`, which skips the shutdown barrier; checkpoints are safe because orbax
-# only renames a checkpoint into place once every process has written it (a torn one stays a
-# `*.orbax-checkpoint-tmp-*` folder, removed when the run dir is opened again).
+# Left alone, JAX reacts to a dead process in two ways, both noisy: a collective in flight
+# raises a Gloo/NCCL error whose traceback is followed at exit by JAX's shutdown barrier, which
+# waits for the dead process and then aborts; and the coordination client, once it polls the
+# error (at once when process 0, which hosts the coordinator, dies; after the heartbeat timeout
+# for another process), LOG(FATAL)s: SIGABRT and a C++ stack. The client's handler cannot be
+# replaced from Python (jaxlib 0.10 takes a `missed_heartbeat_callback` but cannot hand it the
+# error: std::bad_cast), so crlkit (1) routes a failed collective to `exit_peer_lost` (the CLI
+# does, for any error of a multi-process run that names a collective or the coordinator) and
+# (2) turns the client's SIGABRT into the same line and exit code: a C-level SIGABRT handler
+# (ctypes) that prints the line and leaves with `os._exit`. Both skip the shutdown barrier.
+# XLA's own error log lines (E.../F... coordination_service*.cc) may come before the line.
+# Checkpoints stay safe: orbax renames a checkpoint into place only once every process has
+# written it; a torn one stays a `*.orbax-checkpoint-tmp-*` folder, removed on resume.
 
 
 class _Peers:
@@ -300,48 +303,22 @@ class _Peers:
 
     coordinator = ""
     lost = False
+    abort_handler: Any = None  # the ctypes SIGABRT handler, kept alive
 
 
 _PEERS = _Peers()
 _TASK_RE = re.compile(r"task[:_ ]?(\d+)")
-
-
-@contextlib.contextmanager
-def _peer_loss_callback() -> Iterator[None]:
-    """Make jax.distributed's client call `_on_missed_heartbeat` instead of aborting."""
-    from jax._src import distributed as jax_distributed
-
-    lib = getattr(jax_distributed, "_jax", None)
-    make_client = getattr(lib, "get_distributed_runtime_client", None)
-    if make_client is None or "missed_heartbeat_callback" not in (make_client.__doc__ or ""):
-        yield  # another jaxlib: keep its default handler
-        return
-
-    def with_callback(*args, **kwargs):
-        kwargs.setdefault("missed_heartbeat_callback", _on_missed_heartbeat)
-        return make_client(*args, **kwargs)
-
-    lib.get_distributed_runtime_client = with_callback
-    try:
-        yield
-    finally:
-        lib.get_distributed_runtime_client = make_client
-
-
-def _on_missed_heartbeat(status: Any = None, *_: Any) -> None:
-    """The coordination client saw a process (or the coordinator) stop answering."""
-    exit_peer_lost(str(status or ""))
+_PEER_SIGNS = ("gloo", "nccl", "connection reset", "connection refused", "heartbeat", "barrier",
+               "unavailable:", "deadline_exceeded", "coordination service")  # fmt: skip
 
 
 def peer_failure(err: BaseException) -> bool:
-    """True when `err` is a collective or coordination error of a multi-process run (a peer
-    died or stopped answering), to be handled by `exit_peer_lost`."""
-    if jax.process_count() <= 1:
+    """True when `err`, in a multi-process run, says a peer died or stopped answering (a
+    collective or coordinator error), to be handled by `exit_peer_lost`."""
+    if not _PEERS.coordinator or jax.process_count() <= 1:
         return False
-    text = f"{type(err).__name__}: {err}".lower()
-    signs = ("gloo", "nccl", "connection", "unavailable", "deadline", "heartbeat", "barrier",
-             "coordinat", "peer", "socket")  # fmt: skip
-    return "runtimeerror" in text.split(":")[0] and any(s in text for s in signs)
+    text = str(err).lower()
+    return any(sign in text for sign in _PEER_SIGNS)
 
 
 def exit_peer_lost(detail: str = "") -> None:
@@ -352,25 +329,40 @@ def exit_peer_lost(detail: str = "") -> None:
 
     from crlkit.exit_codes import PEER_LOST
 
-    if _PEERS.lost:  # the other handler got there first; it exits
+    if _PEERS.lost:  # another handler got there first and exits
         return
     _PEERS.lost = True
     me, count = jax.process_index(), jax.process_count()
-    found = sorted({int(n) for n in _TASK_RE.findall(detail)} - {me})
+    found = sorted({int(n) for n in _TASK_RE.findall(detail.lower())} - {me})
     if found:
         who = "process " + ", ".join(map(str, found))
-    elif count == 2 or me != 0:
-        who = f"process {1 - me}" if count == 2 else "process 0 (the coordinator)"
+    elif count == 2:
+        who = f"process {1 - me}"
     else:
-        who = "another process"
-    where = f" (coordinator {_PEERS.coordinator})" if "coordinator" not in who else ""
+        who = "process 0 (the coordinator)" if me else "another process"
     first = detail.strip().splitlines()[0][:160] if detail.strip() else ""
-    line = (f"Error: lost {who} of the {count}-process run{where}; this is process {me}, "
-            f"stopping; resume all processes with --resume"
+    line = (f"Error: lost {who} of the {count}-process run (coordinator {_PEERS.coordinator}); "
+            f"this is process {me}, stopping; resume all processes with --resume"
             + (f" [{first}]" if first else ""))  # fmt: skip
     with contextlib.suppress(Exception):
         sys.stdout.flush()
     with contextlib.suppress(Exception):
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+        os.write(2, (line + "\n").encode())
     os._exit(PEER_LOST)
+
+
+def _exit_peer_lost_on_abort() -> None:
+    """Make a SIGABRT of this process (XLA's coordination client giving up on a peer) print
+    `exit_peer_lost`'s line and exit PEER_LOST instead of dumping core."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return
+    handler = ctypes.CFUNCTYPE(None, ctypes.c_int)(lambda _signum: exit_peer_lost())
+    libc.signal.restype = ctypes.c_void_p
+    libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    libc.signal(signal.SIGABRT, ctypes.cast(handler, ctypes.c_void_p))
+    _PEERS.abort_handler = handler
