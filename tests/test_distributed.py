@@ -114,8 +114,13 @@ def test_bad_multi_host_flags_are_one_line_errors():
 
 
 @pytest.mark.slow  # two processes compile and train until the first checkpoint: ~1-2 min
-@pytest.mark.parametrize("victim", [1, 0])
-def test_a_dead_peer_stops_the_survivor_within_60_s_in_one_line_with_exit_69(tmp_path, victim):
+@pytest.mark.parametrize("victim, how", [(1, signal.SIGKILL), (0, signal.SIGKILL),
+                                         (1, signal.SIGSTOP)])  # fmt: skip
+def test_a_dead_peer_stops_the_survivor_within_60_s_in_one_line_with_exit_69(
+    tmp_path, victim, how
+):
+    """SIGKILL: the survivor's collective fails at once. SIGSTOP (a hung process): only the
+    heartbeats tell, and XLA's coordination client aborts, which crlkit turns into the line."""
     out, log = tmp_path / "online", tmp_path / "online"
     procs = _start([*TINY_ONLINE, "--steps", "1000000", "--out", str(out)], _free_port(), log)
     deadline = time.time() + 400
@@ -124,7 +129,7 @@ def test_a_dead_peer_stops_the_survivor_within_60_s_in_one_line_with_exit_69(tmp
         assert time.time() < deadline and all(p.poll() is None for p in procs), "no checkpoint"
         time.sleep(1)
     survivor = procs[1 - victim]
-    os.killpg(procs[victim].pid, signal.SIGKILL)
+    os.killpg(procs[victim].pid, how)
     t0 = time.time()
     try:
         rc = survivor.wait(timeout=90)
