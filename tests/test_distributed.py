@@ -114,8 +114,10 @@ def test_bad_multi_host_flags_are_one_line_errors():
 
 
 @pytest.mark.slow  # two processes compile and train until the first checkpoint: ~1-2 min
-@pytest.mark.parametrize("victim, how", [(1, signal.SIGKILL), (0, signal.SIGKILL),
-                                         (1, signal.SIGSTOP)])  # fmt: skip
+@pytest.mark.parametrize(
+    "victim, how", [(1, signal.SIGKILL), (0, signal.SIGKILL), (1, signal.SIGSTOP)],
+    ids=["kill-1", "kill-0", "stop-1"],
+)  # fmt: skip
 def test_a_dead_peer_stops_the_survivor_within_60_s_in_one_line_with_exit_69(
     tmp_path, victim, how
 ):
