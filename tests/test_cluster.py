@@ -313,7 +313,7 @@ def test_a_text_file_given_as_npz_is_not_called_pickled(tmp_path):
     with pytest.raises(DatasetError) as err:
         ogbench_io.read_npz(text)
     assert str(err.value) == (
-        f"{text}: not an .npz file (an .npz is a zip archive of NumPy arrays)"
+        f"{text}: not a readable .npz: not an .npz file at all (that is a zip of NumPy arrays)"
     )
 
 
