@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,11 @@ def usage_errors(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except ValueError as err:
+        if "jax" in sys.modules:  # a multi-process run whose peer died: one line, exit 69
+            from crlkit.train import parallel
+
+            if parallel.peer_failure(err):
+                parallel.exit_peer_lost(str(err))
         raise InputError(str(err)) from None
 
 

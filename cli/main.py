@@ -7,8 +7,14 @@ errors answer without importing JAX or MuJoCo.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+from typing import Any
 
 import click
+
+from crlkit import exit_codes
+from crlkit.exit_codes import RunStopped
 
 # name -> "module:attribute" of the click command; one line per subcommand.
 COMMANDS: dict[str, str] = {
@@ -55,11 +61,74 @@ class LazyGroup(click.Group):
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the subcommand; a run stopped on purpose, a dead peer, a failed write or a bad
+        environment variable ends in one line and its exit code (crlkit/exit_codes.py)."""
+        try:
+            return super().invoke(ctx)
+        except RunStopped as err:
+            quiet_stop = err.exit_code in (exit_codes.PREEMPTED, exit_codes.INTERRUPTED)
+            stop(str(err) if quiet_stop else f"Error: {err}", err.exit_code)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as err:
+            line, code = crash_line(err)
+            if line is None:
+                raise
+            stop(line, code)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(n, self.lazy_help.get(n, "")) for n in self.list_commands(ctx)]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+def stop(line: str, code: int) -> None:
+    """Print `line` on stderr and exit with `code`."""
+    click.echo(line, err=True)
+    sys.exit(code)
+
+
+def crash_line(err: Exception) -> tuple[str | None, int]:
+    """(one line, exit code) for an error the user's machine caused, or (None, 0) for a bug.
+
+    Checked only when something failed, and only with modules the command already imported,
+    so `--help` and quick commands never import JAX for it.
+    """
+    if "jax" in sys.modules:
+        from crlkit.train import parallel
+
+        if parallel.peer_failure(err):
+            parallel.exit_peer_lost(str(err))  # prints its line and leaves with PEER_LOST
+        platforms = os.environ.get("JAX_PLATFORMS", "").strip()
+        if platforms and (reason := backend_failure()):
+            return (
+                f"Error: JAX_PLATFORMS={platforms!r} names a backend this machine lacks "
+                f"({reason}); unset it or name one that is installed (e.g. cpu)",
+                exit_codes.BAD_INPUT,
+            )
+    from crlkit import files  # NumPy, which a failed command has imported anyway
+
+    dataset_error = getattr(sys.modules.get("crlkit.data.dataset"), "DatasetError", None)
+    if dataset_error is not None and isinstance(err, dataset_error):
+        return f"Error: {err}", exit_codes.BAD_INPUT
+    failed = files.find_io_error(err)
+    if failed is not None:
+        return f"Error: could not write: {files.describe_os_error(failed)}", exit_codes.IO_FAILED
+    return None, 0
+
+
+def backend_failure() -> str | None:
+    """Why JAX cannot start the backends JAX_PLATFORMS names (first line), or None if it can."""
+    import jax
+
+    try:
+        jax.devices()
+    except Exception as err:  # jax raises RuntimeError or a bare AssertionError, by version
+        text = str(err).strip()
+        return text.splitlines()[0][:160] if text else "JAX could not start it"
+    return None
 
 
 def _importable(target: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import errno
 import json
 import math
 import os
@@ -154,3 +155,63 @@ def fsync_dir(directory: str | os.PathLike) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writable folders and failed writes
+
+# The errors a write can meet that no retry fixes: full disk or quota, read-only file system,
+# no permission, a file where a folder should be, a broken device.
+IO_ERRNOS = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a path component is a file, not a folder",
+    errno.EIO: "I/O error",
+}
+
+
+def probe_writable_dir(directory: str | os.PathLike) -> Path:
+    """Create `directory` (and its parents) and prove a file can be written there, or raise
+    ValueError with one line naming the path and why (a file in the way, read-only, no space).
+
+    Run before anything expensive (compiling, rolling out) so a bad output path fails at once.
+    Root ignores file modes, so the probe writes a real file rather than asking `os.access`.
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with temp_beside(directory / "write-probe") as (tmp, f):
+            f.write(b"crlkit write probe\n")
+        remove_quietly(tmp)
+    except OSError as err:
+        raise ValueError(f"cannot write to {directory}: {describe_os_error(err)}") from None
+    return directory
+
+
+def describe_os_error(err: OSError) -> str:
+    """'<what> (<ERRNO>) at <path>' for an OSError, e.g. 'disk full (ENOSPC) at runs/x/a.npz'."""
+    if isinstance(err, FileExistsError):
+        what = "a file is in the way"
+    else:
+        what = IO_ERRNOS.get(err.errno) or err.strerror or type(err).__name__
+    code = errno.errorcode.get(err.errno or -1)
+    text = f"{what} ({code})" if code else what
+    return f"{text} at {os.fspath(err.filename)}" if err.filename else text
+
+
+def find_io_error(err: BaseException | None) -> OSError | None:
+    """The OSError of `IO_ERRNOS` behind `err` (itself or along its cause/context chain), if any.
+
+    Libraries wrap a failed write in their own exceptions (orbax, numpy's zip writer); the errno
+    underneath says whether the disk, not the program, is at fault.
+    """
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in IO_ERRNOS:
+            return err
+        err = err.__cause__ or err.__context__
+    return None

@@ -113,3 +113,48 @@ def test_bad_multi_host_flags_are_one_line_errors():
     last = proc.stderr.strip().splitlines()[-1]
     want = f"Error: could not join the multi-host run at localhost:{port} within 3 s"
     assert last.startswith(want), proc.stderr[-2000:]
+
+
+@pytest.mark.slow  # two processes compile and train until the first checkpoint: ~1-2 min
+@pytest.mark.parametrize(
+    "victim, how", [(1, signal.SIGKILL), (0, signal.SIGKILL), (1, signal.SIGSTOP)],
+    ids=["kill-1", "kill-0", "stop-1"],
+)  # fmt: skip
+def test_a_dead_peer_stops_the_survivor_within_60_s_in_one_line_with_exit_69(
+    tmp_path, victim, how
+):
+    """SIGKILL: the survivor's collective fails at once. SIGSTOP (a hung process): only the
+    heartbeats tell, and XLA's coordination client aborts, which crlkit turns into the line."""
+    out, log = tmp_path / "online", tmp_path / "online"
+    procs = _start([*TINY_ONLINE, "--steps", "1000000", "--out", str(out)], _free_port(), log)
+    deadline = time.time() + 400
+    ckpts = out / "checkpoints"
+    while not rundir.list_checkpoints(ckpts):
+        assert time.time() < deadline and all(p.poll() is None for p in procs), "no checkpoint"
+        time.sleep(1)
+    survivor = procs[1 - victim]
+    os.killpg(procs[victim].pid, how)
+    t0 = time.time()
+    try:
+        rc = survivor.wait(timeout=90)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    seconds = time.time() - t0
+    text = log.with_suffix(f".{1 - victim}.log").read_text()
+    assert rc == 69 and seconds < 60, (rc, seconds, text[-3000:])
+    lines = text.strip().splitlines()
+    assert "Traceback" not in text and "Check failure" not in text, text[-3000:]
+    # ours is the last line (XLA's own coordination error log may come before it)
+    assert lines[-1].startswith(f"Error: lost process {victim} of the 2-process run"), lines
+    assert sum(line.startswith("Error: ") for line in lines) == 1, text[-3000:]
+    # no checkpoint under a checkpoint name is half-written: each one's header reads back
+    from crlkit.runs.checkpoint import Checkpoints
+
+    saved = Checkpoints(ckpts)
+    try:
+        for step in saved.steps():
+            assert saved.header(step)["step"] == step
+    finally:
+        saved.close()

@@ -42,3 +42,21 @@ def test_flatten_and_temp_cleanup(tmp_path):
     (tmp_path / f"{files.TMP_PREFIX}x-y.npz").write_bytes(b"")
     files.remove_temp_files(tmp_path)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_failed_write_is_found_behind_wrappers_and_named_in_one_line(tmp_path):
+    import errno
+
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "a.npz"))
+    try:
+        try:
+            raise full
+        except OSError as err:
+            raise RuntimeError("the library's own error") from err
+    except RuntimeError as wrapped:
+        assert files.find_io_error(wrapped) is full
+    assert files.describe_os_error(full) == f"disk full (ENOSPC) at {tmp_path / 'a.npz'}"
+    assert files.describe_os_error(OSError(errno.EROFS, "x")) == "read-only file system (EROFS)"
+    # not a disk problem: a missing file, or no OSError at all
+    assert files.find_io_error(FileNotFoundError(errno.ENOENT, "gone")) is None
+    assert files.find_io_error(ValueError("bad")) is None and files.find_io_error(None) is None

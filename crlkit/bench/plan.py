@@ -23,6 +23,7 @@ from crlkit.bench.learner import update_matmul_flops
 from crlkit.checks import check_depth, check_fields
 from crlkit.config import option_field
 from crlkit.envs.backends import BACKEND_CHOICES
+from crlkit.envs.registry import check_backend
 from crlkit.train.hostloop import param_count
 from crlkit.train.online import PRESETS, init_state, make_setup
 from crlkit.train.online.epoch import jitted_epoch
@@ -100,7 +101,8 @@ def plan_depth(cfg: BenchPlanConfig, depth: int) -> dict[str, Any]:
 
 
 def run_plan(cfg: BenchPlanConfig, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """A row per depth, logged as it is done."""
+    """A row per depth, logged as it is done (a bad env or backend fails before the header)."""
+    check_backend(cfg.env, cfg.backend)
     device = jax.devices()[0]
     log(f"{cfg.env}: {cfg.num_envs} envs x unroll {cfg.unroll_length}, batch {cfg.batch_size}, "
         f"{cfg.updates_per_step} updates per round, width {cfg.width}; {device.platform} "

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from crlkit import files
 from crlkit.collect.config import CollectConfig
 from crlkit.collect.maze_graph import MazeGraph
 from crlkit.collect.policies import make_policy
@@ -79,14 +80,20 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
 
 
 def _check_output(cfg: CollectConfig, out: Path) -> None:
-    """Refuses to clobber an existing dataset unless --overwrite (checked before any work)."""
+    """Refuses to clobber an existing dataset unless --overwrite, and an output folder that
+    cannot be written (checked before any work, so a rollout is never wasted)."""
     if cfg.format == "ogbench":
+        path = out
         existing = [p for p in (out, ogbench_io.val_path(out)) if p.exists()]
     else:
         path, _ = minari_io.resolve_out(cfg.out)
         existing = [path] if path.exists() else []
     if existing and not cfg.overwrite:
         raise ValueError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    try:
+        files.probe_writable_dir(path.parent)
+    except ValueError as err:
+        raise ValueError(f"--out {cfg.out}: {err}") from None
 
 
 def _to_dataset(episodes: list[dict[str, np.ndarray]], spec, metadata: dict) -> Dataset:

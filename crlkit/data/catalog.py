@@ -69,7 +69,16 @@ class Card:
 def catalog_dir() -> Path:
     """The catalog folder: $CRLKIT_DATASETS_DIR, else the repository's top-level datasets/."""
     override = os.environ.get("CRLKIT_DATASETS_DIR")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "datasets"
+    if not override:
+        return Path(__file__).resolve().parents[2] / "datasets"
+    path = Path(override).expanduser()
+    if not path.is_dir():
+        what = "a file" if path.exists() else "missing"
+        raise DatasetError(
+            f"CRLKIT_DATASETS_DIR={override}", f"not a folder ({what}); point it at a folder of "
+            "dataset cards (*.json) or unset it to use the shipped datasets/"
+        )
+    return path
 
 
 def load_catalog(directory: Path | None = None) -> dict[str, Card]:

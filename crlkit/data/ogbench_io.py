@@ -124,6 +124,9 @@ def _read_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The arrays and stored crlkit metadata of an .npz, with one-line errors for broken files."""
     if not path.is_file():
         raise DatasetError(path, "file not found")
+    if not zipfile.is_zipfile(path):  # np.load would call it pickled data
+        problem = "not a readable .npz: not an .npz file at all (that is a zip of NumPy arrays)"
+        raise DatasetError(path, problem)
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in REQUIRED_KEYS if k not in npz.files]

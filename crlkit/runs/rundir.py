@@ -33,6 +33,7 @@ from typing import Any
 import jax
 
 from crlkit import files
+from crlkit.exit_codes import IO_FAILED, RunStopped
 from crlkit.runs.checkpoint import (
     Checkpoints,
     CorruptCheckpoint,
@@ -41,6 +42,7 @@ from crlkit.runs.checkpoint import (
     RunDirError,
     list_checkpoints,
 )
+from crlkit.runs.lock import LOCK_FILE, RunLock
 from crlkit.runs.sinks import open_sinks
 
 CONFIG_FILE = "config.json"
@@ -121,6 +123,7 @@ class RunDir:
         self._sinks = sinks
         self._events: list[dict] = []
         self._columns: list[str] = []
+        self._lock: RunLock | None = None
 
     @classmethod
     def create(
@@ -154,7 +157,7 @@ class RunDir:
         stored = None
         if resume:
             stored = _check_resumable(path, config_dict, ignore_on_resume)
-        elif primary and path.exists() and (not path.is_dir() or any(path.iterdir())):
+        elif primary and _in_use(path):
             raise RunDirError(
                 f"run dir {path} already exists; resume it with --resume or choose another --out"
             )
@@ -162,7 +165,29 @@ class RunDir:
             run = cls(path, config_dict, keep_checkpoints, [])
             run._events = read_events(path / METRICS_JSONL) if resume else []
             return run
-        path.mkdir(parents=True, exist_ok=True)
+        lock = _take_lock(path)  # before anything is written; held until close()
+        try:
+            if not resume and _in_use(path):  # another fresh run won the race
+                raise RunDirError(f"run dir {path} already exists; choose another --out")
+            run = cls._open_files(
+                path, config_dict, resume, keep_checkpoints, tensorboard, wandb_project, stored
+            )
+        except BaseException as err:
+            lock.release()
+            failed = files.find_io_error(err)
+            if failed is None:
+                raise
+            raise RunStopped(
+                f"could not write the run dir: {files.describe_os_error(failed)}", IO_FAILED
+            ) from None
+        run._lock = lock
+        return run
+
+    @classmethod
+    def _open_files(
+        cls, path, config_dict, resume, keep_checkpoints, tensorboard, wandb_project, stored
+    ) -> RunDir:
+        """Process 0's part of `create` once the lock is held: folders, config.json, sinks."""
         (path / CHECKPOINT_DIR).mkdir(exist_ok=True)
         files.remove_temp_files(path)
         files.atomic_write_json(path / CONFIG_FILE, config_dict)
@@ -288,17 +313,56 @@ class RunDir:
         return buf.getvalue().encode()
 
     def close(self) -> None:
-        """Flush and close the optional sinks."""
+        """Flush and close the optional sinks; let the run dir's lock go."""
         for sink in self._sinks:
             sink.close()
         self._sinks = []
         self.checkpoints.close()
+        if self._lock is not None:
+            self._lock.release()
 
     def __enter__(self) -> RunDir:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Close; a failed write (disk full, read-only, no permission) inside the block becomes
+        a one-line RunStopped (exit IO_FAILED) saying what the run dir still holds."""
         self.close()
+        failed = files.find_io_error(exc)
+        if failed is not None and not isinstance(exc, RunStopped):
+            raise RunStopped(
+                f"could not write the run: {files.describe_os_error(failed)}; kept: "
+                f"{self.kept()}", IO_FAILED,
+            ) from None
+
+    def kept(self) -> str:
+        """What a stopped run leaves to resume from: 'checkpoint at step N in DIR' or none."""
+        saved = [step for step, _ in list_checkpoints(self.checkpoint_dir)]
+        if not saved:
+            return f"no checkpoint yet in {self.path} (a --resume starts over)"
+        return f"last checkpoint at step {saved[-1]:,} in {self.path} (continue with --resume)"
+
+
+def _in_use(path: Path) -> bool:
+    """True when `path` is a file or a folder holding more than a lock file and write temps."""
+    if not path.exists():
+        return False
+    if not path.is_dir():
+        return True
+    ours = lambda name: name == LOCK_FILE or name.startswith(files.TMP_PREFIX)
+    return any(not ours(p.name) for p in path.iterdir())
+
+
+def _take_lock(path: Path) -> RunLock:
+    """Create `path`, prove it writable and lock it: one-line RunDirError when it cannot be
+    written (a file in the way, read-only, full) or another process holds it."""
+    try:
+        files.probe_writable_dir(path)
+        return RunLock(path).acquire()
+    except (ValueError, OSError) as err:
+        if isinstance(err, OSError):
+            err = f"cannot write to {path}: {files.describe_os_error(err)}"
+        raise RunDirError(str(err)) from None
 
 
 def _check_resumable(path: Path, config: dict, ignore: Sequence[str]) -> dict:

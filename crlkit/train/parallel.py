@@ -16,8 +16,10 @@ processes (jax.distributed) before anything touches a device.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -164,25 +166,63 @@ class DistributedConfig:
             raise ValueError(f"--init-timeout must be >= 1 second, got {self.init_timeout}")
 
 
-def from_environment(cfg: DistributedConfig, environ: dict[str, str]) -> DistributedConfig:
-    """Fill unset fields from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID."""
-    return DistributedConfig(
-        coordinator=cfg.coordinator or environ.get("JAX_COORDINATOR_ADDRESS", ""),
-        num_processes=cfg.num_processes or int(environ.get("JAX_NUM_PROCESSES", "0")),
-        process_id=(
-            cfg.process_id if cfg.process_id >= 0 else int(environ.get("JAX_PROCESS_ID", "-1"))
-        ),
-        init_timeout=cfg.init_timeout,
-    )
+def from_environment(cfg: DistributedConfig, environ: Mapping[str, str]) -> DistributedConfig:
+    """Fill unset fields from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID.
+
+    Raises ValueError (one line naming the variable) for a value that is not a number or an
+    address, and for process variables that do not fit together.
+    """
+    coordinator = cfg.coordinator or environ.get("JAX_COORDINATOR_ADDRESS", "").strip()
+    if coordinator and not cfg.coordinator and not _is_host_port(coordinator):
+        raise ValueError(
+            f"JAX_COORDINATOR_ADDRESS={coordinator!r} is not host:port (e.g. node0:1234)"
+        )
+    num = cfg.num_processes or _env_int(environ, "JAX_NUM_PROCESSES", 0, minimum=0)
+    pid = cfg.process_id if cfg.process_id >= 0 else _env_int(environ, "JAX_PROCESS_ID", -1)
+    try:
+        return DistributedConfig(coordinator, num, pid, cfg.init_timeout)
+    except ValueError as err:  # name the variables the values came from
+        names = [n for n in _PROCESS_ENV if environ.get(n, "").strip()]
+        raise ValueError(f"{err} (from {', '.join(names)})" if names else str(err)) from None
+
+
+_PROCESS_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+
+def _env_int(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    """The integer in environment variable `name` (`default` when unset or empty)."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < minimum:
+        raise ValueError(f"{name}={raw!r} is not an integer >= {minimum}")
+    return value
+
+
+def _is_host_port(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
 
 
 _AUTO_ENV = ("SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE")
+
+# A process that sends no heartbeat for this long counts as dead: the coordinator tells the
+# others, which print one line and exit PEER_LOST (see `exit_peer_lost`). JAX's default is
+# 100 s. Heartbeats come from a thread of their own, so a long compile or evaluation does not
+# miss them.
+HEARTBEAT_TIMEOUT_S = 30
 
 
 def initialize(cfg: DistributedConfig, environ: dict[str, str] | None = None) -> bool:
     """Join the multi-host run `cfg` describes (before any device use); False for one process.
 
-    Raises ValueError (one line) for bad flags and for a coordinator not reached in time.
+    Raises ValueError (one line) for bad flags or process variables and for a coordinator not
+    reached in time. Once joined, a process that dies or stops answering makes every survivor
+    print one line naming it and exit PEER_LOST (69) within HEARTBEAT_TIMEOUT_S (see below).
     """
     import os
 
@@ -190,7 +230,10 @@ def initialize(cfg: DistributedConfig, environ: dict[str, str] | None = None) ->
     cfg = from_environment(cfg, environ)
     if cfg.num_processes <= 1 and not any(k in environ for k in _AUTO_ENV):
         return False
-    kwargs: dict[str, Any] = {"initialization_timeout": cfg.init_timeout}
+    kwargs: dict[str, Any] = {
+        "initialization_timeout": cfg.init_timeout,
+        "heartbeat_timeout_seconds": HEARTBEAT_TIMEOUT_S,
+    }
     if cfg.num_processes > 1:  # explicit; else JAX detects Slurm / Open MPI itself
         kwargs.update(
             coordinator_address=cfg.coordinator,
@@ -209,6 +252,8 @@ def initialize(cfg: DistributedConfig, environ: dict[str, str] | None = None) ->
             f"{cfg.init_timeout} s ({first[:160]}); check --coordinator and that all "
             f"{cfg.num_processes or ''} processes were started"
         ) from None
+    _PEERS.coordinator = cfg.coordinator or "(auto-detected)"
+    _exit_peer_lost_on_abort()
     return True
 
 
@@ -233,3 +278,91 @@ def _wait_for_coordinator(address: str, timeout: float) -> None:
                     f"fix --coordinator"
                 ) from None
             time.sleep(0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# A dead peer: one line and exit PEER_LOST instead of an XLA abort
+#
+# Left alone, JAX reacts to a dead process in two ways, both noisy: a collective in flight
+# raises a Gloo/NCCL error whose traceback is followed at exit by JAX's shutdown barrier, which
+# waits for the dead process and then aborts; and the coordination client, once it polls the
+# error (at once when process 0, which hosts the coordinator, dies; after the heartbeat timeout
+# for another process), LOG(FATAL)s: SIGABRT and a C++ stack. The client's handler cannot be
+# replaced from Python (jaxlib 0.10 takes a `missed_heartbeat_callback` but cannot hand it the
+# error: std::bad_cast), so crlkit (1) routes a failed collective to `exit_peer_lost` (the CLI
+# does, for any error of a multi-process run that names a collective or the coordinator) and
+# (2) turns the client's SIGABRT into the same line and exit code: a C-level SIGABRT handler
+# (ctypes) that prints the line and leaves with `os._exit`. Both skip the shutdown barrier.
+# XLA's own error log lines (E.../F... coordination_service*.cc) may come before the line.
+# Checkpoints stay safe: orbax renames a checkpoint into place only once every process has
+# written it; a torn one stays a `*.orbax-checkpoint-tmp-*` folder, removed on resume.
+
+
+class _Peers:
+    """What the peer-loss handlers need to know about this run, set by `initialize`."""
+
+    coordinator = ""
+    lost = False
+    abort_handler: Any = None  # the ctypes SIGABRT handler, kept alive
+
+
+_PEERS = _Peers()
+_TASK_RE = re.compile(r"task[:_ ]?(\d+)")
+_PEER_SIGNS = ("gloo", "nccl", "connection reset", "connection refused", "heartbeat", "barrier",
+               "unavailable:", "deadline_exceeded", "coordination service")  # fmt: skip
+
+
+def peer_failure(err: BaseException) -> bool:
+    """True when `err`, in a multi-process run, says a peer died or stopped answering (a
+    collective or coordinator error), to be handled by `exit_peer_lost`."""
+    if not _PEERS.coordinator or jax.process_count() <= 1:
+        return False
+    text = str(err).lower()
+    return any(sign in text for sign in _PEER_SIGNS)
+
+
+def exit_peer_lost(detail: str = "") -> None:
+    """Print one line naming the missing process and leave at once with exit code PEER_LOST
+    (os._exit: JAX's shutdown barrier at exit would wait for the dead process, then abort)."""
+    import os
+    import sys
+
+    from crlkit.exit_codes import PEER_LOST
+
+    if _PEERS.lost:  # another handler got there first and exits
+        return
+    _PEERS.lost = True
+    me, count = jax.process_index(), jax.process_count()
+    found = sorted({int(n) for n in _TASK_RE.findall(detail.lower())} - {me})
+    if found:
+        who = "process " + ", ".join(map(str, found))
+    elif count == 2:
+        who = f"process {1 - me}"
+    else:
+        who = "process 0 (the coordinator)" if me else "another process"
+    first = detail.strip().splitlines()[0][:160] if detail.strip() else ""
+    line = (f"Error: lost {who} of the {count}-process run (coordinator {_PEERS.coordinator}); "
+            f"this is process {me}, stopping; resume all processes with --resume"
+            + (f" [{first}]" if first else ""))  # fmt: skip
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    with contextlib.suppress(Exception):
+        os.write(2, (line + "\n").encode())
+    os._exit(PEER_LOST)
+
+
+def _exit_peer_lost_on_abort() -> None:
+    """Make a SIGABRT of this process (XLA's coordination client giving up on a peer) print
+    `exit_peer_lost`'s line and exit PEER_LOST instead of dumping core."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return
+    handler = ctypes.CFUNCTYPE(None, ctypes.c_int)(lambda _signum: exit_peer_lost())
+    libc.signal.restype = ctypes.c_void_p
+    libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    libc.signal(signal.SIGABRT, ctypes.cast(handler, ctypes.c_void_p))
+    _PEERS.abort_handler = handler
