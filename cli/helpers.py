@@ -51,6 +51,12 @@ START_OVER_HELP = ("With --resume: when every checkpoint of the run is unreadabl
                    "from step 0 (without this flag such a resume is refused).")
 
 
+QUIET_HELP = (
+    "No progress bar and no notes (compiling, evaluating, ...); the one status line per log "
+    "interval (steps, throughput, losses, last success) and errors still print."
+)
+
+
 def echo_for(quiet: bool) -> Callable[[str], None]:
     """Where status lines go: stderr, or nowhere with --quiet."""
     return (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))

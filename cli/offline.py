@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from crlkit.cli.helpers import (
+    QUIET_HELP,
     START_OVER_HELP,
     VIDEO_HELP,
     echo_for,
@@ -30,7 +31,7 @@ PRESET_LEARNERS = {name: preset_learner(name) for name in PRESETS}
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--start-over", is_flag=True, help=START_OVER_HELP)
 @click.option("--video", is_flag=True, help=VIDEO_HELP)
-@click.option("--quiet", is_flag=True, help="No progress bar or notes (errors still print).")
+@click.option("--quiet", is_flag=True, help=QUIET_HELP)
 def offline(resume: bool, start_over: bool, video: bool, quiet: bool, **options) -> None:
     """Train CRL offline on a dataset and evaluate with OGBench's protocol (5 tasks).
 

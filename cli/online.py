@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 from crlkit.cli.helpers import (
+    QUIET_HELP,
     START_OVER_HELP,
     VIDEO_HELP,
     InputError,
@@ -47,7 +48,7 @@ DIR = NonEmptyPath(file_okay=False, path_type=Path)
 @click.option("--wandb", "wandb", is_flag=True, help="Also log to Weights & Biases.")
 @click.option("--wandb-project", default="crlkit", show_default=True, help="W&B project.")
 @click.option("--video", is_flag=True, help=VIDEO_HELP)
-@click.option("--quiet", is_flag=True, help="No progress bar and no status lines.")  # fmt: skip
+@click.option("--quiet", is_flag=True, help=QUIET_HELP)
 def online(preset: str, out: Path | None, resume_dir: Path | None, start_over: bool,
            tensorboard: bool, wandb: bool, wandb_project: str, video: bool, quiet: bool,
            **options: Any) -> None:  # fmt: skip

@@ -277,12 +277,29 @@ def test_default_out_dir_names_and_never_reuses(tmp_path):
 
 
 def test_progress_bar_shows_rate_and_latest_eval(capsys):
-    with progress.Progress(total=1000, unit="env steps", disable=False) as bar:
+    with progress.Progress(total=1000, unit="env steps", disable=False, terminal=True) as bar:
         bar.update(400)
         bar.set_eval(success=0.8512)
         bar.update(1000)
     err = capsys.readouterr().err
     assert "1.00k/1.00k" in err and " env steps/s" in err and "success=0.851" in err
+
+
+def test_off_a_terminal_progress_prints_one_status_line_per_log_event():
+    lines = []
+    with progress.Progress(1000, "env steps", terminal=False, echo=lines.append) as bar:
+        bar.update(200)  # not a log event: no line
+        bar.update(400, {"perf/env_steps_per_s": 12345.6, "train/critic_loss": 5.25})
+        bar.set_eval(success=0.5)
+        bar.update(1000, {"perf/sgd_steps_per_s": 41.0, "train/actor_loss": -0.5})
+    assert lines == [
+        "env steps 400/1,000 (40%) | 12,346 env steps/s | critic_loss 5.25",
+        "env steps 1,000/1,000 (100%) | 41 SGD steps/s | actor_loss -0.5 | success 0.50",
+    ]
+    quiet = []
+    with progress.Progress(1000, terminal=False, disable=True, echo=quiet.append) as bar:
+        bar.update(1000, {"train/critic_loss": 1.0})
+    assert quiet == []
 
 
 def test_tensorboard_sink_only_when_installed(tmp_path):

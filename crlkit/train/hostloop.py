@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -130,11 +131,6 @@ def next_boundary(done: int, total: int, *everies: int | None) -> int:
 def due(every: int | None, done: int) -> bool:
     """True when `done` is a multiple of the positive interval `every`."""
     return bool(every) and done % every == 0
-
-
-def progress_disabled(progress: bool | None) -> bool | None:
-    """tqdm's `disable` for a loop's `progress` flag (None: only on a terminal)."""
-    return None if progress is None else not progress
 
 
 def duration(seconds: float) -> str:
@@ -317,10 +313,14 @@ class HostLoop:
             self.compile(state)
             if done == 0 and self.chunk.evaluate_at_start:
                 self.run.log(0, {**self.evaluate(state, 0), names.SGD_STEPS: 0})
-            disable = progress_disabled(self.progress) if self.run.primary else True
+            # A bar on a terminal unless --quiet; elsewhere (and with --quiet) one status line
+            # per log event. Other processes of a multi-process run print neither.
+            terminal = sys.stderr.isatty() and self.progress is not False
             total, logged = self.chunk.total, self.chunk.logged
-            bar = Progress(logged(total), unit=self.chunk.unit, initial=logged(done),
-                           disable=disable)  # fmt: skip
+            bar = Progress(
+                logged(total), unit=self.chunk.unit, initial=logged(done),
+                disable=not self.run.primary, terminal=terminal,
+            )  # fmt: skip
             with bar:
                 state = self._chunks(state, done, bar, signals)
         if not self.last_eval:  # resumed a finished run: evaluate what it holds
@@ -357,6 +357,7 @@ class HostLoop:
                     bar.set_eval(success=event[names.SUCCESS])
             if due(ev.log, done) or due(ev.eval, done) or is_last:
                 self.run.log(chunk.logged(done), event)
+                bar.update(chunk.logged(done), event)
                 acc, acc_steps, acc_seconds = None, 0, 0.0
             bar.update(chunk.logged(done))
             path = None
