@@ -182,7 +182,7 @@ def write_report(
     report_plots.plot_curves(runs, out / PLOTS["curves"], context)
     report_plots.plot_cost(groups, out / PLOTS["cost"], context)
     plots = dict(PLOTS)
-    if not (gallery and report_gallery.plot_gallery(groups, out / PLOTS["gallery"], echo)):
+    if not (gallery and report_gallery.plot_gallery(groups, out / PLOTS["gallery"], echo, context)):
         plots.pop("gallery")
     text = report_markdown(directory, runs, plots)
     files.atomic_write_bytes(out / REPORT_FILE, text.encode())

@@ -19,6 +19,7 @@ from crlkit.experiments.report_data import Group, Run
 GALLERY_EPISODES = 6
 GALLERY_SEED = 0
 VIDEO_FILE = "eval.mp4"
+GALLERY_DPI = 130
 
 
 def gallery_runs(groups: list[Group]) -> list[tuple[Group, Run]]:
@@ -31,8 +32,14 @@ def gallery_runs(groups: list[Group]) -> list[tuple[Group, Run]]:
     return picks
 
 
-def plot_gallery(groups: list[Group], path: Path, echo=lambda _: None) -> bool:
-    """Writes the gallery png; False (and a note through `echo`) when nothing could be drawn."""
+def plot_gallery(
+    groups: list[Group], path: Path, echo=lambda _: None, context: str = ""
+) -> bool:
+    """Writes the gallery png; False (and a note through `echo`) when nothing could be drawn.
+
+    Paths are coloured per episode (path, start, goal and its success radius share a colour;
+    missed paths dashed), with one legend for the figure; `context` (what the sweep trained on)
+    is its title."""
     from matplotlib.figure import Figure
 
     picks = gallery_runs(groups)
@@ -41,21 +48,27 @@ def plot_gallery(groups: list[Group], path: Path, echo=lambda _: None) -> bool:
     if not picks:
         return False
     rows, cols = 2 * len(regimes), len(depths)
-    fig = Figure(figsize=(3.6 * cols, 3.4 * rows), dpi=100, layout="constrained")
-    drawn = 0
+    fig = Figure(figsize=(3.6 * cols, 3.4 * rows + 0.6), dpi=GALLERY_DPI, layout="constrained")
+    radii = []
     for g, run in picks:
         index = 2 * regimes.index(g.regime) * cols + depths.index(g.depth) + 1
-        drawn += _trajectory_panel(fig.add_subplot(rows, cols, index), g, run, echo)
+        radius = _trajectory_panel(fig.add_subplot(rows, cols, index), g, run, echo)
+        radii += [] if radius is None else [radius]
         _value_panel(fig, fig.add_subplot(rows, cols, index + cols), g, run, echo)
-    if not drawn:
+    if not radii:
         return False
+    _figure_legend(fig, radii[0])
+    if context:
+        fig.suptitle(context, fontsize=10)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=GALLERY_DPI)
     files.atomic_write_bytes(path, buf.getvalue())
     return True
 
 
-def _trajectory_panel(ax, g: Group, run: Run, echo) -> bool:
+def _trajectory_panel(ax, g: Group, run: Run, echo) -> float | None:
+    """The run's paths on the gallery's episodes; returns its env's success radius (None: not
+    drawn)."""
     from crlkit.render import RenderError, plot_trajectory_map, record_run
 
     try:
@@ -63,11 +76,25 @@ def _trajectory_panel(ax, g: Group, run: Run, echo) -> bool:
     except (RenderError, ValueError) as err:
         echo(f"gallery: skipped {run.name} ({err})")
         ax.set_axis_off()
-        return False
+        return None
     reached = sum(ep.success for ep in rec.episodes)
     title = f"{g.regime}, depth {g.depth}: {reached}/{len(rec.episodes)} reached"
-    plot_trajectory_map(ax, rec.spec, rec.episodes, title=title)
-    return True
+    plot_trajectory_map(ax, rec.spec, rec.episodes, title=title, colours="episode", legend=False)
+    ax.title.set_fontsize(9)
+    return float(rec.spec.success_radius)
+
+
+def _figure_legend(fig, radius: float) -> None:
+    """One legend under the panels (with the success radius of the sweep's env)."""
+    from crlkit.render.trajmap import legend_handles
+
+    fig.legend(
+        handles=legend_handles("episode", radius),
+        loc="outside lower center",
+        ncols=5,
+        fontsize=8,
+        frameon=False,
+    )
 
 
 def _value_panel(fig, ax, g: Group, run: Run, echo) -> None:
