@@ -55,11 +55,9 @@ def option_field(
       allow_inf: a float field may be +-inf (nan never is).
       maximum_why: why the maximum is what it is (said in the error).
     """
-    metadata = {
-        "help": help, "choices": choices, "auto": auto, "minimum": minimum, "maximum": maximum,
-        "above": above, "below": below, "multiple_of": multiple_of, "allow_inf": allow_inf,
-        "maximum_why": maximum_why,
-    }  # fmt: skip
+    bounds = {"minimum": minimum, "maximum": maximum, "above": above, "below": below}
+    metadata = {"help": help, "choices": choices, "auto": auto, **bounds}
+    metadata |= {"multiple_of": multiple_of, "allow_inf": allow_inf, "maximum_why": maximum_why}
     return dataclasses.field(default=default, metadata=metadata)
 
 

@@ -162,9 +162,10 @@ def test_tuple_fields_take_comma_separated_values():
         click.echo(repr(build_config(Grid, options)))
 
     runner = CliRunner()
-    assert "depths=(8, 64), names=('b', 'a')" in runner.invoke(
-        command, ["--depths", "8,64", "--names", "b,a"]
-    ).output
+    assert (
+        "depths=(8, 64), names=('b', 'a')"
+        in runner.invoke(command, ["--depths", "8,64", "--names", "b,a"]).output
+    )
     text = runner.invoke(command, ["--help"]).output
     assert "[default: 4,16]" in text and "()" not in text
     assert runner.invoke(command, ["--names", "a,c"]).exit_code == 2

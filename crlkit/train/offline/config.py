@@ -272,7 +272,7 @@ def plan_dataset(cfg: OfflineConfig, ds: Dataset) -> DatasetPlan:
         whole = cfg.preset != "same-as-online" and ogbench_id is not None
         goal_space = "observation" if whole else "slice"
     whole_goals = tuple(range(ds.obs_dim))
-    if goal_space == "observation" and env is not None and ds.goal_indices != whole_goals:
+    if goal_space == "observation" and env is not None and tuple(ds.goal_indices) != whole_goals:
         if ogbench_id:  # crlkit's env has no goal observations: OGBench's own env has
             target = ("ogbench", ogbench_id)
     return DatasetPlan(
@@ -284,13 +284,15 @@ def plan_dataset(cfg: OfflineConfig, ds: Dataset) -> DatasetPlan:
         env=env,
         eval_target=target,
         default_steps=SAMPLE_STEPS if sample else OGBENCH_STEPS,
-        bc_alpha=float(bc_alpha(family, kind) if cfg.alpha is None else cfg.alpha),
-        discount=cfg.discount or (0.995 if giant or family == "humanoidmaze" else 0.99),
-        actor_p_random=(
-            goals.ACTOR_P_RANDOM.get(kind, 0.0) if cfg.actor_p_random is None
-            else cfg.actor_p_random
-        ),
-    )  # fmt: skip
+        bc_alpha=float(_auto(cfg.alpha, bc_alpha(family, kind))),
+        discount=_auto(cfg.discount, 0.995 if giant or family == "humanoidmaze" else 0.99),
+        actor_p_random=_auto(cfg.actor_p_random, goals.ACTOR_P_RANDOM.get(kind, 0.0)),
+    )
+
+
+def _auto(value: Any, resolved: Any) -> Any:
+    """A flag's value, or what its `auto` (None) resolves to."""
+    return resolved if value is None else value
 
 
 def apply_plan(
@@ -298,9 +300,13 @@ def apply_plan(
 ) -> tuple[OfflineConfig, LearnerConfig]:
     """The configs with every auto setting filled from `plan` (concrete, validated)."""
     cfg = dataclasses.replace(
-        cfg, steps=plan.default_steps if cfg.steps is None else cfg.steps, discount=plan.discount, alpha=plan.bc_alpha,
-        actor_p_random=plan.actor_p_random, goal_space=plan.goal_space,
-    )  # fmt: skip
+        cfg,
+        steps=_auto(cfg.steps, plan.default_steps),
+        discount=plan.discount,
+        alpha=plan.bc_alpha,
+        actor_p_random=plan.actor_p_random,
+        goal_space=plan.goal_space,
+    )
     return cfg, dataclasses.replace(lcfg, bc_alpha=plan.bc_alpha)
 
 
