@@ -82,13 +82,11 @@ class NetworkConfig:
         4,
         "Dense layers of phi and psi: inside the residual blocks (positive multiple of 4), or "
         "the hidden layers of the mlp tower.",
-        minimum=1,
     )
     actor_depth: int = option_field(
         4,
         "Dense layers of the actor: inside the residual blocks (positive multiple of 4), or "
         "the hidden layers of the mlp tower.",
-        minimum=1,
     )
     repr_dim: int = option_field(
         64,
@@ -127,9 +125,11 @@ class NetworkConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if self.tower == "residual":  # blocks of 4 layers; the mlp tower takes any depth >= 1
-            check_depth("critic_depth", self.critic_depth)
-            check_depth("actor_depth", self.actor_depth)
+        for name in ("critic_depth", "actor_depth"):
+            if self.tower == "residual":  # blocks of 4 layers
+                check_depth(name, getattr(self, name))
+            elif getattr(self, name) < 1:  # the mlp tower takes any depth >= 1
+                raise ValueError(f"{name} must be >= 1 hidden layer, got {getattr(self, name)}")
         if self.norm == "hyperspherical" and self.tower != "residual":
             raise ValueError("norm 'hyperspherical' needs tower 'residual', got 'mlp'")
 

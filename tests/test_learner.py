@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import random_batch
 
 from crlkit.config import (
     CONTRASTIVE_LOSSES,
@@ -29,12 +30,6 @@ METRICS = (
 )
 
 
-def _batch(key, b=16, dims=DIMS) -> Batch:
-    ks = jax.random.split(key, 3)
-    state = jax.random.normal(ks[0], (b, dims.state_dim))
-    goal = state[:, : dims.goal_dim] + 0.1 * jax.random.normal(ks[1], (b, dims.goal_dim))
-    action = jnp.tanh(jax.random.normal(ks[2], (b, dims.action_dim)))
-    return Batch(state=state, action=action, goal=goal, actor_goal=goal)
 
 
 def _setup(**cfg_kwargs):
@@ -52,7 +47,7 @@ def default_learner():
 
 def test_update_eager_equals_jitted_and_reports_metrics(default_learner):
     cfg, nets, state, step = default_learner
-    batch = _batch(jax.random.key(1))
+    batch = random_batch(jax.random.key(1), DIMS, b=16)
     eager_state, eager_metrics = update(nets, cfg, state, batch)
     jit_state, jit_metrics = step(state, batch)
     for name in METRICS:
@@ -73,7 +68,7 @@ def test_update_eager_equals_jitted_and_reports_metrics(default_learner):
 
 def test_critic_loss_decreases_on_a_small_batch(default_learner):
     _, _, state, step = default_learner
-    batch = _batch(jax.random.key(2))
+    batch = random_batch(jax.random.key(2), DIMS, b=16)
     state, first = step(state, batch)
     first = jax.device_get(first)
     for _ in range(60):
@@ -93,7 +88,7 @@ def test_update_compiles_once_across_steps():
 
     step = jax.jit(counted, donate_argnums=0)
     for i in range(4):
-        state, metrics = step(state, _batch(jax.random.key(10 + i)))
+        state, metrics = step(state, random_batch(jax.random.key(10 + i), DIMS, b=16))
     jax.block_until_ready(metrics)
     assert len(traces) == 1
 
@@ -104,7 +99,7 @@ def test_every_energy_and_loss_traces_to_scalar_metrics(energy, loss):
     # Tracing only (no compile): the numbers themselves are checked in test_losses.py.
     cfg, nets, state = _setup(network=NetworkConfig(width=8), energy=energy, contrastive_loss=loss)
     new_state, metrics = jax.eval_shape(
-        lambda s, b: update(nets, cfg, s, b), state, _batch(jax.random.key(3), b=4)
+        lambda s, b: update(nets, cfg, s, b), state, random_batch(jax.random.key(3), DIMS, b=4)
     )
     assert all(m.shape == () for m in metrics.values()) and set(METRICS) <= set(metrics)
     assert jax.tree_util.tree_structure(new_state) == jax.tree_util.tree_structure(state)
@@ -112,7 +107,7 @@ def test_every_energy_and_loss_traces_to_scalar_metrics(energy, loss):
 
 def test_ddpg_bc_uses_actor_goals_and_keeps_alpha_fixed():
     cfg, nets, state = _setup(actor_loss="ddpg_bc", bc_alpha=0.5)
-    batch = _batch(jax.random.key(4))
+    batch = random_batch(jax.random.key(4), DIMS, b=16)
     step = jax.jit(lambda s, b: update(nets, cfg, s, b))
     new_state, metrics = step(state, batch)
     assert float(new_state.alpha.params["log_alpha"]) == 0.0
@@ -129,7 +124,7 @@ def test_sac_alpha_moves_toward_target_entropy(default_learner):
     # d alpha_loss / d log_alpha = alpha * (entropy - target): above the target entropy alpha
     # falls, below it alpha rises (Adam's first step moves log alpha by -lr * sign of that).
     cfg, _, state, step = default_learner
-    new_state, metrics = step(state, _batch(jax.random.key(5)))
+    new_state, metrics = step(state, random_batch(jax.random.key(5), DIMS, b=16))
     target = -cfg.target_entropy_scale * DIMS.action_dim
     gap = float(metrics["entropy"]) - target
     np.testing.assert_allclose(
@@ -169,7 +164,7 @@ def test_network_config_rejects_bad_values(kwargs, fragment):
         ({"energy": "l3"}, "l2, l2_squared, l1, dot, cosine"),
         ({"contrastive_loss": "nce"}, "fwd_infonce"),
         ({"actor_loss": "td3"}, "sac, ddpg_bc"),
-        ({"critic_lr": 0.0}, "critic_lr"),
+        ({"critic_lr": 0.0}, "critic.lr"),  # named as its flag, --critic-lr
     ],
 )
 def test_learner_config_rejects_bad_values(kwargs, fragment):
@@ -180,7 +175,7 @@ def test_learner_config_rejects_bad_values(kwargs, fragment):
 
 
 def test_config_round_trips_through_dict():
-    cfg = LearnerConfig(network=NetworkConfig(critic_depth=8, remat=True), energy="dot")
+    cfg = LearnerConfig(network=NetworkConfig(critic_depth=8, remat="on"), energy="dot")
     assert from_dict(LearnerConfig, to_dict(cfg)) == cfg
 
 

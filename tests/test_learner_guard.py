@@ -4,9 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_trees_equal, random_batch
 
 from crlkit.config import LearnerConfig, NetworkConfig
-from crlkit.learner import Batch, Dims, init, make_networks, update, update_if_finite
+from crlkit.learner import Dims, init, make_networks, update, update_if_finite
 from crlkit.networks import resolve_remat
 
 DIMS = Dims(state_dim=5, goal_dim=2, action_dim=3)
@@ -18,26 +19,15 @@ def _setup(width=16, depth=4):
     return cfg, nets, init(nets, cfg, DIMS, jax.random.key(0))
 
 
-def _batch(key, b=8) -> Batch:
-    ks = jax.random.split(key, 3)
-    state = jax.random.normal(ks[0], (b, DIMS.state_dim))
-    goal = state[:, :2] + 0.1 * jax.random.normal(ks[1], (b, 2))
-    action = jnp.tanh(jax.random.normal(ks[2], (b, DIMS.action_dim)))
-    return Batch(state=state, action=action, goal=goal, actor_goal=goal)
 
 
-def _assert_trees_equal(a, b):
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
-        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-            x, y = jax.random.key_data(x), jax.random.key_data(y)
-        np.testing.assert_array_equal(x, y)
 
 
 def test_guard_keeps_finite_updates_and_skips_from_the_first_bad_one():
     cfg, nets, state = _setup()
     guarded = jax.jit(lambda s, b, bad: update_if_finite(nets, cfg, s, b, bad))
     plain = jax.jit(lambda s, b: update(nets, cfg, s, b))
-    good = _batch(jax.random.key(1))
+    good = random_batch(jax.random.key(1), DIMS, b=8)
     no_bad = jnp.asarray(-1, jnp.int32)
 
     kept, bad, metrics, ok = guarded(state, good, no_bad)
@@ -53,11 +43,11 @@ def test_guard_keeps_finite_updates_and_skips_from_the_first_bad_one():
     skipped, bad, metrics, ok = guarded(kept, nan_batch, bad)
     assert int(bad) == 2 and float(ok) == 0.0
     assert all(float(v) == 0.0 for v in metrics.values())
-    _assert_trees_equal(skipped, kept)
+    assert_trees_equal(skipped, kept)
     # Later finite batches are skipped too: training stopped at step 2.
     after, bad, _, ok = guarded(skipped, good, bad)
     assert int(bad) == 2 and float(ok) == 0.0
-    _assert_trees_equal(after, kept)
+    assert_trees_equal(after, kept)
 
 
 def test_guard_needs_no_second_copy_of_the_state():
@@ -65,7 +55,7 @@ def test_guard_needs_no_second_copy_of_the_state():
     # within that of the bare update. Selecting between a finished new state and the old one
     # (the previous guard) needed about one more state's worth here (9.8 MB against 6.0 MB).
     cfg, nets, state = _setup(width=128, depth=16)
-    batch, bad = _batch(jax.random.key(2), b=64), jnp.asarray(-1, jnp.int32)
+    batch, bad = random_batch(jax.random.key(2), DIMS, b=64), jnp.asarray(-1, jnp.int32)
 
     def temp_mb(fn):
         compiled = jax.jit(fn, donate_argnums=0).lower(state, batch, bad).compile()
@@ -95,9 +85,10 @@ def test_remat_auto_rule(mode, depth, platform, expected):
     assert resolve_remat(net, platform) is expected
 
 
-def test_remat_reads_old_bool_configs_and_mlp_has_no_blocks():
-    assert NetworkConfig(remat=True).remat == "on" and NetworkConfig(remat=False).remat == "off"
+def test_remat_is_auto_on_or_off_and_mlp_has_no_blocks():
     assert NetworkConfig().remat == "auto"
+    with pytest.raises(ValueError, match="--remat must be text, got True"):
+        NetworkConfig(remat=True)  # no boolean form (the package is unreleased: no old configs)
     mlp = NetworkConfig(tower="mlp", critic_depth=3, actor_depth=3, remat="on")
     assert resolve_remat(mlp, "cpu") is False
     with pytest.raises(ValueError, match="auto, on, off"):

@@ -30,11 +30,11 @@ def _tower_params(cfg: NetworkConfig, depth: int):
         ({}, 12),
         ({"residual": False}, 12),
         ({"layer_norm": False, "activation": "relu"}, 12),
-        ({"remat": True, "activation": "gelu"}, 12),
-        ({"remat": True, "nested": True}, 36),  # two-level remat: 9 blocks in 3 groups of 3
+        ({"remat": "on", "activation": "gelu"}, 12),
+        ({"remat": "on", "nested": True}, 36),  # two-level remat: 9 blocks in 3 groups of 3
         ({"norm": "hyperspherical"}, 12),
-        ({"norm": "hyperspherical", "residual_scale": "inv-sqrt-blocks", "remat": True}, 12),
-        ({"residual_scale": "inv-sqrt-blocks", "remat": True, "nested": True}, 36),
+        ({"norm": "hyperspherical", "residual_scale": "inv-sqrt-blocks", "remat": "on"}, 12),
+        ({"residual_scale": "inv-sqrt-blocks", "remat": "on", "nested": True}, 36),
     ],
 )
 def test_scanned_tower_equals_unrolled_twin_on_same_params(overrides, depth, monkeypatch):
@@ -109,7 +109,7 @@ def test_layer_norm_switch_removes_norm_params():
 
 
 def test_remat_changes_nothing_but_memory():
-    plain, remat = NetworkConfig(width=8), NetworkConfig(width=8, remat=True)
+    plain, remat = NetworkConfig(width=8), NetworkConfig(width=8, remat="on")
     params = _tower_params(plain, 8)
     f = lambda cfg: lambda p: jnp.sum(Tower(cfg, 8).apply({"params": p}, X) ** 2)
     np.testing.assert_allclose(f(plain)(params), f(remat)(params), rtol=1e-6)

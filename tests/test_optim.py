@@ -6,29 +6,19 @@ import numpy as np
 import optax
 import pytest
 from click.testing import CliRunner
+from conftest import assert_trees_equal, random_batch
 
 from crlkit import learner, optim
 from crlkit.config import LearnerConfig, NetworkConfig
-from crlkit.learner import Batch, Dims, init, make_networks, update, update_if_finite
+from crlkit.learner import Dims, init, make_networks, update, update_if_finite
 
 DIMS = Dims(state_dim=5, goal_dim=2, action_dim=3)
 PARAMS = {"w": jnp.array([[0.5, -1.0], [2.0, 0.0]]), "b": jnp.array([0.1, -0.2])}
 GRADS = {"w": jnp.array([[1.0, -3.0], [0.5, 0.0]]), "b": jnp.array([-2.0, 0.25])}
 
 
-def _batch(key, b=8) -> Batch:
-    ks = jax.random.split(key, 3)
-    state = jax.random.normal(ks[0], (b, DIMS.state_dim))
-    goal = state[:, :2] + 0.1 * jax.random.normal(ks[1], (b, 2))
-    action = jnp.tanh(jax.random.normal(ks[2], (b, DIMS.action_dim)))
-    return Batch(state=state, action=action, goal=goal, actor_goal=goal)
 
 
-def _assert_trees_equal(a, b):
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
-        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-            x, y = jax.random.key_data(x), jax.random.key_data(y)
-        np.testing.assert_array_equal(x, y)
 
 
 def test_guarded_adam_equals_optax_adam_and_holds_when_not_kept():
@@ -46,10 +36,10 @@ def test_guarded_adam_equals_optax_adam_and_holds_when_not_kept():
     assert jax.tree_util.tree_structure(state) == jax.tree_util.tree_structure(want_state[0])
     for _ in range(3):  # a few steps, so bias correction and moments both matter
         held = ours(params, state, jnp.asarray(False))
-        _assert_trees_equal(held, (params, state))
+        assert_trees_equal(held, (params, state))
         params, state = ours(params, state, jnp.asarray(True))
         want_params, want_state = theirs(want_params, want_state)
-        _assert_trees_equal((params, state), (want_params, want_state[0]))
+        assert_trees_equal((params, state), (want_params, want_state[0]))
 
 
 def test_not_kept_update_with_nan_gradients_changes_nothing():
@@ -57,10 +47,10 @@ def test_not_kept_update_with_nan_gradients_changes_nothing():
     for tx in (optim.guarded_adam(1e-2), optim.make_optimizer(1e-2, "cosine", 1.0, 10)):
         params, state = optim.apply(tx, PARAMS, tx.init(PARAMS), GRADS)  # count 1, moments set
         step = jax.jit(lambda p, s, tx=tx: optim.apply(tx, p, s, nan_grads, jnp.asarray(False)))
-        _assert_trees_equal(step(params, state), (params, state))
+        assert_trees_equal(step(params, state), (params, state))
         # Also from a fresh state (count 0: the discarded branch divides by zero).
         fresh = tx.init(PARAMS)
-        _assert_trees_equal(step(PARAMS, fresh), (PARAMS, fresh))
+        assert_trees_equal(step(PARAMS, fresh), (PARAMS, fresh))
 
 
 def test_defaults_train_as_optax_adam_on_the_same_gradients():
@@ -87,7 +77,7 @@ def test_defaults_train_as_optax_adam_on_the_same_gradients():
         return out
 
     for i in range(3):
-        batch = _batch(jax.random.key(i + 1))
+        batch = random_batch(jax.random.key(i + 1), DIMS, b=8)
         want = expected(state, batch)
         state, _ = step(state, batch)
         for part in ("critic", "actor", "alpha"):
@@ -140,7 +130,7 @@ def test_schedule_counts_kept_updates_only():
     tx = optim.make_optimizer(1e-2, "linear-warmup", num_updates=20)
     params, state = PARAMS, tx.init(PARAMS)
     params, state = optim.apply(tx, params, state, GRADS)
-    _assert_trees_equal(params, PARAMS)
+    assert_trees_equal(params, PARAMS)
     assert int(state.count) == 1
     skipped = optim.apply(tx, params, state, GRADS, jnp.asarray(False))
     assert int(skipped[1].count) == 1
@@ -155,13 +145,13 @@ def test_learner_runs_a_cosine_schedule_to_zero_with_clipping():
     step = jax.jit(lambda s, b, bad: update_if_finite(nets, cfg, s, b, bad))
     bad = jnp.asarray(-1, jnp.int32)
     for i in range(2):
-        state, bad, _, ok = step(state, _batch(jax.random.key(i)), bad)
+        state, bad, _, ok = step(state, random_batch(jax.random.key(i), DIMS, b=8), bad)
         assert float(ok) == 1.0
     # The third update is past the horizon: lr 0, the parameters stay.
-    after, bad, _, ok = step(state, _batch(jax.random.key(9)), bad)
+    after, bad, _, ok = step(state, random_batch(jax.random.key(9), DIMS, b=8), bad)
     assert float(ok) == 1.0 and int(after.step) == 3
-    _assert_trees_equal(after.actor.params, state.actor.params)
-    _assert_trees_equal(after.critic.params, state.critic.params)
+    assert_trees_equal(after.actor.params, state.actor.params)
+    assert_trees_equal(after.critic.params, state.critic.params)
 
 
 @pytest.mark.parametrize(

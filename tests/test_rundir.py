@@ -18,6 +18,7 @@ import ml_dtypes
 import numpy as np
 import optax
 import pytest
+from conftest import assert_trees_equal
 
 from crlkit.data import replay
 from crlkit.runs import progress, rundir
@@ -72,13 +73,6 @@ def _state(seed: int) -> dict:
     }
 
 
-def _assert_trees_equal(a, b):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        if hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            x, y = jax.random.key_data(x), jax.random.key_data(y)
-        assert type(x) is type(y) or isinstance(y, jax.Array)
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def test_checkpoint_round_trip_of_a_nested_pytree(tmp_path):
@@ -91,14 +85,14 @@ def test_checkpoint_round_trip_of_a_nested_pytree(tmp_path):
     ]  # fmt: skip
     tree, step, meta, _ = ckpts.load(1234, _state(seed=0))
     assert step == 1234 and meta == {"env_steps": 1234}
-    _assert_trees_equal(saved, tree)
+    assert_trees_equal(saved, tree)
     assert tree["train"].key.dtype == saved["train"].key.dtype  # typed PRNG keys stay typed
     assert tree["host"]["half"].dtype == ml_dtypes.bfloat16 and tree["host"]["episodes"] == 7
     # A template of shapes only (jax.eval_shape) also works: nothing allocated twice.
     shapes = jax.eval_shape(lambda: _state(seed=0))
     shapes["host"] = _state(seed=0)["host"]  # host values are not traceable
     tree2 = ckpts.load(1234, shapes).tree
-    _assert_trees_equal(saved["train"], tree2["train"])
+    assert_trees_equal(saved["train"], tree2["train"])
     assert os.listdir(tmp_path) == [path.name]  # no temp files left behind
 
 
@@ -184,7 +178,7 @@ def test_resume_restores_latest_checkpoint_and_drops_later_events(tmp_path):
     with RunDir.create(out, CONFIG, resume=True) as run:
         tree, step, _, _ = run.restore(_state(0))
         assert step == 30
-        _assert_trees_equal(_state(3), tree)
+        assert_trees_equal(_state(3), tree)
         assert [e["step"] for e in run.events] == [10, 20, 30]
         run.log(40, {"loss": 0.1})
     with open(out / "metrics.csv") as f:
@@ -262,10 +256,10 @@ def test_the_replay_item_is_read_only_when_asked_for(tmp_path):
     ckpts.save(5, state, {"env_steps": 5}, replay=buffer)
     ckpts.save(6, state, {"env_steps": 6})
     assert ckpts.has_replay(5) and not ckpts.has_replay(6)
-    _assert_trees_equal(buffer, ckpts.load(5, _state(0)["train"], _state(0)["buffer"]).replay)
+    assert_trees_equal(buffer, ckpts.load(5, _state(0)["train"], _state(0)["buffer"]).replay)
     assert ckpts.load(6, _state(0)["train"], _state(0)["buffer"]).replay is None
     shutil.rmtree(ckpts.path(5) / "replay")  # the state restores without ever opening it
-    _assert_trees_equal(state, ckpts.load(5, _state(0)["train"]).tree)
+    assert_trees_equal(state, ckpts.load(5, _state(0)["train"]).tree)
 
 
 def test_default_out_dir_names_and_never_reuses(tmp_path):
