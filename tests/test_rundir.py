@@ -295,4 +295,5 @@ def test_sigkill_never_leaves_a_corrupt_or_lost_checkpoint(tmp_path):
         assert step >= confirmed
         assert int(tree["step"]) == step and (tree["big"] == step).all()
         assert not any(p.name.startswith(".tmp-") for p in (out / "checkpoints").iterdir())
+        run.close()  # the next writer needs the run dir's lock
         start = step
