@@ -227,7 +227,7 @@ def test_a_disk_filled_during_a_run_is_one_line_exit_74_and_keeps_the_last_check
     lines = err.strip().splitlines()
     assert len(lines) == 1, err[-3000:]
     saved = rundir.list_checkpoints(out / "checkpoints")
-    assert lines[0].startswith("Error: could not write the run: disk full (ENOSPC) at "), lines
+    assert lines[0].startswith("Error: could not write the run: disk full (ENOSPC)"), lines
     assert lines[0].endswith(
         f"kept: last checkpoint at step {saved[-1][0]:,} in {out} (continue with --resume)"
     )
