@@ -123,8 +123,9 @@ def test_bad_multi_host_flags_are_one_line_errors():
 def test_a_dead_peer_stops_the_survivor_within_60_s_in_one_line_with_exit_69(
     tmp_path, victim, how
 ):
-    """SIGKILL: the survivor's collective fails at once. SIGSTOP (a hung process): only the
-    heartbeats tell, and XLA's coordination client aborts, which crlkit turns into the line."""
+    """SIGKILL: the survivor's collective fails at once: one line. SIGSTOP (a hung process):
+    only the heartbeats tell; XLA's coordination client logs a fatal error with its C++ stack
+    and aborts, which crlkit turns into the same last line and exit code."""
     out, log = tmp_path / "online", tmp_path / "online"
     procs = _start([*TINY_ONLINE, "--steps", "1000000", "--out", str(out)], _free_port(), log)
     deadline = time.time() + 400
@@ -145,7 +146,9 @@ def test_a_dead_peer_stops_the_survivor_within_60_s_in_one_line_with_exit_69(
     text = log.with_suffix(f".{1 - victim}.log").read_text()
     assert rc == 69 and seconds < 60, (rc, seconds, text[-3000:])
     lines = text.strip().splitlines()
-    assert "Traceback" not in text and "Check failure" not in text, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    if how == signal.SIGKILL:  # a hung peer: XLA's fatal log (with its C++ stack) comes first
+        assert "Check failure" not in text, text[-3000:]
     # ours is the last line (XLA's own coordination error log may come before it)
     assert lines[-1].startswith(f"Error: lost process {victim} of the 2-process run"), lines
     assert sum(line.startswith("Error: ") for line in lines) == 1, text[-3000:]

@@ -435,3 +435,14 @@ def test_report_gallery_adds_a_value_row_with_one_goal_for_every_depth(online_ru
     goals = [compute_value_map(sweep_dir / n, seed=report_gallery.GALLERY_SEED).goal_xy
              for n in ("online-d4-s0", "online-d8-s0")]  # fmt: skip
     np.testing.assert_array_equal(goals[0], goals[1])
+
+
+def test_value_map_rollout_heads_for_the_goal_drawn_with_its_start(offline_run):
+    """Without --goal the rollout runs from the reset state the map is built on to that reset's
+    goal (a start-goal pair drawn together), on the maze's fixed task too."""
+    from crlkit.render import compute_value_map
+
+    for task in (None, 3):
+        vm = compute_value_map(offline_run, task=task, seed=1)
+        np.testing.assert_allclose(vm.episode.goal_xy, vm.goal_xy, atol=1e-6)
+        assert np.linalg.norm(vm.episode.xy[0] - vm.goal_xy) > vm.spec.success_radius

@@ -363,7 +363,7 @@ def test_sigkill_never_leaves_a_corrupt_or_lost_checkpoint(tmp_path):
         run = RunDir.create(out, {"seed": 0}, resume=True)
         notes = []  # a torn save under a checkpoint name would be reported here
         tree, step, _, _ = run.restore(template, echo=notes.append)
-        run.close()
+        run.close()  # the next writer needs the run dir's lock
         assert notes == [] and not list((out / "checkpoints").glob("*.corrupt"))
         # Everything confirmed saved survives; the restored tree is exactly its step's content.
         assert step >= confirmed

@@ -110,7 +110,7 @@ def _value_panel(fig, ax, g: Group, run: Run, echo) -> None:
         return
     image = plot_value_map(ax, vm)
     goal = f"({vm.goal_xy[0]:.1f}, {vm.goal_xy[1]:.1f})"
-    ax.set_title(f"{g.regime}, depth {g.depth}: value to goal {goal}", fontsize=9)
+    ax.set_title(f"{g.regime}, depth {g.depth}: value to goal {goal}", fontsize=8)
     fig.colorbar(image, ax=ax, shrink=0.8).set_label(energy_label(vm), fontsize=7)
 
 

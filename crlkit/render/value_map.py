@@ -127,7 +127,10 @@ def compute_value_map(
     if goal_xy is not None:
         check_goal(spec, goal_xy)
     cfg, critic = load_run_critic(policy)
-    k_start, k_actions, k_rollout = jax.random.split(jax.random.PRNGKey(seed), 3)
+    k_rollout, k_actions = jax.random.split(jax.random.PRNGKey(seed))
+    # The key record_episodes gives its one episode: the rollout starts from the reference
+    # state, and without --goal heads for the goal that reset drew with it.
+    (k_start,) = jax.random.split(k_rollout, 1)
     start = bare.reset(k_start) if task is None else bare.reset_to_task(k_start, task)
     goal = start.goal[:2] if goal_xy is None else jnp.asarray(goal_xy, jnp.float32)
     (episode,) = record_episodes(
