@@ -18,7 +18,7 @@ import pytest
 
 from crlkit import exit_codes, files
 from crlkit.runs import rundir
-from crlkit.runs.checkpoint import RunDirError, checkpoint_leaves
+from crlkit.runs.checkpoint import Checkpoints, RunDirError
 from crlkit.runs.lock import LOCK_FILE
 from crlkit.runs.rundir import RunDir
 
@@ -234,7 +234,11 @@ def test_a_disk_filled_during_a_run_is_one_line_exit_74_and_keeps_the_last_check
     assert not list((out / "checkpoints").glob(files.TMP_PREFIX + "*"))  # no torn temp left
     steps = [e["step"] for e in rundir.read_events(out / "metrics.jsonl")]
     assert steps == sorted(steps) and steps[-1] >= saved[-1][0]
-    assert checkpoint_leaves(saved[-1][1])  # the last checkpoint reads back whole
+    ckpts = Checkpoints(out / "checkpoints")
+    try:  # the last checkpoint reads back whole
+        assert ckpts.load_leaves(saved[-1][0], lambda path: True)
+    finally:
+        ckpts.close()
 
 
 def test_summary_and_checkpoint_survive_a_failed_write(mount_tmpfs):
@@ -253,9 +257,11 @@ def test_summary_and_checkpoint_survive_a_failed_write(mount_tmpfs):
         f"{out} (continue with --resume)"
     )
     assert json.loads((out / "summary.json").read_text()) == {"env_steps": 10}
-    tree, step, _ = rundir.load_checkpoint(
-        rundir.list_checkpoints(out / "checkpoints")[-1][1], {"w": np.zeros(1000, np.float32)}
-    )
+    ckpts = Checkpoints(out / "checkpoints")
+    try:
+        tree, step, _, _ = ckpts.load(10, {"w": np.zeros(1000, np.float32)})
+    finally:
+        ckpts.close()
     assert step == 10 and tree["w"].sum() == 1000
     assert not list(out.glob(files.TMP_PREFIX + "*"))
 
