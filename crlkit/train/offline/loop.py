@@ -54,10 +54,22 @@ def run(
     `RunStopped` when training diverges (`NonFiniteLoss`) or a stop signal arrives (after
     checkpointing).
     """
-    if cfg.dataset is None:
-        raise ValueError("--dataset is required (see: crlkit datasets)")
     if resume and cfg.out is None:
         raise ValueError("--resume needs --out: the run directory to continue")
+    cfg, lcfg, ds, evaluator = prepare(cfg, lcfg, echo)
+    return train(
+        cfg, lcfg, ds, evaluator, resume=resume, start_over=start_over, progress=progress,
+        echo=echo,
+    )  # fmt: skip
+
+
+def prepare(
+    cfg: OfflineConfig, lcfg: LearnerConfig, echo: Callable[[str], Any] | None = None
+) -> tuple[OfflineConfig, LearnerConfig, Dataset, Evaluator]:
+    """Load the dataset, apply its plan to the configs, build the evaluator (used by `run` and
+    by `crlkit eval`, so a saved run is evaluated in the env and on the data it trained with)."""
+    if cfg.dataset is None:
+        raise ValueError("--dataset is required (see: crlkit datasets)")
     ds = load_dataset(
         cfg.dataset, data_dir=cfg.data_dir, echo=echo,
         goal_indices=parse_goal_indices(cfg.goal_indices), env=cfg.env,
@@ -68,10 +80,7 @@ def run(
     metadata = {**ds.metadata, "plan": plan.to_dict()}
     ds = dataclasses.replace(ds, goal_indices=plan.goal_indices, metadata=metadata)
     evaluator = make_evaluator(cfg, ds, echo or (lambda _: None), plan=plan)
-    return train(
-        cfg, lcfg, ds, evaluator, resume=resume, start_over=start_over, progress=progress,
-        echo=echo,
-    )  # fmt: skip
+    return cfg, lcfg, ds, evaluator
 
 
 def default_out(lcfg: LearnerConfig, ds: Dataset) -> Path:
@@ -151,6 +160,13 @@ def eval_key(seed: int, step: int) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 1), step)
 
 
+def evaluate_actor(
+    evaluator: Evaluator, nets: learner.Networks, params, seed: int, done: int
+) -> dict[str, float]:
+    """The offline evaluation of actor `params` after `done` SGD steps, as `eval/...` metrics."""
+    return names.prefixed(names.EVAL, evaluator(nets, params, eval_key(seed, done)))
+
+
 class OfflineChunk:
     """The offline regime for the host loop: loop steps are SGD steps."""
 
@@ -207,8 +223,7 @@ class OfflineChunk:
         params = carry.learner.actor.params
         if self.trainer.mesh is not None:  # evaluated on this process's first device
             params = parallel.local_copy(params)
-        metrics = self.evaluator(self.nets, params, eval_key(self.cfg.seed, done))
-        out = names.prefixed(names.EVAL, metrics)
+        out = evaluate_actor(self.evaluator, self.nets, params, self.cfg.seed, done)
         out[names.EVAL_SECONDS] = time.perf_counter() - t0
         return out
 
