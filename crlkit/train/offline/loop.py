@@ -83,9 +83,9 @@ def prepare(
     return cfg, lcfg, ds, evaluator
 
 
-def default_out(lcfg: LearnerConfig, ds: Dataset) -> Path:
-    """runs/<dataset>-d<critic depth>-<time>."""
-    return default_out_dir(Path(ds.name).name, lcfg.network.critic_depth)
+def default_out(cfg: OfflineConfig, lcfg: LearnerConfig, ds: Dataset) -> Path:
+    """runs/<dataset>-d<critic depth>-s<seed>-<time>."""
+    return default_out_dir(Path(ds.name).name, lcfg.network.critic_depth, cfg.seed)
 
 
 def dims_of(ds: Dataset) -> learner.Dims:
@@ -119,7 +119,7 @@ def train(
     """
     echo = echo or (lambda _: None)
     nets = learner.make_networks(lcfg, dims_of(ds))
-    out = Path(cfg.out) if cfg.out else default_out(lcfg, ds)
+    out = Path(cfg.out) if cfg.out else default_out(cfg, lcfg, ds)
     cfg = dataclasses.replace(cfg, out=str(out))
     config = {"offline": cfg, "learner": lcfg, "dataset": _dataset_info(cfg, ds)}
     run = RunDir.create(

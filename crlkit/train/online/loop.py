@@ -142,6 +142,7 @@ class OnlineChunk:
         return {
             "env": self.setup.spec.name,
             "eval_env": self.eval_env.spec.name,
+            "episode_length": self.eval_env.spec.episode_length,
             "env_steps": env_steps,
             "train_steps": int(state.train_steps),
             "sgd_steps": sgd,
@@ -193,7 +194,7 @@ def train(
 
     Args:
       online, learner: the run's configs.
-      out: run directory (default runs/<env>-d<depth>-<time>); must be new unless `resume`.
+      out: run directory (default runs/<env>-d<depth>-s<seed>-<time>); must be new unless `resume`.
       resume: continue the run in `out` from its newest checkpoint; the stored config must equal
         this one except `RESUMABLE_FIELDS` (RunDirError names the fields that differ).
       start_over: with `resume`, start again from step 0 when every checkpoint is unreadable
@@ -209,7 +210,7 @@ def train(
     """
     setup = make_setup(online, learner)
     if out is None:
-        out = default_out_dir(online.env, learner.network.critic_depth)
+        out = default_out_dir(online.env, learner.network.critic_depth, online.seed)
     run = RunDir.create(
         out,
         config_dict(online, learner),
