@@ -1,4 +1,5 @@
-"""`crlkit eval`: a saved run's checkpoint evaluated as the run's own loop evaluates it."""
+"""`crlkit eval` (a saved run's checkpoint evaluated as the run's own loop evaluates it) and the
+other ways back into a saved run: `--config FILE` replays and `crlkit offline --resume DIR`."""
 
 from __future__ import annotations
 
@@ -117,3 +118,46 @@ def test_eval_repeats_the_offline_runs_final_evaluation(tmp_path):
     assert f"success {summary['eval/success']:.3f}" in result.output
     result = _eval(str(out), "--tasks")
     assert result.exit_code == 2 and "no fixed evaluation tasks" in result.output
+
+    # --config replays the run's setup into a new dir: the same config.json apart from `out`.
+    replay = tmp_path / "replay"
+    args = ["offline", "--config", str(out / "config.json"), "--out", str(replay), "--quiet"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    first, again = (json.loads((d / "config.json").read_text()) for d in (out, replay))
+    assert again["offline"].pop("out") == str(replay) and first["offline"].pop("out") == str(out)
+    assert again == first
+    # --resume DIR alone: dataset and settings from DIR/config.json; only --steps may change.
+    args = ["offline", "--resume", str(out), "--steps", "8", "--quiet"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text())["sgd_steps"] == 8
+
+
+def test_config_replays_an_online_run_and_flags_override_it(online_run, tmp_path):
+    replay = tmp_path / "replay"
+    args = ["online", "--config", str(online_run / "config.json"), "--steps", "64", "--seed", "3",
+            "--out", str(replay), "--quiet"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    first, again = (json.loads((d / "config.json").read_text()) for d in (online_run, replay))
+    assert again["online"].pop("seed") == 3 and first["online"].pop("seed") == 0
+    assert again == first  # everything else from the file, not from a preset
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"online": {"num_envz": 4}}, "unknown key 'online.num_envz', not a crlkit setting"),
+        ({"learner": {"network": {"widht": 8}}, "online": {}}, "'learner.network.widht'"),
+        ({"runs": 3}, "unknown key 'runs' (a crlkit config has online, learner)"),
+        ([1, 2], "not a crlkit config"),
+        ({"learner": {}}, "has no 'online' section"),
+    ],
+)
+def test_config_file_that_is_not_a_crlkit_config_is_one_line(tmp_path, content, message):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(content))
+    result = CliRunner().invoke(cli, ["online", "--config", str(path), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1

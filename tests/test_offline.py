@@ -416,7 +416,8 @@ def test_cli_bad_input_is_one_line_with_exit_code_2(tmp_path):
     line = one_line_error(invoke("--dataset", SAMPLE, "--eval-episodes", "0"))
     assert "--eval-episodes must be an integer >= 1, got 0" in line
     assert "got 6" in one_line_error(invoke("--dataset", SAMPLE, "--depth", "6"))
-    assert "--dataset is required" in one_line_error(invoke())
+    line = one_line_error(invoke())
+    assert "--dataset is required, e.g. crlkit offline --dataset pointmaze-medium" in line
     with pytest.raises(ValueError, match="--resume needs --out"):
         offline.run(offline.OfflineConfig(dataset=SAMPLE), TINY, resume=True)
     line = one_line_error(invoke("--resume", str(tmp_path / "nothing")))
@@ -428,6 +429,9 @@ def test_cli_bad_input_is_one_line_with_exit_code_2(tmp_path):
 def test_cli_antmaze_large_offline_message_when_files_are_missing(tmp_path):
     line = one_line_error(invoke("--dataset", "antmaze-large", "--data-dir", str(tmp_path)))
     assert "antmaze-large-navigate-v0" in line and "not found in" in line
+    # Where to fetch the two files by hand: OGBench's own download location (ogbench.utils).
+    files = "antmaze-large-navigate-v0.npz and antmaze-large-navigate-v0-val.npz"
+    assert f"{files} by hand from https://rail.eecs.berkeley.edu/datasets/ogbench/" in line
 
 
 @pytest.mark.slow  # collects ant data, compiles the update and an ant rollout: 20 s to 2 min

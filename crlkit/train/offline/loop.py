@@ -69,7 +69,10 @@ def prepare(
     """Load the dataset, apply its plan to the configs, build the evaluator (used by `run` and
     by `crlkit eval`, so a saved run is evaluated in the env and on the data it trained with)."""
     if cfg.dataset is None:
-        raise ValueError("--dataset is required (see: crlkit datasets)")
+        raise ValueError(
+            "--dataset is required, e.g. crlkit offline --dataset "
+            "pointmaze-medium-navigate-sample (see: crlkit datasets)"
+        )
     ds = load_dataset(
         cfg.dataset, data_dir=cfg.data_dir, echo=echo,
         goal_indices=parse_goal_indices(cfg.goal_indices), env=cfg.env,
