@@ -38,7 +38,9 @@ def toy_dataset(env: str, lengths=(30, 40, 50)):
 
 def _evals(metrics: dict) -> dict:
     """Everything an evaluation measures (eval/seconds is wall time)."""
-    return {k: v for k, v in metrics.items() if k.startswith("eval") and k != "eval/seconds"}
+    kept = {k: v for k, v in metrics.items() if k.startswith(("eval/", "eval_tasks/"))}
+    kept.pop("eval/seconds", None)
+    return kept
 
 
 def _eval(*args):
