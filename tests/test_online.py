@@ -228,6 +228,7 @@ def test_bad_input_is_one_line(tmp_path):
     assert "unknown env 'pointmaze-medum'; did you mean 'pointmaze-medium'?" in result.output
     result = CliRunner().invoke(cli, ["online", *TINY, "--depth", "6"])
     assert result.exit_code == 2 and "multiple of 4" in result.output
+    assert "--depth must be a positive multiple of 4" in result.output  # the flag typed
     result = CliRunner().invoke(cli, ["online", *TINY, "--replay-steps-per-env", "4"])
     assert result.exit_code == 2 and "must be >= unroll_length" in result.output
     result = CliRunner().invoke(cli, ["online", "--resume", str(tmp_path / "nothing")])
