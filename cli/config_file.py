@@ -19,38 +19,42 @@ CONFIG_HELP = (
 )
 
 
-def read_config_file(path: str | Path, sections: dict[str, type]) -> dict[str, Any]:
+def read_config_file(
+    path: str | Path, sections: dict[str, type], label: str | None = None
+) -> dict[str, Any]:
     """{section: config} of the JSON file `path`, one config dataclass per `sections` entry.
 
-    A section the file lacks is left out. Raises ValueError (one line) naming the file and its
-    first key that is not a crlkit setting of this command, or the value a field refuses.
+    A section the file lacks is left out. Raises ValueError (one line, starting with `label`,
+    default `--config PATH`) naming the file's first key that is not a crlkit setting of this
+    command, or the value a field refuses.
     """
+    label = label or f"--config {path}"
     try:
         data = json.loads(Path(path).read_text())
     except OSError as err:
-        raise ValueError(f"--config {path}: cannot read it ({err.strerror or err})") from None
+        raise ValueError(f"{label}: cannot read it ({err.strerror or err})") from None
     except ValueError as err:
-        raise ValueError(f"--config {path}: not JSON ({err})") from None
+        raise ValueError(f"{label}: not JSON ({err})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"--config {path}: not a crlkit config (a JSON object of sections)")
+        raise ValueError(f"{label}: not a crlkit config (a JSON object of sections)")
     known = ", ".join(sections)
     for key, value in data.items():
         if key in DERIVED_SECTIONS:
             continue
         if key not in sections:
-            raise ValueError(f"--config {path}: unknown key {key!r} (a crlkit config has {known})")
+            raise ValueError(f"{label}: unknown key {key!r} (a crlkit config has {known})")
         bad = first_unknown_key(sections[key], value, key)
         if bad is not None:
-            raise ValueError(f"--config {path}: unknown key {bad!r}, not a crlkit setting")
+            raise ValueError(f"{label}: unknown key {bad!r}, not a crlkit setting")
     if not set(data) & set(sections):
-        raise ValueError(f"--config {path}: not a crlkit config (no {known} section)")
+        raise ValueError(f"{label}: not a crlkit config (no {known} section)")
     out: dict[str, Any] = {}
     for key, cls in sections.items():
         if key in data:
             try:
                 out[key] = from_dict(cls, data[key])
             except (TypeError, ValueError) as err:
-                raise ValueError(f"--config {path}: section {key!r}: {err}") from None
+                raise ValueError(f"{label}: section {key!r}: {err}") from None
     return out
 
 

@@ -45,8 +45,14 @@ PRESET_LEARNERS = {name: preset_learner(name) for name in PRESETS}
 @click.option("--start-over", is_flag=True, help=START_OVER_HELP)
 @click.option("--video", is_flag=True, help=VIDEO_HELP)
 @click.option("--quiet", is_flag=True, help=QUIET_HELP)
-def offline(config_file: Path | None, resume_dir: Path | None, start_over: bool, video: bool,
-            quiet: bool, **options) -> None:  # fmt: skip
+def offline(
+    config_file: Path | None,
+    resume_dir: Path | None,
+    start_over: bool,
+    video: bool,
+    quiet: bool,
+    **options: Any,
+) -> None:
     """Train CRL offline on a dataset and evaluate with OGBench's protocol (5 tasks).
 
     The quick start trains on the shipped sample for a small default budget (%(sample)s SGD steps
@@ -73,7 +79,7 @@ def offline(config_file: Path | None, resume_dir: Path | None, start_over: bool,
         if config_file is not None:
             raise click.UsageError("--resume DIR reads DIR/config.json; drop --config")
         options["out"] = str(resume_dir)
-    cfg_base, lcfg_base = base_configs(options, resume_dir, config_file)
+    cfg_base, lcfg_base = base_configs(resume_dir, config_file)
     cfg = usage_errors(lambda: build_config(OfflineConfig, options, cfg_base))
     base = lcfg_base if lcfg_base is not None else preset_learner(cfg.preset)
     lcfg = usage_errors(lambda: build_config(LearnerConfig, options, base))
@@ -98,7 +104,7 @@ offline.help = offline.help.replace("%(sample)s", f"{SAMPLE_STEPS:,}").replace("
 
 
 def base_configs(
-    options: dict[str, Any], resume_dir: Path | None, config_file: Path | None
+    resume_dir: Path | None, config_file: Path | None
 ) -> tuple[OfflineConfig | None, LearnerConfig | None]:
     """(offline, learner) the flags apply to: a resumed run's or a --config file's (its `out`
     dropped unless resuming), else (None, None): the defaults and --preset's learner."""
@@ -108,9 +114,10 @@ def base_configs(
     if resume_dir is not None and not path.is_file():
         raise InputError(f"cannot resume {resume_dir}: not a crlkit run directory (no config.json)")
     sections = {"offline": OfflineConfig, "learner": LearnerConfig}
-    found = usage_errors(lambda: read_config_file(path, sections))
+    label = f"--config {path}" if resume_dir is None else f"cannot resume {resume_dir}: {path}"
+    found = usage_errors(lambda: read_config_file(path, sections, label))
     if "offline" not in found:
-        raise InputError(f"--config {path}: has no 'offline' section")
+        raise InputError(f"{label}: has no 'offline' section (not an offline run's config)")
     cfg = found["offline"]
     if resume_dir is None:  # a new run: its own --out or a fresh default directory
         cfg = dataclasses.replace(cfg, out=None)
