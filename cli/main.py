@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "sweep": "crlkit.cli.sweep:sweep",
     "report": "crlkit.cli.report:report",
     "render": "crlkit.cli.render:render",
+    "eval": "crlkit.cli.eval:eval_run",
     "reproduce": "crlkit.cli.reproduce:reproduce",
 }
 
@@ -39,6 +40,7 @@ SHORT_HELP: dict[str, str] = {
     "bench": "Benchmarks: learner speed/memory, env throughput.",
     "sweep": "Run a depth grid over the online and offline regimes.",
     "report": "Summarise a sweep directory into report.md and plots.",
+    "eval": "Evaluate a run's checkpoint (success, steps at goal, per-task success).",
     "render": "A run's policy as a video (.mp4/.gif) or a top-down trajectory map (.png).",
     "reproduce": "Reproduce the paper's Table 1 or OGBench's CRL scores; report beside them.",
 }

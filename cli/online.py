@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from crlkit.cli.config_file import CONFIG_HELP, read_config_file
 from crlkit.cli.helpers import (
     QUIET_HELP,
     START_OVER_HELP,
@@ -38,8 +39,11 @@ DIR = NonEmptyPath(file_okay=False, path_type=Path)
 @config_options(OnlineConfig, presets={n: c[0] for n, c in PRESETS.items()})
 @config_options(LearnerConfig, presets={n: c[1] for n, c in PRESETS.items()})
 @config_options(DistributedConfig)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help=CONFIG_HELP + " Replaces --preset.")
 @click.option("--out", type=DIR, default=None,
-              help="Run directory (default: runs/<env>-d<depth>-<time>); must not exist yet.")
+              help="Run directory (default: runs/<env>-d<depth>-s<seed>-<time>); must not exist "
+              "yet.")
 @click.option("--resume", "resume_dir", type=DIR, default=None,
               help="Continue the run in this directory from its newest checkpoint (flags given "
               "must match its config.json, except --steps and the eval/log/checkpoint settings).")
@@ -49,7 +53,8 @@ DIR = NonEmptyPath(file_okay=False, path_type=Path)
 @click.option("--wandb-project", default="crlkit", show_default=True, help="W&B project.")
 @click.option("--video", is_flag=True, help=VIDEO_HELP)
 @click.option("--quiet", is_flag=True, help=QUIET_HELP)
-def online(preset: str, out: Path | None, resume_dir: Path | None, start_over: bool,
+def online(preset: str, config_file: Path | None, out: Path | None, resume_dir: Path | None,
+           start_over: bool,
            tensorboard: bool, wandb: bool, wandb_project: str, video: bool, quiet: bool,
            **options: Any) -> None:  # fmt: skip
     """Train CRL online: explore from scratch, learn to reach commanded goals, no rewards.
@@ -69,7 +74,11 @@ def online(preset: str, out: Path | None, resume_dir: Path | None, start_over: b
     usage_errors(lambda: join_run(dist))  # multi-host: before any device is touched
     if resume_dir is not None and out is not None and Path(out) != Path(resume_dir):
         raise click.UsageError("--resume DIR continues DIR; drop --out or make it the same")
-    (online_base, learner_base), preset_name = base_configs(preset, options, resume_dir)
+    if resume_dir is not None and config_file is not None:
+        raise click.UsageError("--resume DIR reads DIR/config.json; drop --config")
+    (online_base, learner_base), preset_name = base_configs(
+        preset, options, resume_dir, config_file
+    )
     online_cfg, learner_cfg = configs_from_flags((online_base, learner_base), options)
     echo = echo_for(quiet)
     if preset_name:
@@ -87,9 +96,10 @@ def online(preset: str, out: Path | None, resume_dir: Path | None, start_over: b
 
 
 def base_configs(
-    preset: str, options: dict[str, Any], resume_dir: Path | None
+    preset: str, options: dict[str, Any], resume_dir: Path | None, config_file: Path | None = None
 ) -> tuple[tuple[OnlineConfig, LearnerConfig], str | None]:
-    """(online, learner) the flags apply to: the resumed run's config or a preset; + its name."""
+    """(online, learner) the flags apply to: the resumed run's config, a --config file's or a
+    preset; + the preset's name."""
     from crlkit.runs.rundir import read_run_config
     from crlkit.train.online import configs_from_dict
 
@@ -98,6 +108,12 @@ def base_configs(
             return configs_from_dict(read_run_config(resume_dir)), None
         except (KeyError, ValueError) as err:
             raise InputError(f"cannot resume {resume_dir}: {err}") from None
+    if config_file is not None:
+        sections = {"online": OnlineConfig, "learner": LearnerConfig}
+        found = usage_errors(lambda: read_config_file(config_file, sections))
+        if "online" not in found:
+            raise InputError(f"--config {config_file}: has no 'online' section")
+        return (found["online"], found.get("learner", LearnerConfig())), None
     if preset == "auto":
         preset = "paper" if options.get("env") is not None else "quickstart"
     return PRESETS[preset], preset
@@ -117,7 +133,11 @@ def configs_from_flags(
 def summary_line(summary: dict[str, Any]) -> str:
     """The one line printed at the end of a run."""
     shown = ("eval/success", "eval/time_at_goal", "eval_tasks/success")
-    evals = ", ".join(f"{n.removeprefix('eval/')} {summary[n]:.3g}" for n in shown if n in summary)
+    parts = [f"{n.removeprefix('eval/')} {summary[n]:.3g}" for n in shown if n in summary]
+    if "eval/steps_at_goal" in summary and summary.get("episode_length"):  # the paper's units
+        steps = f"steps_at_goal {summary['eval/steps_at_goal']:.0f}/{summary['episode_length']}"
+        parts.insert(2 if "eval/time_at_goal" in summary else 1, steps)
+    evals = ", ".join(parts)
     evals = evals or "on process 0"  # multi-host: only process 0 evaluates
     return (
         f"{summary['env_steps']:,} env steps in {summary['wall_seconds']:.0f} s "

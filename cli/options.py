@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from crlkit.checks import field_types
+from crlkit.checks import check_depth, field_types
 
 DEPTH_OPTION = "depth"
 DEPTH_FIELDS = ("actor_depth", "critic_depth")
@@ -192,6 +192,8 @@ def build_config(cls: type, options: dict[str, Any], base: Any = None, prefix: s
     if invalid."""
     has_depth = set(DEPTH_FIELDS) <= {f.name for f in leaf_fields(cls)}
     depth = options.pop(DEPTH_OPTION, None) if has_depth and not prefix else None
+    if depth is not None:  # named as the user typed it, not as the fields it sets
+        check_depth(f"--{DEPTH_OPTION}", depth)
     return _build(cls, options, base, prefix, depth)
 
 

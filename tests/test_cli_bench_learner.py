@@ -32,7 +32,7 @@ def test_bad_input_exits_2_with_one_line(args, fragment):
 def test_tiny_bench_writes_json_rows(tmp_path):
     # Rows time update_if_finite (the loops' step) with remat auto, resolved as the loops do.
     out = tmp_path / "bench.json"
-    args = ["--depths", "4,8", "--width", "8", "--batch", "8", "--repeats", "1"]
+    args = ["--depths", "4,8", "--width", "8", "--batch-size", "8", "--repeats", "1"]
     args += ["--compare-unrolled", "--unrolled-max-depth", "4", "--json", str(out)]
     result = CliRunner().invoke(cli, ["bench", "learner", *args])
     assert result.exit_code == 0, result.output

@@ -191,6 +191,7 @@ def test_cli_bad_input_exit_2_one_line(tmp_path):
         ("--env", "pointmaze-medium", "--policy", "nowhere", "--out", out): "nor a run directory",
         ("--env", "pointmaze-medium", "--steps", "0", "--out", out): "--steps must be >= 1",
         ("--out", out): "--env is required",
+        (): "--env and --out are required, e.g. crlkit collect --env pointmaze-medium",
     }
     for args, problem in cases.items():
         res = _invoke(*args)

@@ -20,7 +20,8 @@ from crlkit.train.online.config import OnlineConfig
 
 SAMPLE = "pointmaze-medium-navigate-sample"
 COMMANDS = [["online"], ["offline"], ["collect"], ["datasets"], ["envs"], ["bench", "learner"],
-            ["bench", "env"], ["bench", "plan"], ["sweep"], ["report"], ["render"]]  # fmt: skip
+            ["bench", "env"], ["bench", "plan"], ["sweep"], ["report"], ["render"],
+            ["eval"]]  # fmt: skip
 # The smallest valid instance of each config class (its required fields filled).
 CONFIGS = {
     OnlineConfig: {},

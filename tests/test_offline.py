@@ -299,14 +299,16 @@ def test_cli_trains_evaluates_checkpoints_and_resumes(tmp_path):
     assert config["learner"]["network"]["actor_depth"] == 8
     assert config["dataset"]["eval_env"] == ["crlkit", "pointmaze-medium"]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt_000000000006"]
-    again = invoke(*flags, "--steps", "9", "--log-every", "3", "--eval-episodes", "1", "--resume")
+    again = invoke(
+        *flags, "--steps", "9", "--log-every", "3", "--eval-episodes", "1", "--resume", str(out)
+    )
     assert again.exit_code == 0, again.output
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [e["step"] for e in events if "train/critic_loss" in e] == [3, 6, 9]
     assert [e["step"] for e in events if "eval/success" in e] == [6, 9]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["sgd_steps"] == 9 and 0.0 <= summary["eval/success"] <= 1.0
-    changed = invoke(*flags, "--steps", "9", "--eval-episodes", "2", "--resume")
+    changed = invoke(*flags, "--steps", "9", "--eval-episodes", "2", "--resume", str(out))
     assert changed.exit_code == 2 and "offline.eval_episodes" in changed.output
 
 
@@ -367,7 +369,7 @@ def test_sigterm_checkpoints_then_resume_equals_an_unbroken_run(tmp_path):
     assert summary["stopped"] == "signal" and 0 < summary["sgd_steps"] < 3000
     assert _leaves(stopped)["__step__"] == summary["sgd_steps"]
 
-    again = invoke(*SIGNAL_RUN, "--out", str(stopped), "--resume")
+    again = invoke(*SIGNAL_RUN, "--resume", str(stopped))
     assert again.exit_code == 0, again.output
     unbroken = tmp_path / "unbroken"
     assert invoke(*SIGNAL_RUN, "--out", str(unbroken)).exit_code == 0
@@ -383,15 +385,15 @@ def test_resume_refuses_a_budget_below_the_progress_and_all_unreadable(tmp_path)
     flags = [*TINY_FLAGS, "--dataset", data, "--env", "pointmaze-medium", "--out", str(out),
              "--eval-episodes", "1"]  # fmt: skip
     assert invoke(*flags, "--steps", "6").exit_code == 0
-    line = one_line_error(invoke(*flags, "--steps", "4", "--resume"))
+    line = one_line_error(invoke(*flags, "--steps", "4", "--resume", str(out)))
     assert line.endswith("it is already at step 6; give --steps of at least 6")
     assert json.loads((out / "config.json").read_text())["offline"]["steps"] == 6
     for f in (out / "checkpoints" / "ckpt_000000000006" / "state").rglob("*"):
         if f.is_file():
             f.write_bytes(b"")
-    line = one_line_error(invoke(*flags, "--steps", "8", "--resume"))
+    line = one_line_error(invoke(*flags, "--steps", "8", "--resume", str(out)))
     assert "every checkpoint is unreadable" in line and "--start-over" in line
-    restarted = invoke(*flags, "--steps", "8", "--resume", "--start-over")
+    restarted = invoke(*flags, "--steps", "8", "--resume", str(out), "--start-over")
     assert restarted.exit_code == 0, restarted.output
     assert json.loads((out / "summary.json").read_text())["sgd_steps"] == 8
 
@@ -414,8 +416,12 @@ def test_cli_bad_input_is_one_line_with_exit_code_2(tmp_path):
     line = one_line_error(invoke("--dataset", SAMPLE, "--eval-episodes", "0"))
     assert "--eval-episodes must be an integer >= 1, got 0" in line
     assert "got 6" in one_line_error(invoke("--dataset", SAMPLE, "--depth", "6"))
-    assert "--dataset is required" in one_line_error(invoke())
-    assert "--resume needs --out" in one_line_error(invoke("--dataset", SAMPLE, "--resume"))
+    line = one_line_error(invoke())
+    assert "--dataset is required, e.g. crlkit offline --dataset pointmaze-medium" in line
+    with pytest.raises(ValueError, match="--resume needs --out"):
+        offline.run(offline.OfflineConfig(dataset=SAMPLE), TINY, resume=True)
+    line = one_line_error(invoke("--resume", str(tmp_path / "nothing")))
+    assert "cannot resume" in line and "no config.json" in line
     line = one_line_error(invoke("--dataset", SAMPLE, "--env", "pointmaze-mediun"))
     assert "did you mean 'pointmaze-medium'" in line
 
@@ -423,6 +429,9 @@ def test_cli_bad_input_is_one_line_with_exit_code_2(tmp_path):
 def test_cli_antmaze_large_offline_message_when_files_are_missing(tmp_path):
     line = one_line_error(invoke("--dataset", "antmaze-large", "--data-dir", str(tmp_path)))
     assert "antmaze-large-navigate-v0" in line and "not found in" in line
+    # Where to fetch the two files by hand: OGBench's own download location (ogbench.utils).
+    files = "antmaze-large-navigate-v0.npz and antmaze-large-navigate-v0-val.npz"
+    assert f"{files} by hand from https://rail.eecs.berkeley.edu/datasets/ogbench/" in line
 
 
 @pytest.mark.slow  # collects ant data, compiles the update and an ant rollout: 20 s to 2 min

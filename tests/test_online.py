@@ -184,6 +184,8 @@ def test_tiny_run_writes_the_run_dir(tmp_path):
     assert summary["env_steps"] == 128 and summary["train_steps"] == 4
     assert summary["sgd_steps"] == 8 and summary["stopped"] == "budget"
     assert summary["backend"] == "native" and summary["device"].startswith("cpu")
+    assert summary["episode_length"] == 1000  # the final line's steps_at_goal N/1000
+    assert f"steps_at_goal {summary['eval/steps_at_goal']:.0f}/1000" in result.output
     for name in ("eval/success", "eval/time_at_goal", "eval_tasks/task5_success"):
         assert 0.0 <= summary[name] <= 1.0
     events = _events(out)
@@ -226,6 +228,7 @@ def test_bad_input_is_one_line(tmp_path):
     assert "unknown env 'pointmaze-medum'; did you mean 'pointmaze-medium'?" in result.output
     result = CliRunner().invoke(cli, ["online", *TINY, "--depth", "6"])
     assert result.exit_code == 2 and "multiple of 4" in result.output
+    assert "--depth must be a positive multiple of 4" in result.output  # the flag typed
     result = CliRunner().invoke(cli, ["online", *TINY, "--replay-steps-per-env", "4"])
     assert result.exit_code == 2 and "must be >= unroll_length" in result.output
     result = CliRunner().invoke(cli, ["online", "--resume", str(tmp_path / "nothing")])

@@ -263,10 +263,10 @@ def test_the_replay_item_is_read_only_when_asked_for(tmp_path):
 
 
 def test_default_out_dir_names_and_never_reuses(tmp_path):
-    first = rundir.default_out_dir("minari:pointmaze/open-v0", 16, root=tmp_path)
-    assert first.parent == tmp_path and first.name.startswith("minari_pointmaze_open-v0-d16-")
+    first = rundir.default_out_dir("minari:pointmaze/open-v0", 16, 3, root=tmp_path)
+    assert first.parent == tmp_path and first.name.startswith("minari_pointmaze_open-v0-d16-s3-")
     first.mkdir()
-    second = rundir.default_out_dir("minari:pointmaze/open-v0", 16, root=tmp_path)
+    second = rundir.default_out_dir("minari:pointmaze/open-v0", 16, 3, root=tmp_path)
     assert second != first and not second.exists()
 
 

@@ -93,3 +93,14 @@ def test_humanoid_state_is_brax_observation_of_the_paper_model():
 def test_spring_is_refused_for_ogbench_bodies():
     with pytest.raises(ValueError, match="valid: auto, mjx, native, warp"):
         make("antmaze-medium", backend="spring")
+
+
+def test_importing_brax_prints_nothing():
+    """brax's import of mujoco.mjx.warp prints two 'Failed to import warp' lines without Warp."""
+    import subprocess
+    import sys
+
+    code = "from crlkit.envs.backends.spring import _import_brax; _import_brax(); print('ok')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "ok\n" and "Failed to import" not in done.stderr

@@ -85,10 +85,15 @@ class CollectConfig:
 
     def __post_init__(self):
         check_fields(self)
-        if self.env is None:
-            raise ValueError("--env is required (see: crlkit envs)")
-        if self.out is None:
-            raise ValueError("--out is required (NAME.npz, a Minari directory or minari:<id>)")
+        given = (("--env", self.env), ("--out", self.out))
+        missing = [flag for flag, value in given if value is None]
+        if missing:  # all at once, with a command that works
+            verb = "is" if len(missing) == 1 else "are"
+            raise ValueError(
+                f"{' and '.join(missing)} {verb} required, e.g. crlkit collect --env "
+                "pointmaze-medium --policy expert --steps 20000 --out pointmaze-medium.npz "
+                "(envs: crlkit envs; --out: NAME.npz, a Minari directory or minari:<id>)"
+            )
         if self.format == "ogbench" and not self.out.endswith(".npz"):
             raise ValueError(f"--out {self.out!r} must end in .npz for --format ogbench")
         if self.policy not in POLICIES and not Path(self.policy).is_dir():

@@ -190,9 +190,12 @@ def _download(name: str, data_dir: Path) -> None:
 def _offline_message(name: str, data_dir: Path, err: Exception, rebuild_hint: str | None) -> str:
     """The one-line 'not here, not downloadable' message."""
     reason = getattr(err, "reason", None) or getattr(err, "problem", None) or err
+    from ogbench.utils import DATASET_URL  # where ogbench's own download fetches from
+
     msg = (
         f"not found in {data_dir} and not downloadable ({type(err).__name__}: {reason}); "
-        f"put {name}.npz and {name}-val.npz in {data_dir} (or pass --data-dir DIR)"
+        f"fetch {name}.npz and {name}-val.npz by hand from {DATASET_URL}/ and put them in "
+        f"{data_dir} (or pass --data-dir DIR)"
     )
     if rebuild_hint:
         msg += f", or build a local equivalent with: {rebuild_hint}"

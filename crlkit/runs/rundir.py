@@ -1,7 +1,7 @@
 """Run directories shared by `crlkit online` and `crlkit offline`: config, logs, checkpoints.
 
 ```
-runs/<name>-d<depth>-<YYYYmmdd-HHMMSS>/
+runs/<name>-d<depth>-s<seed>-<YYYYmmdd-HHMMSS>/
   config.json         the run's config (frozen dataclasses as JSON); resume compares against it
   metrics.jsonl       one JSON object per log event: {"step": ..., "time": ..., <metrics>}
   metrics.csv         the same events as a table; columns grow as new metrics appear
@@ -57,10 +57,12 @@ __all__ = [
 ]  # fmt: skip
 
 
-def default_out_dir(name: str, depth: int, root: str | os.PathLike = "runs") -> Path:
-    """A fresh `runs/<name>-d<depth>-<YYYYmmdd-HHMMSS>` (suffixed -2, -3... if taken)."""
+def default_out_dir(
+    name: str, depth: int, seed: int, root: str | os.PathLike = "runs"
+) -> Path:
+    """A fresh `runs/<name>-d<depth>-s<seed>-<YYYYmmdd-HHMMSS>` (suffixed -2, -3... if taken)."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "run"
-    base = Path(root) / f"{safe}-d{depth}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = Path(root) / f"{safe}-d{depth}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, n = base, 1
     while path.exists():
         n += 1

@@ -32,9 +32,14 @@ INSTALL_HINT = "backend 'spring' needs the brax package: pip install 'crlkit[bra
 def _import_brax():
     """(brax.io.mjcf, brax.spring.pipeline, brax.math); one-line ImportError naming the extra."""
     try:
+        import contextlib
+        import io
         import warnings
 
-        with warnings.catch_warnings():  # brax warns that it is unmaintained on every import
+        # brax warns that it is unmaintained on every import, and its import of mujoco.mjx.warp
+        # prints "Failed to import warp" and "... mujoco_warp" on stdout where Warp is absent
+        # (spring never uses Warp).
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             from brax import math
             from brax.io import mjcf

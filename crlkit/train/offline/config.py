@@ -173,7 +173,7 @@ class OfflineConfig:
         maximum_why="a 32-bit seed",
     )
     out: str | None = option_field(
-        None, "Run directory.", auto="runs/<dataset>-d<depth>-<time>"
+        None, "Run directory.", auto="runs/<dataset>-d<depth>-s<seed>-<time>"
     )
 
     def __post_init__(self) -> None:

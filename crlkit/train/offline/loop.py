@@ -54,10 +54,25 @@ def run(
     `RunStopped` when training diverges (`NonFiniteLoss`) or a stop signal arrives (after
     checkpointing).
     """
-    if cfg.dataset is None:
-        raise ValueError("--dataset is required (see: crlkit datasets)")
     if resume and cfg.out is None:
         raise ValueError("--resume needs --out: the run directory to continue")
+    cfg, lcfg, ds, evaluator = prepare(cfg, lcfg, echo)
+    return train(
+        cfg, lcfg, ds, evaluator, resume=resume, start_over=start_over, progress=progress,
+        echo=echo,
+    )  # fmt: skip
+
+
+def prepare(
+    cfg: OfflineConfig, lcfg: LearnerConfig, echo: Callable[[str], Any] | None = None
+) -> tuple[OfflineConfig, LearnerConfig, Dataset, Evaluator]:
+    """Load the dataset, apply its plan to the configs, build the evaluator (used by `run` and
+    by `crlkit eval`, so a saved run is evaluated in the env and on the data it trained with)."""
+    if cfg.dataset is None:
+        raise ValueError(
+            "--dataset is required, e.g. crlkit offline --dataset "
+            "pointmaze-medium-navigate-sample (see: crlkit datasets)"
+        )
     ds = load_dataset(
         cfg.dataset, data_dir=cfg.data_dir, echo=echo,
         goal_indices=parse_goal_indices(cfg.goal_indices), env=cfg.env,
@@ -68,15 +83,12 @@ def run(
     metadata = {**ds.metadata, "plan": plan.to_dict()}
     ds = dataclasses.replace(ds, goal_indices=plan.goal_indices, metadata=metadata)
     evaluator = make_evaluator(cfg, ds, echo or (lambda _: None), plan=plan)
-    return train(
-        cfg, lcfg, ds, evaluator, resume=resume, start_over=start_over, progress=progress,
-        echo=echo,
-    )  # fmt: skip
+    return cfg, lcfg, ds, evaluator
 
 
-def default_out(lcfg: LearnerConfig, ds: Dataset) -> Path:
-    """runs/<dataset>-d<critic depth>-<time>."""
-    return default_out_dir(Path(ds.name).name, lcfg.network.critic_depth)
+def default_out(cfg: OfflineConfig, lcfg: LearnerConfig, ds: Dataset) -> Path:
+    """runs/<dataset>-d<critic depth>-s<seed>-<time>."""
+    return default_out_dir(Path(ds.name).name, lcfg.network.critic_depth, cfg.seed)
 
 
 def dims_of(ds: Dataset) -> learner.Dims:
@@ -110,7 +122,7 @@ def train(
     """
     echo = echo or (lambda _: None)
     nets = learner.make_networks(lcfg, dims_of(ds))
-    out = Path(cfg.out) if cfg.out else default_out(lcfg, ds)
+    out = Path(cfg.out) if cfg.out else default_out(cfg, lcfg, ds)
     cfg = dataclasses.replace(cfg, out=str(out))
     config = {"offline": cfg, "learner": lcfg, "dataset": _dataset_info(cfg, ds)}
     run = RunDir.create(
@@ -149,6 +161,13 @@ def eval_key(seed: int, step: int) -> jax.Array:
     """The evaluation key at `step`: depends only on (seed, step), so reruns and resumed runs
     evaluate alike."""
     return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 1), step)
+
+
+def evaluate_actor(
+    evaluator: Evaluator, nets: learner.Networks, params, seed: int, done: int
+) -> dict[str, float]:
+    """The offline evaluation of actor `params` after `done` SGD steps, as `eval/...` metrics."""
+    return names.prefixed(names.EVAL, evaluator(nets, params, eval_key(seed, done)))
 
 
 class OfflineChunk:
@@ -207,8 +226,7 @@ class OfflineChunk:
         params = carry.learner.actor.params
         if self.trainer.mesh is not None:  # evaluated on this process's first device
             params = parallel.local_copy(params)
-        metrics = self.evaluator(self.nets, params, eval_key(self.cfg.seed, done))
-        out = names.prefixed(names.EVAL, metrics)
+        out = evaluate_actor(self.evaluator, self.nets, params, self.cfg.seed, done)
         out[names.EVAL_SECONDS] = time.perf_counter() - t0
         return out
 

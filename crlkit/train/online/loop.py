@@ -125,19 +125,10 @@ class OnlineChunk:
 
     def evaluate(self, state: OnlineState, done: int) -> dict[str, float]:
         """Fresh-goal (and OGBench task) evaluation of the deterministic actor."""
-        key = jax.random.fold_in(jax.random.PRNGKey(self.cfg.seed + 1), done)
-        k_fresh, k_tasks = jax.random.split(key)
         params = state.learner.actor.params
         if self.setup.mesh is not None:  # evaluated on this process's first device
             params = parallel.local_copy(params)
-        policy = evaluate.actor_policy(self.setup.nets, params)
-        env = self.eval_env
-        fresh = evaluate.evaluate_fresh_goals(env, policy, k_fresh, self.cfg.eval_episodes)
-        out = names.prefixed(names.EVAL, fresh)
-        if env.spec.num_tasks and self.cfg.eval_episodes_per_task:
-            tasks = evaluate.evaluate_tasks(env, policy, k_tasks, self.cfg.eval_episodes_per_task)
-            out.update(names.prefixed(names.EVAL_TASKS, tasks))
-        return out
+        return evaluate_actor(self.cfg, self.setup.nets, params, self.eval_env, done)
 
     def checkpoint(self, state: OnlineState) -> tuple[OnlineState, Any, dict]:
         replay = state.replay if self.cfg.buffer_in_checkpoint else None
@@ -151,6 +142,7 @@ class OnlineChunk:
         return {
             "env": self.setup.spec.name,
             "eval_env": self.eval_env.spec.name,
+            "episode_length": self.eval_env.spec.episode_length,
             "env_steps": env_steps,
             "train_steps": int(state.train_steps),
             "sgd_steps": sgd,
@@ -158,6 +150,32 @@ class OnlineChunk:
             "sgd_steps_per_s": sgd / train_seconds,
             "backend": self.setup.spec.backend,
         }
+
+
+def eval_keys(seed: int, done: int) -> tuple[jax.Array, jax.Array]:
+    """(fresh-goal key, task key) of the evaluation after `done` training steps: they depend
+    only on (seed, done), so a rerun, a resumed run and `crlkit eval` evaluate alike."""
+    key = jax.random.fold_in(jax.random.PRNGKey(seed + 1), done)
+    k_fresh, k_tasks = jax.random.split(key)
+    return k_fresh, k_tasks
+
+
+def evaluate_actor(
+    cfg: OnlineConfig, nets, params, env, done: int, *, fresh: bool = True, tasks: bool = True
+) -> dict[str, float]:
+    """The online evaluation of actor `params` after `done` training steps, as `eval/...` and
+    `eval_tasks/...` metrics: `cfg.eval_episodes` fresh goals and, in envs with fixed tasks,
+    `cfg.eval_episodes_per_task` episodes of each (`fresh`/`tasks`: which of the two)."""
+    k_fresh, k_tasks = eval_keys(cfg.seed, done)
+    policy = evaluate.actor_policy(nets, params)
+    out: dict[str, float] = {}
+    if fresh:
+        found = evaluate.evaluate_fresh_goals(env, policy, k_fresh, cfg.eval_episodes)
+        out.update(names.prefixed(names.EVAL, found))
+    if tasks and env.spec.num_tasks and cfg.eval_episodes_per_task:
+        found = evaluate.evaluate_tasks(env, policy, k_tasks, cfg.eval_episodes_per_task)
+        out.update(names.prefixed(names.EVAL_TASKS, found))
+    return out
 
 
 def train(
@@ -176,7 +194,7 @@ def train(
 
     Args:
       online, learner: the run's configs.
-      out: run directory (default runs/<env>-d<depth>-<time>); must be new unless `resume`.
+      out: run directory (default runs/<env>-d<depth>-s<seed>-<time>); must be new unless `resume`.
       resume: continue the run in `out` from its newest checkpoint; the stored config must equal
         this one except `RESUMABLE_FIELDS` (RunDirError names the fields that differ).
       start_over: with `resume`, start again from step 0 when every checkpoint is unreadable
@@ -192,7 +210,7 @@ def train(
     """
     setup = make_setup(online, learner)
     if out is None:
-        out = default_out_dir(online.env, learner.network.critic_depth)
+        out = default_out_dir(online.env, learner.network.critic_depth, online.seed)
     run = RunDir.create(
         out,
         config_dict(online, learner),
