@@ -54,7 +54,7 @@ def sweep(**options: Any) -> None:
 
     Online flags are --online-<name> (as in crlkit online), offline flags --offline-<name>
     (as in crlkit offline); learner flags are shared by both regimes. --actor-depth keeps the
-    actor at that depth in every cell (default 0: the cell's depth).
+    actor at that depth in every cell (default: the cell's depth).
     """
     from crlkit.experiments.launchers import make_launcher
     from crlkit.experiments.report import write_report

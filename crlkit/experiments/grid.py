@@ -40,7 +40,9 @@ class SweepConfig:
         (), "Minibatch sizes to sweep; empty: each regime's base batch size."
     )
     seeds: int = option_field(3, "Seeds 0 .. seeds-1 of every cell.")
-    actor_depth: int = option_field(0, "Actor depth of every cell; 0: the cell's depth.")
+    actor_depth: int | None = option_field(
+        None, "Actor depth of every cell.", auto="the cell's depth", minimum=1
+    )
     retry_failed: bool = option_field(False, "Run cells that failed before again (from scratch).")
     launcher: str = option_field(
         "auto",
@@ -70,7 +72,8 @@ class SweepConfig:
         _check_ints("widths", self.widths)
         _check_ints("batch sizes", self.batch_sizes)
         _check_ints("seeds", [self.seeds])
-        _check_ints("actor depth", [self.actor_depth], minimum=0)
+        if self.actor_depth is not None:
+            _check_ints("actor depth", [self.actor_depth])
         if self.launcher not in LAUNCHERS:
             raise SweepError(f"unknown launcher {self.launcher!r}; valid: {', '.join(LAUNCHERS)}")
         if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
