@@ -23,9 +23,16 @@ def _parse_depths(ctx: click.Context, param: click.Parameter, value: str) -> tup
     help="Comma-separated depths (actor and critic), each a positive multiple of 4.",
 )
 @click.option("--width", type=int, default=256, show_default=True, help="Units per layer.")
-@click.option("--batch-size", "--batch", "batch", type=int, default=512, show_default=True,
-              help="Minibatch size (as `crlkit bench plan` and the training commands spell it; "
-              "--batch is the old name).")
+@click.option(
+    "--batch-size",
+    "--batch",
+    "batch",
+    type=int,
+    default=512,
+    show_default=True,
+    help="Minibatch size (as `crlkit bench plan` and the training commands spell it; "
+    "--batch is the old name).",
+)
 @click.option(
     "--repeats", type=int, default=10, show_default=True, help="Timed steps per depth (median)."
 )

@@ -11,8 +11,13 @@ from crlkit.bench.plan import BenchPlanConfig
 
 @click.command("plan")
 @config_options(BenchPlanConfig)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Write the rows (one object per depth) here.")  # fmt: skip
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the rows (one object per depth) here.",
+)
 def bench_plan(json_path: str | None, **options) -> None:
     """Compile the real online epoch from shapes on this backend (nothing is allocated) and print
     what the device must hold (run state incl. the replay buffer, plus XLA's scratch) and the

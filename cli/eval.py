@@ -10,20 +10,44 @@ from crlkit.cli.helpers import echo_for, usage_errors
 
 @click.command("eval")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--step", type=int, default=None,
-              help="Checkpoint step to evaluate (env steps online, SGD steps offline; default: "
-              "the newest).")
-@click.option("--episodes", type=int, default=None,
-              help="Fresh-goal episodes and episodes per task (default: the run's eval settings).")
-@click.option("--tasks", "which", flag_value="tasks",
-              help="Only OGBench's fixed evaluation tasks (maze envs).")
-@click.option("--fresh-goals", "which", flag_value="fresh-goals",
-              help="Only random start/goal pairs (offline: in the dataset's crlkit env).")
-@click.option("--seed", type=int, default=None,
-              help="Seed of the evaluation (default: the run's seed, which reproduces the run's "
-              "own evaluation at that step, e.g. its final one in summary.json).")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Also write the metrics to this JSON file (atomically).")
+@click.option(
+    "--step",
+    type=int,
+    default=None,
+    help="Checkpoint step to evaluate (env steps online, SGD steps offline; default: the newest).",
+)
+@click.option(
+    "--episodes",
+    type=int,
+    default=None,
+    help="Fresh-goal episodes and episodes per task (default: the run's eval settings).",
+)
+@click.option(
+    "--tasks",
+    "which",
+    flag_value="tasks",
+    help="Only OGBench's fixed evaluation tasks (maze envs).",
+)
+@click.option(
+    "--fresh-goals",
+    "which",
+    flag_value="fresh-goals",
+    help="Only random start/goal pairs (offline: in the dataset's crlkit env).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed of the evaluation (default: the run's seed, which reproduces the run's "
+    "own evaluation at that step, e.g. its final one in summary.json).",
+)
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the metrics to this JSON file (atomically).",
+)
 @click.option("--quiet", is_flag=True, help="No notes on stderr; the result line still prints.")
 def eval_run(
     run_dir: Path,

@@ -47,8 +47,10 @@ def training(fn: Callable[[], Any]) -> Any:
         raise StoppedError(str(err), err.exit_code) from None
 
 
-START_OVER_HELP = ("With --resume: when every checkpoint of the run is unreadable, start it again "
-                   "from step 0 (without this flag such a resume is refused).")
+START_OVER_HELP = (
+    "With --resume: when every checkpoint of the run is unreadable, start it again "
+    "from step 0 (without this flag such a resume is refused)."
+)
 
 
 QUIET_HELP = (
@@ -96,8 +98,10 @@ def command_line(ctx: click.Context, name: str) -> str:
     return " ".join(parts)
 
 
-VIDEO_HELP = ("After the final evaluation, also write eval.mp4 and trajectories.png of the "
-              "trained actor into the run dir (see crlkit render; the video needs OpenGL).")
+VIDEO_HELP = (
+    "After the final evaluation, also write eval.mp4 and trajectories.png of the "
+    "trained actor into the run dir (see crlkit render; the video needs OpenGL)."
+)
 
 
 def write_run_media(run_dir: str, echo: Callable[[str], None]) -> None:

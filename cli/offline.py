@@ -36,12 +36,22 @@ PRESET_LEARNERS = {name: preset_learner(name) for name in PRESETS}
 @config_options(OfflineConfig)
 @config_options(LearnerConfig, skip=("bc_alpha",), presets=PRESET_LEARNERS)
 @config_options(DistributedConfig)
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help=CONFIG_HELP + " Replaces --preset's learner settings.")
-@click.option("--resume", "resume_dir", type=DIR, default=None,
-              help="Continue the run in this directory from its newest checkpoint, with the "
-              "dataset and settings of its config.json (flags given must match it, except "
-              "--steps).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=CONFIG_HELP + " Replaces --preset's learner settings.",
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=DIR,
+    default=None,
+    help="Continue the run in this directory from its newest checkpoint, with the "
+    "dataset and settings of its config.json (flags given must match it, except "
+    "--steps).",
+)
 @click.option("--start-over", is_flag=True, help=START_OVER_HELP)
 @click.option("--video", is_flag=True, help=VIDEO_HELP)
 @click.option("--quiet", is_flag=True, help=QUIET_HELP)
@@ -84,18 +94,29 @@ def offline(
     base = lcfg_base if lcfg_base is not None else preset_learner(cfg.preset)
     lcfg = usage_errors(lambda: build_config(LearnerConfig, options, base))
     resume = resume_dir is not None
-    summary = training(lambda: run(
-        cfg, lcfg, resume=resume, start_over=start_over, progress=not quiet,
-        echo=echo_for(quiet),
-    ))  # fmt: skip
+    summary = training(
+        lambda: run(
+            cfg,
+            lcfg,
+            resume=resume,
+            start_over=start_over,
+            progress=not quiet,
+            echo=echo_for(quiet),
+        )
+    )
     if jax.process_index() != 0:  # a multi-host run's other processes: process 0 reports
         return
     tasks = " ".join(f"{summary[f'eval/task{k}_success']:.2f}" for k in names.task_ids(summary))
     where = f"tasks {tasks}" if tasks else "fresh goals"
-    result = f"success {summary[names.SUCCESS]:.3f} ({where})" if names.SUCCESS in summary else (
-        "no evaluation")  # fmt: skip
-    click.echo(f"{result} after {summary['sgd_steps']:,} SGD steps "
-               f"({summary['sgd_steps_per_s']:.1f}/s); run dir {summary['run_dir']}")  # fmt: skip
+    result = (
+        f"success {summary[names.SUCCESS]:.3f} ({where})"
+        if names.SUCCESS in summary
+        else ("no evaluation")
+    )
+    click.echo(
+        f"{result} after {summary['sgd_steps']:,} SGD steps "
+        f"({summary['sgd_steps_per_s']:.1f}/s); run dir {summary['run_dir']}"
+    )
     if video:
         write_run_media(summary["run_dir"], echo_for(quiet))
 

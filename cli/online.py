@@ -30,33 +30,58 @@ DIR = NonEmptyPath(file_okay=False, path_type=Path)
 
 @click.command("online")
 @click.option(
-    "--preset", type=click.Choice(PRESET_CHOICES), default="auto", show_default=True,
+    "--preset",
+    type=click.Choice(PRESET_CHOICES),
+    default="auto",
+    show_default=True,
     help="Defaults the flags start from. quickstart: pointmaze-arena, 307,200 env steps, "
     "32 envs, width 64, depth 4 (learns in a few CPU minutes); paper: the paper's settings "
     "(512 envs, unroll 62, batch 512, 800 updates per step, 1000 prefill steps per env, 100M "
     "steps). auto: quickstart when --env is not given, else paper.",
-)  # fmt: skip
+)
 @config_options(OnlineConfig, presets={n: c[0] for n, c in PRESETS.items()})
 @config_options(LearnerConfig, presets={n: c[1] for n, c in PRESETS.items()})
 @config_options(DistributedConfig)
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help=CONFIG_HELP + " Replaces --preset.")
-@click.option("--out", type=DIR, default=None,
-              help="Run directory (default: runs/<env>-d<depth>-s<seed>-<time>); must not exist "
-              "yet.")
-@click.option("--resume", "resume_dir", type=DIR, default=None,
-              help="Continue the run in this directory from its newest checkpoint (flags given "
-              "must match its config.json, except --steps and the eval/log/checkpoint settings).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=CONFIG_HELP + " Replaces --preset.",
+)
+@click.option(
+    "--out",
+    type=DIR,
+    default=None,
+    help="Run directory (default: runs/<env>-d<depth>-s<seed>-<time>); must not exist yet.",
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=DIR,
+    default=None,
+    help="Continue the run in this directory from its newest checkpoint (flags given "
+    "must match its config.json, except --steps and the eval/log/checkpoint settings).",
+)
 @click.option("--start-over", is_flag=True, help=START_OVER_HELP)
 @click.option("--tensorboard", is_flag=True, help="Also log to <run dir>/tensorboard.")
 @click.option("--wandb", "wandb", is_flag=True, help="Also log to Weights & Biases.")
 @click.option("--wandb-project", default="crlkit", show_default=True, help="W&B project.")
 @click.option("--video", is_flag=True, help=VIDEO_HELP)
 @click.option("--quiet", is_flag=True, help=QUIET_HELP)
-def online(preset: str, config_file: Path | None, out: Path | None, resume_dir: Path | None,
-           start_over: bool,
-           tensorboard: bool, wandb: bool, wandb_project: str, video: bool, quiet: bool,
-           **options: Any) -> None:  # fmt: skip
+def online(
+    preset: str,
+    config_file: Path | None,
+    out: Path | None,
+    resume_dir: Path | None,
+    start_over: bool,
+    tensorboard: bool,
+    wandb: bool,
+    wandb_project: str,
+    video: bool,
+    quiet: bool,
+    **options: Any,
+) -> None:
     """Train CRL online: explore from scratch, learn to reach commanded goals, no rewards.
 
     A bare `crlkit online` runs the quickstart preset: the point mass in the open
@@ -82,14 +107,24 @@ def online(preset: str, config_file: Path | None, out: Path | None, resume_dir: 
     online_cfg, learner_cfg = configs_from_flags((online_base, learner_base), options)
     echo = echo_for(quiet)
     if preset_name:
-        echo(f"preset {preset_name}: {online_cfg.env}, {online_cfg.steps:,} env steps, "
-             f"{online_cfg.num_envs} envs, depth {learner_cfg.network.critic_depth} "
-             f"(crlkit online --help for the flags)")  # fmt: skip
-    summary = training(lambda: train(
-        online_cfg, learner_cfg, resume_dir if resume_dir is not None else out,
-        resume=resume_dir is not None, start_over=start_over, progress=False if quiet else None,
-        tensorboard=tensorboard, wandb_project=wandb_project if wandb else None, echo=echo,
-    ))  # fmt: skip
+        echo(
+            f"preset {preset_name}: {online_cfg.env}, {online_cfg.steps:,} env steps, "
+            f"{online_cfg.num_envs} envs, depth {learner_cfg.network.critic_depth} "
+            f"(crlkit online --help for the flags)"
+        )
+    summary = training(
+        lambda: train(
+            online_cfg,
+            learner_cfg,
+            resume_dir if resume_dir is not None else out,
+            resume=resume_dir is not None,
+            start_over=start_over,
+            progress=False if quiet else None,
+            tensorboard=tensorboard,
+            wandb_project=wandb_project if wandb else None,
+            echo=echo,
+        )
+    )
     click.echo(summary_line(summary))
     if video:
         write_run_media(summary["run_dir"], echo)
@@ -124,10 +159,12 @@ def configs_from_flags(
 ) -> tuple[OnlineConfig, LearnerConfig]:
     """The base configs with every flag the user gave replacing its field (validated)."""
     options = dict(options)
-    return usage_errors(lambda: (
-        build_config(OnlineConfig, options, base[0]),
-        build_config(LearnerConfig, options, base[1]),
-    ))  # fmt: skip
+    return usage_errors(
+        lambda: (
+            build_config(OnlineConfig, options, base[0]),
+            build_config(LearnerConfig, options, base[1]),
+        )
+    )
 
 
 def summary_line(summary: dict[str, Any]) -> str:

@@ -30,31 +30,79 @@ class RenderInputError(click.ClickException):
 
 @click.command("render")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--out", type=OUT, required=True,
-              help="Output file: .mp4 or .gif (a video, needs OpenGL) or .png (trajectory map).")
-@click.option("--kind", type=click.Choice(KINDS), default="rollout", show_default=True,
-              help="rollout: what the actor does (video or map, by the suffix); value: the "
-              "critic's value of every place for one goal, a heat map (.png).")
-@click.option("--goal", default=None, callback=_goal_xy, metavar="X,Y",
-              help="Goal floor position of --kind value (default: --task's goal, else a goal "
-              "drawn from --seed).")
-@click.option("--step", type=int, default=None,
-              help="Checkpoint step to load (default: the newest).")
-@click.option("--task", type=int, default=None,
-              help="OGBench evaluation task 1..5 of maze envs (default: fresh random goals).")
+@click.option(
+    "--out",
+    type=OUT,
+    required=True,
+    help="Output file: .mp4 or .gif (a video, needs OpenGL) or .png (trajectory map).",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    default="rollout",
+    show_default=True,
+    help="rollout: what the actor does (video or map, by the suffix); value: the "
+    "critic's value of every place for one goal, a heat map (.png).",
+)
+@click.option(
+    "--goal",
+    default=None,
+    callback=_goal_xy,
+    metavar="X,Y",
+    help="Goal floor position of --kind value (default: --task's goal, else a goal "
+    "drawn from --seed).",
+)
+@click.option(
+    "--step", type=int, default=None, help="Checkpoint step to load (default: the newest)."
+)
+@click.option(
+    "--task",
+    type=int,
+    default=None,
+    help="OGBench evaluation task 1..5 of maze envs (default: fresh random goals).",
+)
 @click.option("--episodes", type=int, default=4, show_default=True, help="Episodes to record.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the starts and goals (the actor itself is deterministic).")
-@click.option("--size", type=int, default=480, show_default=True,
-              help="Video frame side in pixels (a multiple of 16).")
-@click.option("--frame-skip", type=int, default=1, show_default=True,
-              help="Render every n-th control step (playback stays real-time).")
-@click.option("--camera", type=click.Choice(["track", "overview"]), default="track",
-              show_default=True, help="track: follow the body; overview: the whole maze from "
-              "above, fixed (much smaller gifs).")  # fmt: skip
-def render(run_dir: Path, out: Path, kind: str, goal: tuple[float, float] | None,
-           step: int | None, task: int | None, episodes: int, seed: int, size: int,
-           frame_skip: int, camera: str) -> None:  # fmt: skip
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the starts and goals (the actor itself is deterministic).",
+)
+@click.option(
+    "--size",
+    type=int,
+    default=480,
+    show_default=True,
+    help="Video frame side in pixels (a multiple of 16).",
+)
+@click.option(
+    "--frame-skip",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Render every n-th control step (playback stays real-time).",
+)
+@click.option(
+    "--camera",
+    type=click.Choice(["track", "overview"]),
+    default="track",
+    show_default=True,
+    help="track: follow the body; overview: the whole maze from above, fixed (much smaller gifs).",
+)
+def render(
+    run_dir: Path,
+    out: Path,
+    kind: str,
+    goal: tuple[float, float] | None,
+    step: int | None,
+    task: int | None,
+    episodes: int,
+    seed: int,
+    size: int,
+    frame_skip: int,
+    camera: str,
+) -> None:
     """Roll out RUN_DIR's trained actor (deterministic) and write what it does to --out.
 
     Works for `crlkit online` and `crlkit offline` run directories of point, ant and humanoid
@@ -88,8 +136,15 @@ def render(run_dir: Path, out: Path, kind: str, goal: tuple[float, float] | None
         from crlkit.render import outputs
 
         written = outputs.render(
-            run_dir, path, step=step, task=task, episodes=episodes, seed=seed, size=size,
-            frame_skip=frame_skip, camera=camera,
+            run_dir,
+            path,
+            step=step,
+            task=task,
+            episodes=episodes,
+            seed=seed,
+            size=size,
+            frame_skip=frame_skip,
+            camera=camera,
         )
     except RenderError as err:
         raise RenderInputError(str(err)) from None

@@ -10,11 +10,17 @@ import click
 @click.command("report")
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option(
-    "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="Where report.md and the PNGs go (default: DIRECTORY).",
-)  # fmt: skip
-@click.option("--gallery/--no-gallery", default=True, show_default=True,
-              help="Draw each depth's behaviour side by side (runs the seed-0 checkpoints).")
+)
+@click.option(
+    "--gallery/--no-gallery",
+    default=True,
+    show_default=True,
+    help="Draw each depth's behaviour side by side (runs the seed-0 checkpoints).",
+)
 def report(directory: Path, out: Path | None, gallery: bool) -> None:
     """Summarise a sweep directory (or any folder of run dirs) into report.md and PNG plots.
 

@@ -21,8 +21,11 @@ OGBENCH_DEPTH = 3  # OGBench's CRL agent: 3-layer MLPs
 @click.command("reproduce")
 @click.argument("table", metavar="TABLE")
 @config_options(ReproduceConfig)
-@click.option("--dry-run", is_flag=True, help="List every cell with its command and estimated "
-              "hours on this machine; run nothing.")  # fmt: skip
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="List every cell with its command and estimated hours on this machine; run nothing.",
+)
 @click.option("--quiet", is_flag=True, help="No per-cell lines (errors still print).")
 @config_options(SlurmConfig, "slurm")
 def reproduce(table: str, dry_run: bool, quiet: bool, **options: Any) -> None:
@@ -53,14 +56,22 @@ def reproduce(table: str, dry_run: bool, quiet: bool, **options: Any) -> None:
     if table == "ogbench-crl":
         rows = usage_errors(lambda: rep.present_rows(rows, echo))
     slurm_file = options.get("slurm_config")
-    slurm = usage_errors(lambda: build_config(
-        SlurmConfig, options, SlurmConfig(**read_slurm_file(slurm_file)) if slurm_file else None,
-        prefix="slurm"))  # fmt: skip
+    slurm = usage_errors(
+        lambda: build_config(
+            SlurmConfig,
+            options,
+            SlurmConfig(**read_slurm_file(slurm_file)) if slurm_file else None,
+            prefix="slurm",
+        )
+    )
     table_dir = Path(cfg.out) / table
     launch = SweepConfig(out=str(table_dir), launcher=cfg.launcher, jobs=cfg.jobs)
     name, launcher = usage_errors(lambda: make_launcher(launch, slurm, echo))
-    result = usage_errors(lambda: rep.run_table(table, rows, launcher, name, command=command,
-                                                device=device, echo=echo))  # fmt: skip
+    result = usage_errors(
+        lambda: rep.run_table(
+            table, rows, launcher, name, command=command, device=device, echo=echo
+        )
+    )
     path = rep.write_table_report(table, rows, device, command)
     echo(f"report: {path}")
     click.echo(rep.report_text(table, rows, device, "").split("\n\n")[-2])
@@ -76,12 +87,16 @@ def cell_command(plan, out: Path) -> str:
     run, cell = plan.run, plan.cell
     if cell.regime == "online":
         steps = "" if run.steps == PAPER_STEPS else f" --steps {run.steps}"
-        return (f"crlkit online --preset paper --env {run.env} --depth {cell.depth} "
-                f"--seed {cell.seed}{steps} --out {out}")  # fmt: skip
+        return (
+            f"crlkit online --preset paper --env {run.env} --depth {cell.depth} "
+            f"--seed {cell.seed}{steps} --out {out}"
+        )
     steps = f" --steps {run.steps}" if run.steps else ""
     depth = "" if cell.depth == OGBENCH_DEPTH else f" --depth {cell.depth}"
-    return (f"crlkit offline --preset ogbench --dataset {run.dataset}{depth} "
-            f"--seed {cell.seed}{steps} --out {out}")  # fmt: skip
+    return (
+        f"crlkit offline --preset ogbench --dataset {run.dataset}{depth} "
+        f"--seed {cell.seed}{steps} --out {out}"
+    )
 
 
 def print_dry_run(table: str, rows, device: str) -> None:
@@ -103,17 +118,21 @@ def print_dry_run(table: str, rows, device: str) -> None:
             command = cell_command(plan, Path(row.sweep.out) / plan.cell.name)
             click.echo(f"{row.row:<32} {plan.cell.name:<16} {shown:>9}  {command}")
     kind = "GPU" if device == "gpu" else "CPU"
-    click.echo(f"{cells} cells ({len(rows)} rows); estimated total {total:,.1f} {kind} hours"
-               + (f" ({unknown} cells without an estimate)" if unknown else ""))  # fmt: skip
+    click.echo(
+        f"{cells} cells ({len(rows)} rows); estimated total {total:,.1f} {kind} hours"
+        + (f" ({unknown} cells without an estimate)" if unknown else "")
+    )
     click.echo(f"estimate: {basis}")
     offline = [row.row for row in rows if row.offline is not None]
     if offline:
         from crlkit.data.catalog import find_card, local_path
 
         present = [r for r in offline if local_path(find_card(r)[0]) is not None]
-        click.echo(f"datasets present here: {len(present)} of {len(offline)}"
-                   + (f" ({', '.join(present)})" if present else "")
-                   + "; rows without their files are skipped when run (see: crlkit datasets)")
+        click.echo(
+            f"datasets present here: {len(present)} of {len(offline)}"
+            + (f" ({', '.join(present)})" if present else "")
+            + "; rows without their files are skipped when run (see: crlkit datasets)"
+        )
     click.echo(f"published numbers: {load_reference()[table]['source']}")
 
 
@@ -132,17 +151,21 @@ def _estimator(table: str, device: str):
             hours = h0 + (h1 - h0) * (plan.cell.depth - d0) / (d1 - d0)  # linear in depth
             return max(hours, 0.0) * plan.run.steps / cost["env_steps"]
 
-        return from_paper, (f"the paper's GPU figures ({cost['source']}), scaled by each cell's "
-                            "steps, linear in depth between 4 and 64; OGBench publishes no cost")
+        return from_paper, (
+            f"the paper's GPU figures ({cost['source']}), scaled by each cell's "
+            "steps, linear in depth between 4 and 64; OGBench publishes no cost"
+        )
     rate = _matmul_rate()
 
     def from_flops(plan):
         flops = _sgd_flops(plan)
         return None if flops is None else flops / rate / 3600
 
-    return from_flops, (f"SGD matmul FLOPs counted from the layer shapes (as crlkit bench "
-                        f"learner) at {rate / 1e9:,.0f} GFLOP/s measured here just now; physics, "
-                        "evaluation and compile not counted, so a lower bound on a CPU")
+    return from_flops, (
+        f"SGD matmul FLOPs counted from the layer shapes (as crlkit bench "
+        f"learner) at {rate / 1e9:,.0f} GFLOP/s measured here just now; physics, "
+        "evaluation and compile not counted, so a lower bound on a CPU"
+    )
 
 
 def _sgd_flops(plan) -> float | None:

@@ -20,25 +20,38 @@ ONLINE_SKIP = ("env", "seed")
 OFFLINE_SKIP = ("dataset", "seed", "out")
 LEARNER_SKIP = ("critic_depth", "actor_depth", "actor_loss", "bc_alpha")
 ONLINE_PRESETS = ("quickstart", "paper")
-AXIS_FLAGS = (("widths", "width"), ("batch_sizes", "online_batch_size"),
-              ("batch_sizes", "offline_batch_size"))  # fmt: skip
+AXIS_FLAGS = (
+    ("widths", "width"),
+    ("batch_sizes", "online_batch_size"),
+    ("batch_sizes", "offline_batch_size"),
+)
 
 
 @click.command("sweep")
 @click.option("--env", default=None, help="Env of the online regime (see: crlkit envs).")
 @click.option("--dataset", default=None, help="Dataset of the offline regime (crlkit datasets).")
 @config_options(SweepConfig)
-@click.option("--preset", type=click.Choice(ONLINE_PRESETS), default="quickstart",
-              show_default=True, help="Defaults of the online settings and the learner, as in "
-              "crlkit online (the defaults below show both presets where they differ).")
-@click.option("--report/--no-report", default=True, show_default=True,
-              help="Write report.md and the plots into --out when the sweep ends.")
+@click.option(
+    "--preset",
+    type=click.Choice(ONLINE_PRESETS),
+    default="quickstart",
+    show_default=True,
+    help="Defaults of the online settings and the learner, as in "
+    "crlkit online (the defaults below show both presets where they differ).",
+)
+@click.option(
+    "--report/--no-report",
+    default=True,
+    show_default=True,
+    help="Write report.md and the plots into --out when the sweep ends.",
+)
 @click.option("--quiet", is_flag=True, help="No per-cell lines (errors still print).")
 @config_options(SlurmConfig, "slurm")
 @config_options(OnlineConfig, "online", ONLINE_SKIP, {n: PRESETS[n][0] for n in ONLINE_PRESETS})
 @config_options(OfflineConfig, "offline", OFFLINE_SKIP)
-@config_options(LearnerConfig, "", LEARNER_SKIP, {n: PRESETS[n][1] for n in ONLINE_PRESETS},
-                depth=False)  # fmt: skip
+@config_options(
+    LearnerConfig, "", LEARNER_SKIP, {n: PRESETS[n][1] for n in ONLINE_PRESETS}, depth=False
+)
 def sweep(**options: Any) -> None:
     """Run a grid of CRL runs, online and offline, over depths (and widths, batch sizes, seeds).
 
@@ -68,8 +81,18 @@ def sweep(**options: Any) -> None:
     echo = echo_for(options["quiet"])
     grid, learner, online, offline, slurm = usage_errors(lambda: sweep_configs(options))
     name, launcher = usage_errors(lambda: make_launcher(grid, slurm, echo))
-    result = usage_errors(lambda: run_sweep(grid, learner, online, offline, command=command,
-                                            echo=echo, launcher=launcher, launcher_name=name))
+    result = usage_errors(
+        lambda: run_sweep(
+            grid,
+            learner,
+            online,
+            offline,
+            command=command,
+            echo=echo,
+            launcher=launcher,
+            launcher_name=name,
+        )
+    )
     finish(result, options["report"], echo, write_report)
 
 
@@ -77,9 +100,11 @@ def finish(result, report: bool, echo, write_report) -> None:
     """The report, the closing count line, and exit code 1 when cells failed or stopped."""
     if report:
         echo(f"report: {write_report(result.out, echo=echo)}")
-    click.echo(f"{result.count()} cells in {result.out}: {len(result.done)} ran, "
-               f"{len(result.skipped)} were done before, {len(result.failed)} failed"
-               + (f", {len(result.stopped)} stopped" if result.stopped else ""))  # fmt: skip
+    click.echo(
+        f"{result.count()} cells in {result.out}: {len(result.done)} ran, "
+        f"{len(result.skipped)} were done before, {len(result.failed)} failed"
+        + (f", {len(result.stopped)} stopped" if result.stopped else "")
+    )
     if result.failed:
         first = next(iter(result.failed))
         raise click.ClickException(

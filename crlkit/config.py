@@ -182,9 +182,7 @@ class LearnerConfig:
     )
     actor_lr: float = option_field(3e-4, "Adam learning rate of the actor.", above=0.0)
     critic_lr: float = option_field(3e-4, "Adam learning rate of phi and psi.", above=0.0)
-    alpha_lr: float = option_field(
-        3e-4, "Adam learning rate of log alpha (sac only).", above=0.0
-    )
+    alpha_lr: float = option_field(3e-4, "Adam learning rate of log alpha (sac only).", above=0.0)
     lr_schedule: str = option_field(
         "constant",
         "Learning-rate schedule of every network, over the run's SGD updates: constant; cosine "

@@ -12,9 +12,7 @@ import numpy as np
 from crlkit.learner import Batch, Dims
 
 
-def random_batch(
-    key: jax.Array, dims: Dims, b: int = 16, squash: Callable = jnp.tanh
-) -> Batch:
+def random_batch(key: jax.Array, dims: Dims, b: int = 16, squash: Callable = jnp.tanh) -> Batch:
     """A minibatch of `b` Gaussian states whose goals lie near their own goal slice (the first
     goal_dim entries), actions squashed into [-1, 1] by `squash`; the actor sees the same goals."""
     ks = jax.random.split(key, 3)

@@ -175,8 +175,9 @@ def test_native_trajectory_tracks_float64_mujoco(name):
     d = mujoco.MjData(m)
     d.qpos[:], d.qvel[:] = s0.physics.qpos, s0.physics.qvel
     for t in range(horizon):
-        p, ctrl = env.body.control(s0.physics.replace(qpos=d.qpos.copy(), qvel=d.qvel.copy()),
-                                   actions[t])  # fmt: skip
+        p, ctrl = env.body.control(
+            s0.physics.replace(qpos=d.qpos.copy(), qvel=d.qvel.copy()), actions[t]
+        )
         d.qpos[:], d.qvel[:], d.ctrl[:] = p.qpos, p.qvel, ctrl
         mujoco.mj_step(m, d, env.body.frame_skip)
         np.testing.assert_allclose(qs[t], d.qpos, rtol=0, atol=1e-4, err_msg=f"step {t}")
@@ -269,7 +270,8 @@ def test_bench_env_cli_warp_without_extra(monkeypatch):
     from crlkit.cli.main import cli
 
     monkeypatch.setitem(sys.modules, "warp", None)
-    result = CliRunner().invoke(cli, ["bench", "env", "--env", "pointmaze-medium",
-                                      "--backend", "warp", "--steps", "1"])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["bench", "env", "--env", "pointmaze-medium", "--backend", "warp", "--steps", "1"]
+    )
     assert result.exit_code == 2
     assert "pip install 'crlkit[warp]'" in result.output

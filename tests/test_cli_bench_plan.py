@@ -9,9 +9,24 @@ from crlkit.cli.main import cli
 
 from crlkit.envs import make_spec
 
-TINY = ["--env", "pointmaze-medium", "--depths", "4,8", "--num-envs", "8", "--unroll-length", "4",
-        "--updates-per-step", "2", "--batch-size", "16", "--width", "16",
-        "--replay-steps-per-env", "1000"]  # fmt: skip
+TINY = [
+    "--env",
+    "pointmaze-medium",
+    "--depths",
+    "4,8",
+    "--num-envs",
+    "8",
+    "--unroll-length",
+    "4",
+    "--updates-per-step",
+    "2",
+    "--batch-size",
+    "16",
+    "--width",
+    "16",
+    "--replay-steps-per-env",
+    "1000",
+]
 
 
 def test_plan_sizes_the_state_and_counts_flops(tmp_path):

@@ -27,18 +27,43 @@ CLI = "from crlkit.cli.main import cli; cli()"
 ONE_DEVICE = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
 CONFIG = {"learner": {"depth": 4}, "online": {"steps": 1000}}
 TINY_ONLINE = [
-    "online", "--env", "pointmaze-medium", "--num-envs", "4", "--unroll-length", "8",
-    "--batch-size", "16", "--updates-per-step", "2", "--width", "16", "--depth", "4",
-    "--replay-steps-per-env", "32", "--eval-episodes", "2", "--eval-episodes-per-task", "1",
-    "--prefill-steps", "0", "--eval-every", "0", "--quiet",
-]  # fmt: skip
+    "online",
+    "--env",
+    "pointmaze-medium",
+    "--num-envs",
+    "4",
+    "--unroll-length",
+    "8",
+    "--batch-size",
+    "16",
+    "--updates-per-step",
+    "2",
+    "--width",
+    "16",
+    "--depth",
+    "4",
+    "--replay-steps-per-env",
+    "32",
+    "--eval-episodes",
+    "2",
+    "--eval-episodes-per-task",
+    "1",
+    "--prefill-steps",
+    "0",
+    "--eval-every",
+    "0",
+    "--quiet",
+]
 
 
 def _crlkit(*args: str, env: dict | None = None, timeout: float = 300):
     return subprocess.run(
-        [sys.executable, "-c", CLI, *args], env={**ONE_DEVICE, **(env or {})},
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        [sys.executable, "-c", CLI, *args],
+        env={**ONE_DEVICE, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _one_line(proc: subprocess.CompletedProcess) -> str:
@@ -50,8 +75,10 @@ def _one_line(proc: subprocess.CompletedProcess) -> str:
 
 def _holder(directory: Path) -> subprocess.Popen:
     """Another process that takes the run dir's lock and then sleeps."""
-    code = (f"from crlkit.runs.lock import RunLock; held = RunLock({str(directory)!r}).acquire(); "
-            "print('locked', flush=True); import time; time.sleep(600)")  # fmt: skip
+    code = (
+        f"from crlkit.runs.lock import RunLock; held = RunLock({str(directory)!r}).acquire(); "
+        "print('locked', flush=True); import time; time.sleep(600)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
     return proc
@@ -101,10 +128,25 @@ def test_a_fresh_run_into_a_folder_with_only_a_stale_lock_starts(tmp_path):
 def test_resume_of_a_running_run_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path):
     out = tmp_path / "run"
     first = subprocess.Popen(
-        [sys.executable, "-c", CLI, *TINY_ONLINE, "--steps", "1000000", "--log-every", "32",
-         "--checkpoint-every", "64", "--out", str(out)], env=ONE_DEVICE,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            CLI,
+            *TINY_ONLINE,
+            "--steps",
+            "1000000",
+            "--log-every",
+            "32",
+            "--checkpoint-every",
+            "64",
+            "--out",
+            str(out),
+        ],
+        env=ONE_DEVICE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 400
         while not rundir.list_checkpoints(out / "checkpoints"):
@@ -137,8 +179,11 @@ def mount_tmpfs(tmp_path):
         point = tmp_path / f"mnt{len(mounted)}"
         point.mkdir()
         options = f"size={size}" + (",ro" if read_only else "")
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
-                              capture_output=True, text=True)  # fmt: skip
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode:
             pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'not root'})")
         mounted.append(point)
@@ -186,8 +231,17 @@ def test_online_out_that_cannot_be_written_is_one_line_before_compiling(
 
 def test_collect_out_that_cannot_be_written_fails_before_the_rollout(mount_tmpfs):
     out = mount_tmpfs("1m", read_only=True) / "data" / "d.npz"
-    proc = _crlkit("collect", "--env", "pointmaze-medium", "--steps", "2000000",
-                   "--out", str(out), "--quiet", timeout=120)  # fmt: skip
+    proc = _crlkit(
+        "collect",
+        "--env",
+        "pointmaze-medium",
+        "--steps",
+        "2000000",
+        "--out",
+        str(out),
+        "--quiet",
+        timeout=120,
+    )
     assert proc.returncode == exit_codes.BAD_INPUT
     assert _one_line(proc) == (
         f"Error: --out {out}: cannot write to {out.parent}: read-only file system (EROFS) at "
@@ -213,10 +267,25 @@ def test_a_disk_filled_during_a_run_is_one_line_exit_74_and_keeps_the_last_check
     disk = mount_tmpfs("8m")
     out = disk / "run"
     run = subprocess.Popen(
-        [sys.executable, "-c", CLI, *TINY_ONLINE, "--steps", "1000000", "--log-every", "32",
-         "--checkpoint-every", "64", "--out", str(out)], env=ONE_DEVICE,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            CLI,
+            *TINY_ONLINE,
+            "--steps",
+            "1000000",
+            "--log-every",
+            "32",
+            "--checkpoint-every",
+            "64",
+            "--out",
+            str(out),
+        ],
+        env=ONE_DEVICE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 400
     while not rundir.list_checkpoints(out / "checkpoints"):
         assert run.poll() is None and time.time() < deadline, run.stderr.read()[-3000:]
@@ -274,15 +343,21 @@ def test_summary_and_checkpoint_survive_a_failed_write(mount_tmpfs):
     "env, want",
     [
         ({"JAX_NUM_PROCESSES": "abc"}, "Error: JAX_NUM_PROCESSES='abc' is not an integer >= 0"),
-        ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "x"},
-         "Error: JAX_PROCESS_ID='x' is not an integer >= 0"),
-        ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "5", "JAX_COORDINATOR_ADDRESS": "h:1"},
-         "Error: --process-id 5 is outside [0, 2) for --num-processes 2 (from "
-         "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)"),
-        ({"JAX_COORDINATOR_ADDRESS": "nohost"},
-         "Error: JAX_COORDINATOR_ADDRESS='nohost' is not host:port (e.g. node0:1234)"),
+        (
+            {"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "x"},
+            "Error: JAX_PROCESS_ID='x' is not an integer >= 0",
+        ),
+        (
+            {"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "5", "JAX_COORDINATOR_ADDRESS": "h:1"},
+            "Error: --process-id 5 is outside [0, 2) for --num-processes 2 (from "
+            "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)",
+        ),
+        (
+            {"JAX_COORDINATOR_ADDRESS": "nohost"},
+            "Error: JAX_COORDINATOR_ADDRESS='nohost' is not host:port (e.g. node0:1234)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_process_variables_name_themselves(env, want):
     proc = _crlkit(*TINY_ONLINE, "--steps", "32", env=env, timeout=120)
     assert proc.returncode == exit_codes.BAD_INPUT
@@ -296,14 +371,17 @@ def test_jax_platforms_naming_a_missing_backend_is_one_line():
         pytest.skip("this machine has a GPU")
     proc = _crlkit(*TINY_ONLINE, "--steps", "32", env={"JAX_PLATFORMS": "cuda"}, timeout=120)
     assert proc.returncode == exit_codes.BAD_INPUT
-    assert _one_line(proc).startswith("Error: JAX_PLATFORMS='cuda' names a backend this machine "
-                                      "lacks (")  # fmt: skip
+    assert _one_line(proc).startswith(
+        "Error: JAX_PLATFORMS='cuda' names a backend this machine lacks ("
+    )
 
 
 def test_datasets_dir_that_is_a_file_names_the_variable(tmp_path):
     (tmp_path / "f").write_text("x")
-    want = (f"Error: CRLKIT_DATASETS_DIR={tmp_path / 'f'}: not a folder (a file); point it at "
-            "a folder of dataset cards (*.json) or unset it to use the shipped datasets/")
+    want = (
+        f"Error: CRLKIT_DATASETS_DIR={tmp_path / 'f'}: not a folder (a file); point it at "
+        "a folder of dataset cards (*.json) or unset it to use the shipped datasets/"
+    )
     env = {"CRLKIT_DATASETS_DIR": str(tmp_path / "f")}
     proc = _crlkit("offline", "--dataset", "pointmaze-medium-navigate-sample", env=env)
     assert proc.returncode == exit_codes.BAD_INPUT
@@ -358,15 +436,20 @@ def _fake_tools(bin_dir: Path, crlkit_code: int) -> Path:
 def test_sbatch_example_requeues_on_exit_75_and_resumes_an_existing_run(tmp_path, code, requeued):
     script = REPO / "docs" / "examples" / "crlkit.sbatch"
     run_dir = tmp_path / "runs" / "r"
-    env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242",
-           "RUN_DIR": str(run_dir), "TRAIN_ARGS": "--env ant --depth 4"}  # fmt: skip
+    env = {
+        "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+        "SLURM_JOB_ID": "4242",
+        "RUN_DIR": str(run_dir),
+        "TRAIN_ARGS": "--env ant --depth 4",
+    }
     for started_before in (False, True):
         if started_before:
             run_dir.mkdir(parents=True)
             (run_dir / "config.json").write_text("{}")
         log = _fake_tools(tmp_path / "bin", code)
-        proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
-                              cwd=tmp_path, timeout=30)  # fmt: skip
+        proc = subprocess.run(
+            ["bash", str(script)], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=30
+        )
         assert proc.returncode == code, proc.stderr
         flags = f"--resume {run_dir}" if started_before else f"--env ant --depth 4 --out {run_dir}"
         calls = [f"crlkit online {flags}"] + (["scontrol requeue 4242"] if requeued else [])
@@ -406,10 +489,25 @@ def _wait_for_events(out: Path, count: int, proc: subprocess.Popen, timeout: flo
 def test_memory_threads_and_file_descriptors_stay_flat_over_a_long_run(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-c", CLI, *TINY_ONLINE, "--steps", "10000000", "--log-every", "32",
-         "--checkpoint-every", "64", "--out", str(out)], env=ONE_DEVICE,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            CLI,
+            *TINY_ONLINE,
+            "--steps",
+            "10000000",
+            "--log-every",
+            "32",
+            "--checkpoint-every",
+            "64",
+            "--out",
+            str(out),
+        ],
+        env=ONE_DEVICE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for_events(out, 50, proc, timeout=400)  # compiled, warmed up
         first = _usage(proc.pid)

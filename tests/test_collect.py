@@ -166,9 +166,16 @@ def test_random_policy_on_antmaze(tmp_path):
 @pytest.mark.parametrize("style", ["navigate", "stitch"])
 def test_goals_are_in_the_envs_goal_space(tmp_path, style):
     """The paper's humanoid maze has torso-xyz goals: collect draws and re-draws them there."""
-    cfg = CollectConfig(env="humanoid-u-maze", style=style, steps=20, episode_length=10,
-                        num_envs=2, stitch_cells=1, val_fraction=0.0,
-                        out=str(tmp_path / "h.npz"))  # fmt: skip
+    cfg = CollectConfig(
+        env="humanoid-u-maze",
+        style=style,
+        steps=20,
+        episode_length=10,
+        num_envs=2,
+        stitch_cells=1,
+        val_fraction=0.0,
+        out=str(tmp_path / "h.npz"),
+    )
     collect(cfg, progress=False)
     ds = load_dataset(tmp_path / "h.npz")
     assert ds.goal_indices == (0, 1, 2) and ds.extras["desired_goals"].shape == (22, 3)

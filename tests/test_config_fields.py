@@ -19,9 +19,20 @@ from crlkit.train.offline.config import OfflineConfig
 from crlkit.train.online.config import OnlineConfig
 
 SAMPLE = "pointmaze-medium-navigate-sample"
-COMMANDS = [["online"], ["offline"], ["collect"], ["datasets"], ["envs"], ["bench", "learner"],
-            ["bench", "env"], ["bench", "plan"], ["sweep"], ["report"], ["render"],
-            ["eval"]]  # fmt: skip
+COMMANDS = [
+    ["online"],
+    ["offline"],
+    ["collect"],
+    ["datasets"],
+    ["envs"],
+    ["bench", "learner"],
+    ["bench", "env"],
+    ["bench", "plan"],
+    ["sweep"],
+    ["report"],
+    ["render"],
+    ["eval"],
+]
 # The smallest valid instance of each config class (its required fields filled).
 CONFIGS = {
     OnlineConfig: {},
@@ -116,11 +127,13 @@ def test_integer_budgets_are_bounded_by_the_int32_step_counters():
         (["online", "--seed", str(2**32)], "--seed must be >= 0 and <= 4,294,967,295"),
         (["online", "--gamma", "1"], "--gamma must lie strictly between 0.0 and 1.0, got 1.0"),
         (["collect", "--env", "pointmaze-medium", "--out", ""], "--out must not be empty"),
-        (["collect", "--env", "pointmaze-medium", "--out", "x.npz", "--noise", "inf"],
-         "--noise must be a finite number"),
+        (
+            ["collect", "--env", "pointmaze-medium", "--out", "x.npz", "--noise", "inf"],
+            "--noise must be a finite number",
+        ),
         (["offline", "--dataset", SAMPLE, "--discount", "auto-ish"], "'auto-ish' is not a valid"),
     ],
-)  # fmt: skip
+)
 def test_bad_values_are_one_line_errors(args, says, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert says in _one_line(CliRunner().invoke(cli, args))
@@ -203,10 +216,27 @@ def test_a_dataset_is_planned_once_per_run_and_recorded_verbatim(tmp_path, monke
         offline_config, "dataset_family", counting("family", offline_config.dataset_family)
     )
     out = tmp_path / "run"
-    result = CliRunner().invoke(cli, [
-        "offline", "--dataset", SAMPLE, "--steps", "2", "--batch-size", "16", "--width", "16",
-        "--eval-episodes", "1", "--log-every", "1", "--quiet", "--out", str(out),
-    ])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        [
+            "offline",
+            "--dataset",
+            SAMPLE,
+            "--steps",
+            "2",
+            "--batch-size",
+            "16",
+            "--width",
+            "16",
+            "--eval-episodes",
+            "1",
+            "--log-every",
+            "1",
+            "--quiet",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert calls == {"plan": 1, "target": 1, "family": 1}
     config = json.loads((out / "config.json").read_text())

@@ -20,12 +20,37 @@ from crlkit.runs import rundir
 CLI = "from crlkit.cli.main import cli; cli()"
 ONE_DEVICE = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
 TINY_ONLINE = [
-    "online", "--env", "pointmaze-medium", "--num-envs", "4", "--unroll-length", "8",
-    "--batch-size", "16", "--updates-per-step", "2", "--width", "16", "--depth", "4",
-    "--replay-steps-per-env", "32", "--eval-episodes", "2", "--eval-episodes-per-task", "1",
-    "--prefill-steps", "0", "--eval-every", "0", "--log-every", "64", "--checkpoint-every", "64",
+    "online",
+    "--env",
+    "pointmaze-medium",
+    "--num-envs",
+    "4",
+    "--unroll-length",
+    "8",
+    "--batch-size",
+    "16",
+    "--updates-per-step",
+    "2",
+    "--width",
+    "16",
+    "--depth",
+    "4",
+    "--replay-steps-per-env",
+    "32",
+    "--eval-episodes",
+    "2",
+    "--eval-episodes-per-task",
+    "1",
+    "--prefill-steps",
+    "0",
+    "--eval-every",
+    "0",
+    "--log-every",
+    "64",
+    "--checkpoint-every",
+    "64",
     "--quiet",
-]  # fmt: skip
+]
 
 
 def _free_port() -> int:
@@ -38,13 +63,26 @@ def _start(args: list[str], port: int, log: Path) -> list[subprocess.Popen]:
     """Process 0 and 1 of a two-process run, each with one CPU device."""
     procs = []
     for pid in (0, 1):
-        flags = ["--coordinator", f"localhost:{port}", "--num-processes", "2",
-                 "--process-id", str(pid), "--init-timeout", "120"]  # fmt: skip
+        flags = [
+            "--coordinator",
+            f"localhost:{port}",
+            "--num-processes",
+            "2",
+            "--process-id",
+            str(pid),
+            "--init-timeout",
+            "120",
+        ]
         out = open(log.with_suffix(f".{pid}.log"), "w")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c", CLI, *args, *flags], env=ONE_DEVICE, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        ))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", CLI, *args, *flags],
+                env=ONE_DEVICE,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
     return procs
 
 
@@ -82,10 +120,27 @@ def test_two_processes_train_online_and_resume_after_kill_9(tmp_path):
 def test_two_processes_train_offline_to_completion(tmp_path):
     out, log = tmp_path / "offline", tmp_path / "offline"
     args = [
-        "offline", "--dataset", "pointmaze-medium-navigate-sample", "--steps", "40",
-        "--batch-size", "32", "--width", "16", "--depth", "4", "--log-every", "20",
-        "--eval-every", "0", "--eval-episodes", "1", "--out", str(out), "--quiet",
-    ]  # fmt: skip
+        "offline",
+        "--dataset",
+        "pointmaze-medium-navigate-sample",
+        "--steps",
+        "40",
+        "--batch-size",
+        "32",
+        "--width",
+        "16",
+        "--depth",
+        "4",
+        "--log-every",
+        "20",
+        "--eval-every",
+        "0",
+        "--eval-episodes",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     _wait(_start(args, _free_port(), log), log)
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["processes"], summary["devices"], summary["sgd_steps"]) == (2, 2, 40)
@@ -95,9 +150,12 @@ def test_two_processes_train_offline_to_completion(tmp_path):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", CLI, "online", *args], env=ONE_DEVICE, capture_output=True,
-        text=True, timeout=120,
-    )  # fmt: skip
+        [sys.executable, "-c", CLI, "online", *args],
+        env=ONE_DEVICE,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_bad_multi_host_flags_are_one_line_errors():
@@ -107,8 +165,16 @@ def test_bad_multi_host_flags_are_one_line_errors():
         "Error: --process-id 2 is outside [0, 2) for --num-processes 2"
     )
     port = _free_port()  # nobody listens there: process 1 waits for a coordinator in vain
-    proc = _cli("--num-processes", "2", "--process-id", "1", "--coordinator",
-                f"localhost:{port}", "--init-timeout", "3")  # fmt: skip
+    proc = _cli(
+        "--num-processes",
+        "2",
+        "--process-id",
+        "1",
+        "--coordinator",
+        f"localhost:{port}",
+        "--init-timeout",
+        "3",
+    )
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     want = f"Error: could not join the multi-host run at localhost:{port} within 3 s"
@@ -117,12 +183,11 @@ def test_bad_multi_host_flags_are_one_line_errors():
 
 @pytest.mark.slow  # two processes compile and train until the first checkpoint: ~1-2 min
 @pytest.mark.parametrize(
-    "victim, how", [(1, signal.SIGKILL), (0, signal.SIGKILL), (1, signal.SIGSTOP)],
+    "victim, how",
+    [(1, signal.SIGKILL), (0, signal.SIGKILL), (1, signal.SIGSTOP)],
     ids=["kill-1", "kill-0", "stop-1"],
-)  # fmt: skip
-def test_a_dead_peer_stops_the_survivor_within_60_s_in_one_line_with_exit_69(
-    tmp_path, victim, how
-):
+)
+def test_a_dead_peer_stops_the_survivor_within_60_s_in_one_line_with_exit_69(tmp_path, victim, how):
     """SIGKILL: the survivor's collective fails at once: one line. SIGSTOP (a hung process):
     only the heartbeats tell; XLA's coordination client logs a fatal error with its C++ stack
     and aborts, which crlkit turns into the same last line and exit code."""

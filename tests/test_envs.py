@@ -23,9 +23,12 @@ ISSUE_NAMES = (
     + ["ant", "humanoid", *PAPER_NAMES, "humanoid-u-maze", "humanoid-big-maze"]
 )
 EVAL_NAMES = (
-    "ant-u4-maze-eval", "ant-u5-maze-eval", "ant-big-maze-eval",
-    "humanoid-u-maze-eval", "humanoid-big-maze-eval",
-)  # fmt: skip
+    "ant-u4-maze-eval",
+    "ant-u5-maze-eval",
+    "ant-big-maze-eval",
+    "humanoid-u-maze-eval",
+    "humanoid-big-maze-eval",
+)
 NUM_ENVS, NUM_STEPS = 4, 200
 
 

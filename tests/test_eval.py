@@ -16,10 +16,29 @@ from crlkit.data.dataset import from_raw
 # As tests/test_online.py's and test_offline.py's tiny runs (online 8 wide, not 16: test_online
 # counts its compilations, which a same-shaped run here would serve from JAX's cache).
 TINY = [
-    "--env", "pointmaze-medium", "--num-envs", "4", "--unroll-length", "8",
-    "--batch-size", "16", "--updates-per-step", "2", "--width", "8", "--depth", "4",
-    "--replay-steps-per-env", "32", "--eval-episodes", "2", "--eval-episodes-per-task", "1",
-    "--prefill-steps", "0", "--quiet",
+    "--env",
+    "pointmaze-medium",
+    "--num-envs",
+    "4",
+    "--unroll-length",
+    "8",
+    "--batch-size",
+    "16",
+    "--updates-per-step",
+    "2",
+    "--width",
+    "8",
+    "--depth",
+    "4",
+    "--replay-steps-per-env",
+    "32",
+    "--eval-episodes",
+    "2",
+    "--eval-episodes-per-task",
+    "1",
+    "--prefill-steps",
+    "0",
+    "--quiet",
 ]
 TINY_FLAGS = ["--width", "16", "--depth", "8", "--repr-dim", "8", "--batch-size", "16"]
 
@@ -140,8 +159,18 @@ def test_eval_repeats_the_offline_runs_final_evaluation(tmp_path):
 
 def test_config_replays_an_online_run_and_flags_override_it(online_run, tmp_path):
     replay = tmp_path / "replay"
-    args = ["online", "--config", str(online_run / "config.json"), "--steps", "64", "--seed", "3",
-            "--out", str(replay), "--quiet"]
+    args = [
+        "online",
+        "--config",
+        str(online_run / "config.json"),
+        "--steps",
+        "64",
+        "--seed",
+        "3",
+        "--out",
+        str(replay),
+        "--quiet",
+    ]
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     first, again = (json.loads((d / "config.json").read_text()) for d in (online_run, replay))

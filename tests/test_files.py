@@ -37,8 +37,11 @@ def test_every_writer_leaves_the_old_content_on_error_and_the_usual_mode(tmp_pat
 
 
 def test_flatten_and_temp_cleanup(tmp_path):
-    assert files.flatten_dict({"a": {"b": 1, "c": [1, 2]}, "d": {}}) == {"a.b": 1, "a.c": [1, 2],
-                                                                         "d": {}}  # fmt: skip
+    assert files.flatten_dict({"a": {"b": 1, "c": [1, 2]}, "d": {}}) == {
+        "a.b": 1,
+        "a.c": [1, 2],
+        "d": {},
+    }
     (tmp_path / f"{files.TMP_PREFIX}x-y.npz").write_bytes(b"")
     files.remove_temp_files(tmp_path)
     assert os.listdir(tmp_path) == []

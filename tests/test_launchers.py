@@ -22,19 +22,58 @@ from crlkit.runs import rundir
 DATASET = "pointmaze-medium-navigate-sample"
 # Tiny cells of both regimes: pointmaze, 16 wide, a few dozen steps each.
 TINY = [
-    "--env", "pointmaze-medium", "--dataset", DATASET, "--width", "16", "--quiet",
-    "--online-num-envs", "4", "--online-unroll-length", "8", "--online-updates-per-step", "2",
-    "--online-replay-steps-per-env", "32", "--online-steps", "64", "--online-log-every", "32",
-    "--online-eval-every", "0", "--online-eval-episodes", "2",
-    "--online-eval-episodes-per-task", "1",
-    "--offline-steps", "40", "--offline-log-every", "20", "--offline-eval-episodes", "1",
-]  # fmt: skip
+    "--env",
+    "pointmaze-medium",
+    "--dataset",
+    DATASET,
+    "--width",
+    "16",
+    "--quiet",
+    "--online-num-envs",
+    "4",
+    "--online-unroll-length",
+    "8",
+    "--online-updates-per-step",
+    "2",
+    "--online-replay-steps-per-env",
+    "32",
+    "--online-steps",
+    "64",
+    "--online-log-every",
+    "32",
+    "--online-eval-every",
+    "0",
+    "--online-eval-episodes",
+    "2",
+    "--online-eval-episodes-per-task",
+    "1",
+    "--offline-steps",
+    "40",
+    "--offline-log-every",
+    "20",
+    "--offline-eval-episodes",
+    "1",
+]
 # Tiny offline cells long enough to be stopped mid-run (checkpoints every 20 SGD steps).
 STOPPABLE = [
-    "--dataset", DATASET, "--regimes", "offline", "--width", "16", "--offline-steps", "400",
-    "--offline-log-every", "20", "--offline-checkpoint-every", "20", "--offline-eval-every", "0",
-    "--offline-eval-episodes", "1", "--no-report",
-]  # fmt: skip
+    "--dataset",
+    DATASET,
+    "--regimes",
+    "offline",
+    "--width",
+    "16",
+    "--offline-steps",
+    "400",
+    "--offline-log-every",
+    "20",
+    "--offline-checkpoint-every",
+    "20",
+    "--offline-eval-every",
+    "0",
+    "--offline-eval-episodes",
+    "1",
+    "--no-report",
+]
 
 
 def _sweep(args: list[str]):
@@ -99,21 +138,25 @@ def test_local_slots_give_each_process_its_own_gpus_or_its_share_of_cores():
         {"CRLKIT_CELL_CPUS": "1", "OMP_NUM_THREADS": "1"},
     ]
     assert [s["CRLKIT_CELL_CPUS"] for s in launchers.local_slots(2, [], [0, 1, 2, 3])] == [
-        "0,1", "2,3",
-    ]  # fmt: skip
+        "0,1",
+        "2,3",
+    ]
     assert [s["CRLKIT_CELL_CPUS"] for s in launchers.local_slots(3, [], [0, 1])] == ["0", "1", "0"]
     gpus = [str(i) for i in range(8)]
     assert [s["CUDA_VISIBLE_DEVICES"] for s in launchers.local_slots(8, gpus, [0])] == gpus
     assert [s["CUDA_VISIBLE_DEVICES"] for s in launchers.local_slots(2, gpus, [0])] == [
-        "0,1,2,3", "4,5,6,7",
-    ]  # fmt: skip
+        "0,1,2,3",
+        "4,5,6,7",
+    ]
     with pytest.raises(launchers.LauncherError, match="--jobs 9 is more than the 8 visible"):
         launchers.local_slots(9, gpus, [0])
 
 
 def test_a_cell_process_pins_itself_to_the_cores_it_was_given():
-    code = ("import os, sys; from crlkit.experiments import cell; cell._pin_cpus(); "
-            "print(sorted(os.sched_getaffinity(0)))")  # fmt: skip
+    code = (
+        "import os, sys; from crlkit.experiments import cell; cell._pin_cpus(); "
+        "print(sorted(os.sched_getaffinity(0)))"
+    )
     env = {**os.environ, "CRLKIT_CELL_CPUS": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "[0]", out.stderr
@@ -122,13 +165,24 @@ def test_a_cell_process_pins_itself_to_the_cores_it_was_given():
 def test_a_failing_cell_in_a_cell_process_is_failed_with_the_inline_reason(tmp_path):
     bad = tmp_path / "broken.npz"
     bad.write_bytes(b"not an npz file")
-    args = ["--dataset", str(bad), "--regimes", "offline", "--depths", "4", "--seeds", "1",
-            "--no-report"]  # fmt: skip
+    args = [
+        "--dataset",
+        str(bad),
+        "--regimes",
+        "offline",
+        "--depths",
+        "4",
+        "--seeds",
+        "1",
+        "--no-report",
+    ]
     inline = _sweep([*args, "--launcher", "inline", "--out", str(tmp_path / "a")])
     local = _sweep([*args, "--launcher", "local", "--jobs", "1", "--out", str(tmp_path / "b")])
     assert inline.exit_code == local.exit_code == 1
-    reasons = [json.loads((tmp_path / d / "offline-d4-s0" / sweep.FAILED_FILE).read_text())
-               for d in ("a", "b")]  # fmt: skip
+    reasons = [
+        json.loads((tmp_path / d / "offline-d4-s0" / sweep.FAILED_FILE).read_text())
+        for d in ("a", "b")
+    ]
     assert reasons[0]["reason"] == reasons[1]["reason"] and str(bad) in reasons[1]["reason"]
     assert _record(tmp_path / "b", "offline-d4-s0")["status"] == "failed"
     assert "1 cell(s) failed, e.g. offline-d4-s0" in local.output
@@ -156,8 +210,19 @@ def _wait_for(condition, proc: subprocess.Popen, log: Path, timeout: float = 600
 def test_slurm_launcher_through_submitits_local_executor_requeues_a_preempted_cell(tmp_path):
     pytest.importorskip("submitit")
     out, log = tmp_path / "s", tmp_path / "log.txt"
-    args = [*STOPPABLE, "--depths", "4", "--seeds", "2", "--launcher", "slurm",
-            "--slurm-cluster", "local", "--out", str(out)]  # fmt: skip
+    args = [
+        *STOPPABLE,
+        "--depths",
+        "4",
+        "--seeds",
+        "2",
+        "--launcher",
+        "slurm",
+        "--slurm-cluster",
+        "local",
+        "--out",
+        str(out),
+    ]
     proc = _sweep_process(args, log)
     target = out / "offline-d4-s1"
     try:
@@ -174,8 +239,10 @@ def test_slurm_launcher_through_submitits_local_executor_requeues_a_preempted_ce
     assert "2 cells in" in text and "2 ran" in text
     record = _record(out, target.name)
     assert record["status"] == "done" and record["attempts"] == 2
-    steps = [json.loads(line)["step"]
-             for line in (target / rundir.METRICS_JSONL).read_text().splitlines()]  # fmt: skip
+    steps = [
+        json.loads(line)["step"]
+        for line in (target / rundir.METRICS_JSONL).read_text().splitlines()
+    ]
     assert steps == sorted(set(steps)) and steps[-1] == 400  # resumed, nothing logged twice
     cell_log = (out / sweep.LOGS_DIR / f"{target.name}.log").read_text()
     assert "preempted (SIGTERM)" in cell_log and "resuming" in cell_log
@@ -190,13 +257,29 @@ def test_slurm_launcher_through_submitits_local_executor_requeues_a_preempted_ce
 
 def test_the_sbatch_script_carries_the_slurm_settings(tmp_path):
     pytest.importorskip("submitit")
-    cfg = launchers.SlurmConfig(partition="gpu", account="rl-lab", time=600, gpus=1, cpus=8,
-                                mem_gb=80, parallel=16, qos="high")  # fmt: skip
+    cfg = launchers.SlurmConfig(
+        partition="gpu",
+        account="rl-lab",
+        time=600,
+        gpus=1,
+        cpus=8,
+        mem_gb=80,
+        parallel=16,
+        qos="high",
+    )
     script = launchers.sbatch_script(cfg, tmp_path / "logs" / "slurm", cells=60)
-    for line in ("#SBATCH --partition=gpu", "#SBATCH --account=rl-lab", "#SBATCH --time=600",
-                 "#SBATCH --gpus-per-node=1", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=80GB",
-                 "#SBATCH --array=0-59%16", "#SBATCH --qos=high", "#SBATCH --signal=USR2@90",
-                 "#SBATCH --job-name=crlkit-sweep"):  # fmt: skip
+    for line in (
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=rl-lab",
+        "#SBATCH --time=600",
+        "#SBATCH --gpus-per-node=1",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --mem=80GB",
+        "#SBATCH --array=0-59%16",
+        "#SBATCH --qos=high",
+        "#SBATCH --signal=USR2@90",
+        "#SBATCH --job-name=crlkit-sweep",
+    ):
         assert line in script, script
     assert "submitit.core._submit" in script
 
@@ -243,8 +326,9 @@ def test_a_bad_slurm_option_file_is_one_line_naming_the_key(tmp_path, text, mess
     conf = tmp_path / "slurm.toml"
     conf.write_text(text)
     base = ["--dataset", DATASET, "--regimes", "offline", "--out", str(tmp_path / "s")]
-    result = CliRunner().invoke(cli, ["sweep", *base, "--launcher", "slurm",
-                                      "--slurm-config", str(conf)])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["sweep", *base, "--launcher", "slurm", "--slurm-config", str(conf)]
+    )
     assert result.exit_code == 2, result.output
     assert message in result.output and str(conf) in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -255,8 +339,15 @@ def test_slurm_option_file_settings_are_used_and_flags_override_them(tmp_path):
     conf.write_text('partition = "gpu"\naccount = "rl"\ntime = 120\n')
     from crlkit.cli.sweep import sweep_configs
 
-    options = {"preset": "quickstart", "env": None, "dataset": DATASET, "regimes": ("offline",),
-               "out": str(tmp_path / "s"), "slurm_config": str(conf), "slurm_time": 60}  # fmt: skip
+    options = {
+        "preset": "quickstart",
+        "env": None,
+        "dataset": DATASET,
+        "regimes": ("offline",),
+        "out": str(tmp_path / "s"),
+        "slurm_config": str(conf),
+        "slurm_time": 60,
+    }
     *_, slurm = sweep_configs(options)
     assert (slurm.partition, slurm.account, slurm.time) == ("gpu", "rl", 60)
 

@@ -30,8 +30,6 @@ METRICS = (
 )
 
 
-
-
 def _setup(**cfg_kwargs):
     cfg = LearnerConfig(network=cfg_kwargs.pop("network", SMALL), **cfg_kwargs)
     nets = make_networks(cfg, DIMS)
@@ -177,5 +175,3 @@ def test_learner_config_rejects_bad_values(kwargs, fragment):
 def test_config_round_trips_through_dict():
     cfg = LearnerConfig(network=NetworkConfig(critic_depth=8, remat="on"), energy="dot")
     assert from_dict(LearnerConfig, to_dict(cfg)) == cfg
-
-

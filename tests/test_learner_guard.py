@@ -19,10 +19,6 @@ def _setup(width=16, depth=4):
     return cfg, nets, init(nets, cfg, DIMS, jax.random.key(0))
 
 
-
-
-
-
 def test_guard_keeps_finite_updates_and_skips_from_the_first_bad_one():
     cfg, nets, state = _setup()
     guarded = jax.jit(lambda s, b, bad: update_if_finite(nets, cfg, s, b, bad))

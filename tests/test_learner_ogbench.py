@@ -33,10 +33,6 @@ def _tiny_ogbench(**changes) -> LearnerConfig:
     return dataclasses.replace(cfg, network=net, **changes)
 
 
-
-
-
-
 def CLIP(a):  # noqa: N802 - OGBench's dataset actions are clipped, not squashed
     return jnp.clip(a, -1, 1)
 

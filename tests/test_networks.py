@@ -174,8 +174,9 @@ def test_hyperspherical_block_by_hand():
     np.testing.assert_allclose(out, [0.5**0.5, 0.5**0.5], rtol=1e-6)
     # Four blocks and inv-sqrt-blocks: alpha = 1/5, scale 1/sqrt(4) = 1/2, step 0.1:
     # h + 0.1 * (0.2, -0.2) = (0.62, 0.78), norm sqrt(0.9928) = 0.996393 -> (0.622245, 0.782822).
-    cfg = NetworkConfig(width=2, activation="relu", norm="hyperspherical",
-                        residual_scale="inv-sqrt-blocks")  # fmt: skip
+    cfg = NetworkConfig(
+        width=2, activation="relu", norm="hyperspherical", residual_scale="inv-sqrt-blocks"
+    )
     out = networks.residual_block(params, h, cfg, n_blocks=4)
     np.testing.assert_allclose(out, [0.622245, 0.782822], rtol=1e-5)
     # Without the skip the block returns its branch, on the sphere: (0.8, 0.6).

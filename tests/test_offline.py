@@ -67,8 +67,11 @@ def resolved(ds, **kw):
 def test_ogbench_defaults_per_family(name, env, alpha, discount, p_random):
     cfg, lcfg = resolved(episodes_dataset(name=name, env=env))
     assert (cfg.alpha, lcfg.bc_alpha, cfg.discount, cfg.actor_p_random) == (
-        alpha, alpha, discount, p_random,
-    )  # fmt: skip
+        alpha,
+        alpha,
+        discount,
+        p_random,
+    )
     assert cfg.steps == offline_config.OGBENCH_STEPS and cfg.batch_size == 1024
 
 
@@ -316,9 +319,23 @@ def test_cli_non_finite_loss_stops_and_keeps_the_last_finite_state(tmp_path):
     data = write_npz(tmp_path / "toy-navigate.npz", episodes_dataset(lengths=(30, 40, 50)))
     out = tmp_path / "run"
     # Adam moves every weight by ~lr per update: at 1e30 a later forward pass overflows.
-    flags = [*TINY_FLAGS, "--dataset", data, "--env", "pointmaze-medium", "--out", str(out),
-             "--steps", "50", "--eval-episodes", "1",
-             "--critic-lr", "1e30", "--actor-lr", "1e30"]  # fmt: skip
+    flags = [
+        *TINY_FLAGS,
+        "--dataset",
+        data,
+        "--env",
+        "pointmaze-medium",
+        "--out",
+        str(out),
+        "--steps",
+        "50",
+        "--eval-episodes",
+        "1",
+        "--critic-lr",
+        "1e30",
+        "--actor-lr",
+        "1e30",
+    ]
     result = invoke(*flags)
     assert result.exit_code == 1, result.output
     assert "non-finite loss or parameters at SGD step" in result.output
@@ -333,10 +350,26 @@ def test_cli_non_finite_loss_stops_and_keeps_the_last_finite_state(tmp_path):
 
 
 SIGNAL_RUN = [
-    "--dataset", "pointmaze-medium-navigate-sample", "--steps", "3000", "--batch-size", "32",
-    "--width", "16", "--depth", "4", "--log-every", "10", "--eval-every", "0",
-    "--eval-episodes", "1", "--seed", "2", "--quiet",
-]  # fmt: skip
+    "--dataset",
+    "pointmaze-medium-navigate-sample",
+    "--steps",
+    "3000",
+    "--batch-size",
+    "32",
+    "--width",
+    "16",
+    "--depth",
+    "4",
+    "--log-every",
+    "10",
+    "--eval-every",
+    "0",
+    "--eval-episodes",
+    "1",
+    "--seed",
+    "2",
+    "--quiet",
+]
 
 
 def _leaves(out) -> dict:
@@ -351,9 +384,19 @@ def _leaves(out) -> dict:
 def test_sigterm_checkpoints_then_resume_equals_an_unbroken_run(tmp_path):
     stopped = tmp_path / "stopped"
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from crlkit.cli.main import cli; cli()", "offline", *SIGNAL_RUN,
-         "--out", str(stopped)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "from crlkit.cli.main import cli; cli()",
+            "offline",
+            *SIGNAL_RUN,
+            "--out",
+            str(stopped),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 600
     metrics = stopped / "metrics.jsonl"
     while not metrics.exists() or len(metrics.read_text().splitlines()) < 3:
@@ -382,8 +425,17 @@ def test_sigterm_checkpoints_then_resume_equals_an_unbroken_run(tmp_path):
 def test_resume_refuses_a_budget_below_the_progress_and_all_unreadable(tmp_path):
     data = write_npz(tmp_path / "toy-navigate.npz", episodes_dataset(lengths=(30, 40, 50)))
     out = tmp_path / "run"
-    flags = [*TINY_FLAGS, "--dataset", data, "--env", "pointmaze-medium", "--out", str(out),
-             "--eval-episodes", "1"]  # fmt: skip
+    flags = [
+        *TINY_FLAGS,
+        "--dataset",
+        data,
+        "--env",
+        "pointmaze-medium",
+        "--out",
+        str(out),
+        "--eval-episodes",
+        "1",
+    ]
     assert invoke(*flags, "--steps", "6").exit_code == 0
     line = one_line_error(invoke(*flags, "--steps", "4", "--resume", str(out)))
     assert line.endswith("it is already at step 6; give --steps of at least 6")
@@ -410,8 +462,12 @@ def test_cli_bad_input_is_one_line_with_exit_code_2(tmp_path):
     line = one_line_error(invoke("--dataset", wide, "--env", "pointmaze-medium"))
     assert "observation size 3 does not match env 'pointmaze-medium'" in line
     raw = tmp_path / "pointmaze-medium-navigate-v0.npz"  # the card supplies the goal slice
-    np.savez(raw, observations=np.zeros((5, 2), np.float32),
-             actions=np.zeros((5, 2), np.float32), terminals=np.zeros(5, bool))  # fmt: skip
+    np.savez(
+        raw,
+        observations=np.zeros((5, 2), np.float32),
+        actions=np.zeros((5, 2), np.float32),
+        terminals=np.zeros(5, bool),
+    )
     assert "no complete episode" in one_line_error(invoke("--dataset", str(raw)))
     line = one_line_error(invoke("--dataset", SAMPLE, "--eval-episodes", "0"))
     assert "--eval-episodes must be an integer >= 1, got 0" in line
@@ -450,9 +506,17 @@ def test_cli_antmaze_large_as_written_when_the_files_are_present(tmp_path):
     )
     out = tmp_path / "run"
     result = invoke(
-        "--dataset", "antmaze-large", "--steps", "2", "--eval-episodes", "1", "--out", str(out),
-        *TINY_FLAGS, env={"HOME": str(tmp_path / "home")},
-    )  # fmt: skip
+        "--dataset",
+        "antmaze-large",
+        "--steps",
+        "2",
+        "--eval-episodes",
+        "1",
+        "--out",
+        str(out),
+        *TINY_FLAGS,
+        env={"HOME": str(tmp_path / "home")},
+    )
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert config["dataset"]["name"] == "antmaze-large-navigate-v0"
@@ -462,10 +526,25 @@ def test_cli_antmaze_large_as_written_when_the_files_are_present(tmp_path):
 def test_cli_help_documents_every_flag_and_the_offline_defaults():
     result = CliRunner().invoke(cli, ["offline", "--help"], terminal_width=200)
     assert result.exit_code == 0
-    for flag in ("--dataset", "--data-dir", "--depth", "--actor-depth", "--critic-depth",
-                 "--width", "--batch-size", "--steps", "--alpha", "--energy",
-                 "--contrastive-loss", "--eval-every", "--eval-episodes", "--seed", "--out",
-                 "--resume", "--backend"):  # fmt: skip
+    for flag in (
+        "--dataset",
+        "--data-dir",
+        "--depth",
+        "--actor-depth",
+        "--critic-depth",
+        "--width",
+        "--batch-size",
+        "--steps",
+        "--alpha",
+        "--energy",
+        "--contrastive-loss",
+        "--eval-every",
+        "--eval-episodes",
+        "--seed",
+        "--out",
+        "--resume",
+        "--backend",
+    ):
         assert flag in result.output
     assert "--bc-alpha" not in result.output
     assert "[default: ddpg_bc]" in result.output.split("--actor-loss")[1].split("--")[0]
@@ -482,7 +561,11 @@ def test_offline_crl_learns_pointmaze_from_the_shipped_sample(tmp_path):
     (docs/offline.md)."""
     ds = load_dataset(SAMPLE)
     cfg = offline.OfflineConfig(
-        dataset=SAMPLE, eval_episodes=25, out=str(tmp_path / "run"), seed=0, eval_every=0,
+        dataset=SAMPLE,
+        eval_episodes=25,
+        out=str(tmp_path / "run"),
+        seed=0,
+        eval_every=0,
         preset="same-as-online",
     )
     cfg, lcfg = offline.resolve(cfg, offline_config.preset_learner(cfg.preset), ds)

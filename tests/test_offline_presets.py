@@ -17,8 +17,19 @@ from crlkit.data.catalog import load_dataset
 from crlkit.train.offline import config as offline_config
 
 SAMPLE = "pointmaze-medium-navigate-sample"
-QUICK = ["--steps", "4", "--batch-size", "32", "--eval-episodes", "1", "--log-every", "2",
-         "--eval-every", "0", "--quiet"]  # fmt: skip
+QUICK = [
+    "--steps",
+    "4",
+    "--batch-size",
+    "32",
+    "--eval-episodes",
+    "1",
+    "--log-every",
+    "2",
+    "--eval-every",
+    "0",
+    "--quiet",
+]
 
 
 def _offline(*args: str):
@@ -35,7 +46,11 @@ def test_ogbench_preset_is_ogbench_crl_agent(tmp_path):
     assert lcfg["energy"] == "dot" and lcfg["scale_energy"] is True
     assert lcfg["actor_dist"] == "gaussian_const_std" and lcfg["actor_loss"] == "ddpg_bc"
     assert (net["tower"], net["width"], net["critic_depth"], net["actor_depth"]) == (
-        "mlp", 512, 3, 3)  # fmt: skip
+        "mlp",
+        512,
+        3,
+        3,
+    )
     assert net["repr_dim"] == 512 and net["activation"] == "gelu"
     assert config["offline"]["goal_space"] == "observation"
     assert lcfg["bc_alpha"] == 0.03  # OGBench's pointmaze weight
@@ -46,8 +61,9 @@ def test_ogbench_preset_is_ogbench_crl_agent(tmp_path):
 
 def test_paper_preset_is_the_default_and_depth_is_its_axis(tmp_path):
     out = tmp_path / "run"
-    result = _offline("--dataset", SAMPLE, "--depth", "8", "--width", "16", *QUICK,
-                      "--out", str(out))  # fmt: skip
+    result = _offline(
+        "--dataset", SAMPLE, "--depth", "8", "--width", "16", *QUICK, "--out", str(out)
+    )
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     net = config["learner"]["network"]
@@ -108,8 +124,22 @@ def test_minari_datacollector_dataset_trains_with_no_extra_flags(tmp_path, monke
 
 def test_collect_minari_relative_out_is_readable_by_minari(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = ["collect", "--env", "pointmaze-medium", "--steps", "60", "--episode-length", "30",
-            "--num-envs", "2", "--format", "minari", "--out", "some/dir/rel-v0", "--quiet"]
+    args = [
+        "collect",
+        "--env",
+        "pointmaze-medium",
+        "--steps",
+        "60",
+        "--episode-length",
+        "30",
+        "--num-envs",
+        "2",
+        "--format",
+        "minari",
+        "--out",
+        "some/dir/rel-v0",
+        "--quiet",
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     monkeypatch.setenv("MINARI_DATASETS_PATH", os.fspath(tmp_path / "some" / "dir"))
@@ -118,17 +148,20 @@ def test_collect_minari_relative_out_is_readable_by_minari(tmp_path, monkeypatch
 
 @pytest.mark.parametrize(
     "name, kind, alpha, p_random",
-    [("antmaze-large-explore-v0", "explore", 0.003, 1.0),
-     ("antmaze-large-stitch-v0", "stitch", 0.1, 0.5),
-     ("cube-double-noisy-v0", "noisy", 0.1, 0.0),
-     ("puzzle-3x3-play-v0", "play", 3.0, 0.0)],
-)  # fmt: skip
+    [
+        ("antmaze-large-explore-v0", "explore", 0.003, 1.0),
+        ("antmaze-large-stitch-v0", "stitch", 0.1, 0.5),
+        ("cube-double-noisy-v0", "noisy", 0.1, 0.0),
+        ("puzzle-3x3-play-v0", "play", 3.0, 0.0),
+    ],
+)
 def test_ogbench_goal_mixture_and_bc_weight_by_data_type(name, kind, alpha, p_random):
     ds = load_dataset(SAMPLE)
     ds = type(ds)(**{**ds.__dict__, "metadata": {"name": name, "env": name.split("-")[0]}})
     assert offline_config.dataset_family(ds)[1] == kind
-    cfg, lcfg = offline_config.resolve(offline_config.OfflineConfig(dataset=name),
-                                       offline_config.preset_learner("paper"), ds)  # fmt: skip
+    cfg, lcfg = offline_config.resolve(
+        offline_config.OfflineConfig(dataset=name), offline_config.preset_learner("paper"), ds
+    )
     assert lcfg.bc_alpha == alpha and cfg.actor_p_random == p_random
 
 

@@ -26,11 +26,30 @@ from crlkit.train import evaluate, online
 
 # A tiny run: 4 envs x 8 steps = 32 env steps per training step, a 16-wide depth-4 learner.
 TINY = [
-    "--env", "pointmaze-medium", "--num-envs", "4", "--unroll-length", "8",
-    "--batch-size", "16", "--updates-per-step", "2", "--width", "16", "--depth", "4",
-    "--replay-steps-per-env", "32", "--eval-episodes", "2", "--eval-episodes-per-task", "1",
-    "--prefill-steps", "0", "--quiet",
-]  # fmt: skip
+    "--env",
+    "pointmaze-medium",
+    "--num-envs",
+    "4",
+    "--unroll-length",
+    "8",
+    "--batch-size",
+    "16",
+    "--updates-per-step",
+    "2",
+    "--width",
+    "16",
+    "--depth",
+    "4",
+    "--replay-steps-per-env",
+    "32",
+    "--eval-episodes",
+    "2",
+    "--eval-episodes-per-task",
+    "1",
+    "--prefill-steps",
+    "0",
+    "--quiet",
+]
 
 
 def _run(args: list[str]):
@@ -138,8 +157,17 @@ def test_bare_command_is_quickstart_and_env_flag_gives_paper_defaults():
 
 def test_prefill_collects_before_the_first_update(tmp_path):
     """The paper's min_replay_size: 16 prefill steps per env = 2 unrolls of 8 without SGD."""
-    args = [*TINY, "--steps", "128", "--prefill-steps", "16", "--eval-every", "0",
-            "--out", str(tmp_path / "run")]  # fmt: skip
+    args = [
+        *TINY,
+        "--steps",
+        "128",
+        "--prefill-steps",
+        "16",
+        "--eval-every",
+        "0",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     result = _run(args)
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -175,8 +203,19 @@ def test_tiny_run_writes_the_run_dir(tmp_path):
     out = tmp_path / "run"
     traces = _TRACES[0]
     # 100 steps -> ceil(100 / 32) = 4 training steps = 128 env steps exactly.
-    args = [*TINY, "--steps", "100", "--log-every", "32", "--eval-every", "64",
-            "--checkpoint-every", "64", "--out", str(out)]  # fmt: skip
+    args = [
+        *TINY,
+        "--steps",
+        "100",
+        "--log-every",
+        "32",
+        "--eval-every",
+        "64",
+        "--checkpoint-every",
+        "64",
+        "--out",
+        str(out),
+    ]
     result = _run(args)
     assert result.exit_code == 0, result.output
     assert _TRACES[0] == traces + 1  # epochs of 1 and 2 steps: one compile
@@ -256,8 +295,21 @@ def test_non_finite_loss_stops_and_keeps_the_last_finite_state(tmp_path):
 @pytest.mark.slow
 def test_sigkilled_run_resumes_to_the_same_parameters(tmp_path):
     # 40 training steps of 32 env steps; a checkpoint every 4; evaluation only at both ends.
-    args = [*TINY, "--env", "pointmaze-arena", "--steps", "1280", "--seed", "3",
-            "--log-every", "32", "--eval-every", "0", "--checkpoint-every", "128"]  # fmt: skip
+    args = [
+        *TINY,
+        "--env",
+        "pointmaze-arena",
+        "--steps",
+        "1280",
+        "--seed",
+        "3",
+        "--log-every",
+        "32",
+        "--eval-every",
+        "0",
+        "--checkpoint-every",
+        "128",
+    ]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
         [
@@ -268,7 +320,7 @@ def test_sigkilled_run_resumes_to_the_same_parameters(tmp_path):
             *args,
             "--out",
             str(killed),
-        ],  # fmt: skip
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -308,16 +360,31 @@ def _assert_same_final_leaves(unbroken: Path, other: Path, step: int) -> None:
 def _online_process(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", "from crlkit.cli.main import cli; cli()", "online", *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow
 def test_sigterm_checkpoints_then_resume_equals_an_unbroken_run(tmp_path):
     """SIGTERM mid-run: checkpoint at the chunk boundary, summary "signal", exit 75 with one
     line; --resume then ends where an unbroken run ends, bit for bit."""
-    args = [*TINY, "--env", "pointmaze-arena", "--steps", "1280", "--seed", "5",
-            "--log-every", "32", "--eval-every", "0", "--checkpoint-every", "640"]  # fmt: skip
+    args = [
+        *TINY,
+        "--env",
+        "pointmaze-arena",
+        "--steps",
+        "1280",
+        "--seed",
+        "5",
+        "--log-every",
+        "32",
+        "--eval-every",
+        "0",
+        "--checkpoint-every",
+        "640",
+    ]
     stopped = tmp_path / "stopped"
     proc = _online_process([*args, "--out", str(stopped)])
     deadline = time.monotonic() + 600

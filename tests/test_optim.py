@@ -17,10 +17,6 @@ PARAMS = {"w": jnp.array([[0.5, -1.0], [2.0, 0.0]]), "b": jnp.array([0.1, -0.2])
 GRADS = {"w": jnp.array([[1.0, -3.0], [0.5, 0.0]]), "b": jnp.array([-2.0, 0.25])}
 
 
-
-
-
-
 def test_guarded_adam_equals_optax_adam_and_holds_when_not_kept():
     tx, ref = optim.guarded_adam(1e-2), optax.adam(1e-2)
     ours = jax.jit(lambda p, s, keep: optim.apply(tx, p, s, GRADS, keep))

@@ -62,8 +62,10 @@ def test_ant_model_is_brax_ant():
     np.testing.assert_array_equal(m.actuator_ctrlrange, [[-1.0, 1.0]] * 8)
     assert m.opt.timestep == 0.005 and m.opt.integrator == mujoco.mjtIntegrator.mjINT_EULER
     assert (m.nq, m.nv, m.nu, m.nbody) == (15, 14, 8, 10)  # jointless leg roots fused
-    colliding = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, i) for i in np.flatnonzero(
-        (m.geom_contype > 0) & (m.geom_bodyid > 0))]  # fmt: skip
+    colliding = [
+        mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, i)
+        for i in np.flatnonzero((m.geom_contype > 0) & (m.geom_bodyid > 0))
+    ]
     assert sorted(colliding) == sorted(
         ["left_foot_geom", "right_foot_geom", "third_foot_geom", "fourth_foot_geom"]
     )

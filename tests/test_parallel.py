@@ -79,12 +79,15 @@ SAME_BATCH = textwrap.dedent(
 
 def _result(script: str) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-c", script], env=TWO_DEVICES, capture_output=True, text=True,
+        [sys.executable, "-c", script],
+        env=TWO_DEVICES,
+        capture_output=True,
+        text=True,
         timeout=600,
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))
-    return json.loads(line[len("RESULT"):])
+    return json.loads(line[len("RESULT") :])
 
 
 @pytest.mark.slow  # compiles the online updates and the offline chunk twice each: ~1 min
@@ -107,9 +110,12 @@ def test_bare_online_learns_on_two_devices_and_checkpoints_with_orbax(tmp_path):
     reaches fresh-goal success >= 0.8 sharded over 2 devices, as it does on one."""
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-c", CLI, "online", "--out", str(out)], env=TWO_DEVICES,
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [sys.executable, "-c", CLI, "online", "--out", str(out)],
+        env=TWO_DEVICES,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "compiling the training epoch on 2 device(s) ..." in proc.stderr
     assert "compiled in" in proc.stderr and "evaluated in" in proc.stderr

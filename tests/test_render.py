@@ -15,11 +15,29 @@ from click.testing import CliRunner
 from crlkit.cli.main import cli
 
 TINY_ONLINE = [
-    "online", "--steps", "640", "--num-envs", "4", "--unroll-length", "16", "--prefill-steps",
-    "16", "--updates-per-step", "2", "--batch-size", "16", "--width", "16",
-    "--replay-steps-per-env", "200", "--eval-episodes", "2", "--eval-episodes-per-task", "0",
+    "online",
+    "--steps",
+    "640",
+    "--num-envs",
+    "4",
+    "--unroll-length",
+    "16",
+    "--prefill-steps",
+    "16",
+    "--updates-per-step",
+    "2",
+    "--batch-size",
+    "16",
+    "--width",
+    "16",
+    "--replay-steps-per-env",
+    "200",
+    "--eval-episodes",
+    "2",
+    "--eval-episodes-per-task",
+    "0",
     "--quiet",
-]  # fmt: skip
+]
 SIZE = 64
 
 
@@ -61,9 +79,21 @@ def offline_run(tmp_path_factory) -> Path:
     """A `crlkit offline` run on the shipped pointmaze-medium sample, a few SGD steps."""
     out = tmp_path_factory.mktemp("offline") / "run"
     result = invoke(
-        "offline", "--dataset", "pointmaze-medium-navigate-sample", "--steps", "20",
-        "--batch-size", "64", "--width", "16", "--eval-episodes", "1", "--quiet", "--out", str(out),
-    )  # fmt: skip
+        "offline",
+        "--dataset",
+        "pointmaze-medium-navigate-sample",
+        "--steps",
+        "20",
+        "--batch-size",
+        "64",
+        "--width",
+        "16",
+        "--eval-episodes",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -86,8 +116,18 @@ def test_mp4_reads_back_with_every_frame(online_run, tmp_path):
     import imageio.v3 as iio
 
     out = tmp_path / "eval.mp4"
-    result = invoke("render", str(online_run), "--out", str(out), "--episodes", "2",
-                    "--size", str(SIZE), "--frame-skip", "4")  # fmt: skip
+    result = invoke(
+        "render",
+        str(online_run),
+        "--out",
+        str(out),
+        "--episodes",
+        "2",
+        "--size",
+        str(SIZE),
+        "--frame-skip",
+        "4",
+    )
     assert result.exit_code == 0, result.output
     frames = iio.imread(out)
     want = expected_frames(online_run, 2, 4)
@@ -103,8 +143,20 @@ def test_gif_plays_for_the_episode_length(online_run, tmp_path):
     from PIL import Image
 
     out = tmp_path / "eval.gif"
-    result = invoke("render", str(online_run), "--out", str(out), "--episodes", "1",
-                    "--size", str(SIZE), "--frame-skip", "10", "--camera", "overview")  # fmt: skip
+    result = invoke(
+        "render",
+        str(online_run),
+        "--out",
+        str(out),
+        "--episodes",
+        "1",
+        "--size",
+        str(SIZE),
+        "--frame-skip",
+        "10",
+        "--camera",
+        "overview",
+    )
     assert result.exit_code == 0, result.output
     with Image.open(out) as gif:
         assert gif.size == (SIZE, SIZE)
@@ -157,13 +209,39 @@ def ant_offline_run(tmp_path_factory) -> Path:
     """An antmaze-medium offline run on whole goal observations (the default offline preset)."""
     folder = tmp_path_factory.mktemp("antmaze")
     data = folder / "ant.npz"
-    result = invoke("collect", "--env", "antmaze-medium", "--policy", "random", "--steps", "400",
-                    "--episode-length", "100", "--num-envs", "4", "--out", str(data))  # fmt: skip
+    result = invoke(
+        "collect",
+        "--env",
+        "antmaze-medium",
+        "--policy",
+        "random",
+        "--steps",
+        "400",
+        "--episode-length",
+        "100",
+        "--num-envs",
+        "4",
+        "--out",
+        str(data),
+    )
     assert result.exit_code == 0, result.output
     run = folder / "run"
-    result = invoke("offline", "--dataset", str(data), "--steps", "5", "--batch-size", "32",
-                    "--width", "16", "--eval-episodes", "1", "--quiet",
-                    "--out", str(run))  # fmt: skip
+    result = invoke(
+        "offline",
+        "--dataset",
+        str(data),
+        "--steps",
+        "5",
+        "--batch-size",
+        "32",
+        "--width",
+        "16",
+        "--eval-episodes",
+        "1",
+        "--quiet",
+        "--out",
+        str(run),
+    )
     assert result.exit_code == 0, result.output
     return run
 
@@ -215,8 +293,9 @@ def _bad_cases(run: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
     }
 
 
-@pytest.mark.parametrize("case", ["no checkpoint", "unknown task", "bad suffix", "unwritable",
-                                  "bad step"])  # fmt: skip
+@pytest.mark.parametrize(
+    "case", ["no checkpoint", "unknown task", "bad suffix", "unwritable", "bad step"]
+)
 def test_bad_input_is_one_line_exit_2_and_no_file(online_run, tmp_path, case):
     args, says = _bad_cases(online_run, tmp_path)[case]
     before = sorted(p.name for p in tmp_path.rglob("*"))
@@ -230,13 +309,15 @@ def test_without_gl_the_video_fails_in_one_line_and_the_png_still_works(online_r
     # PyOpenGL pinned to another platform than MUJOCO_GL: MuJoCo cannot make a context.
     env = {**os.environ, "MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "egl"}
     command = [str(Path(sys.executable).with_name("crlkit")), "render", str(online_run), "--out"]
-    video = subprocess.run([*command, str(tmp_path / "v.mp4")], env=env, capture_output=True,
-                           text=True, timeout=600)  # fmt: skip
+    video = subprocess.run(
+        [*command, str(tmp_path / "v.mp4")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert video.returncode == 1, video.stderr
     assert video.stderr.strip().count("\n") == 0 and "GL" in video.stderr
     assert list(tmp_path.iterdir()) == []
-    png = subprocess.run([*command, str(tmp_path / "m.png")], env=env, capture_output=True,
-                         text=True, timeout=600)  # fmt: skip
+    png = subprocess.run(
+        [*command, str(tmp_path / "m.png")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert png.returncode == 0, png.stderr
     assert (tmp_path / "m.png").is_file()
 
@@ -295,9 +376,19 @@ def test_render_of_a_two_device_run_writes_its_png(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     proc = subprocess.run(
-        [sys.executable, "-c", "from crlkit.cli.main import cli; cli()", *TINY_ONLINE,
-         "--out", str(run)], env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "from crlkit.cli.main import cli; cli()",
+            *TINY_ONLINE,
+            "--out",
+            str(run),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((run / "summary.json").read_text())["devices"] == 2
     out = tmp_path / "two.png"
@@ -380,20 +471,36 @@ def _value_bad_cases(run: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
     (arm / "config.json").write_text(json.dumps(config))
     value = ["--kind", "value"]
     return {
-        "no planar map": ([str(arm), "--out", str(tmp / "a.png"), *value],
-                          "'arm-push-easy' (panda body) has no planar map"),
-        "goal outside the maze": ([str(run), "--out", str(tmp / "b.png"), *value, "--goal",
-                                   "100,3"], "goal (100, 3) is not on a free cell"),
-        "goal and task": ([str(run), "--out", str(tmp / "c.png"), *value, "--goal", "4,4",
-                           "--task", "1"], "--goal or --task"),
+        "no planar map": (
+            [str(arm), "--out", str(tmp / "a.png"), *value],
+            "'arm-push-easy' (panda body) has no planar map",
+        ),
+        "goal outside the maze": (
+            [str(run), "--out", str(tmp / "b.png"), *value, "--goal", "100,3"],
+            "goal (100, 3) is not on a free cell",
+        ),
+        "goal and task": (
+            [str(run), "--out", str(tmp / "c.png"), *value, "--goal", "4,4", "--task", "1"],
+            "--goal or --task",
+        ),
         "video suffix": ([str(run), "--out", str(tmp / "d.mp4"), *value], "writes a .png"),
-        "goal without value": ([str(run), "--out", str(tmp / "e.png"), "--goal", "4,4"],
-                               "--goal is for --kind value"),
-    }  # fmt: skip
+        "goal without value": (
+            [str(run), "--out", str(tmp / "e.png"), "--goal", "4,4"],
+            "--goal is for --kind value",
+        ),
+    }
 
 
-@pytest.mark.parametrize("case", ["no planar map", "goal outside the maze", "goal and task",
-                                  "video suffix", "goal without value"])  # fmt: skip
+@pytest.mark.parametrize(
+    "case",
+    [
+        "no planar map",
+        "goal outside the maze",
+        "goal and task",
+        "video suffix",
+        "goal without value",
+    ],
+)
 def test_value_map_bad_input_is_one_line_exit_2_and_no_file(online_run, tmp_path, case):
     args, says = _value_bad_cases(online_run, tmp_path)[case]
     before = sorted(p.name for p in tmp_path.rglob("*"))
@@ -404,8 +511,19 @@ def test_value_map_bad_input_is_one_line_exit_2_and_no_file(online_run, tmp_path
 
 
 def test_value_map_goal_must_be_two_numbers(online_run, tmp_path):
-    result = CliRunner().invoke(cli, ["render", str(online_run), "--out", str(tmp_path / "v.png"),
-                                      "--kind", "value", "--goal", "4"])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        [
+            "render",
+            str(online_run),
+            "--out",
+            str(tmp_path / "v.png"),
+            "--kind",
+            "value",
+            "--goal",
+            "4",
+        ],
+    )
     assert result.exit_code == 2 and "expected X,Y (two numbers), got '4'" in result.output
     assert list(tmp_path.iterdir()) == []
 
@@ -432,8 +550,10 @@ def test_report_gallery_adds_a_value_row_with_one_goal_for_every_depth(online_ru
     assert notes == []  # every panel drawn, value maps included
     height, width = matplotlib.image.imread(out).shape[:2]
     assert height > 0.8 * width  # two rows (trajectories, values) for the one regime
-    goals = [compute_value_map(sweep_dir / n, seed=report_gallery.GALLERY_SEED).goal_xy
-             for n in ("online-d4-s0", "online-d8-s0")]  # fmt: skip
+    goals = [
+        compute_value_map(sweep_dir / n, seed=report_gallery.GALLERY_SEED).goal_xy
+        for n in ("online-d4-s0", "online-d8-s0")
+    ]
     np.testing.assert_array_equal(goals[0], goals[1])
 
 

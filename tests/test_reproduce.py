@@ -78,16 +78,30 @@ def test_table1_dry_run_lists_60_cells_with_commands_and_hours(tmp_path):
     first = next(line for line in lines if line.startswith("ant-u4-maze ") and "-d4-s0" in line)
     hours = float(first.split()[2].replace(",", ""))
     assert hours > 0
-    assert ("crlkit online --preset paper --env ant-u4-maze --depth 4 --seed 0 --out "
-            f"{tmp_path / 'r' / 'table1' / 'ant-u4-maze' / 'online-d4-s0'}") in first  # fmt: skip
+    assert (
+        "crlkit online --preset paper --env ant-u4-maze --depth 4 --seed 0 --out "
+        f"{tmp_path / 'r' / 'table1' / 'ant-u4-maze' / 'online-d4-s0'}"
+    ) in first
     assert "60 cells (10 rows); estimated total" in result.output
     assert "CPU hours" in result.output and "estimate: SGD matmul FLOPs" in result.output
     assert not (tmp_path / "r").exists()  # a dry run writes nothing
 
 
 def test_dry_run_cut_down_by_rows_depths_seeds_and_steps():
-    result = _run(["table1", "--dry-run", "--rows", "humanoid,ant-u4-maze", "--depths", "4",
-                   "--seeds", "2", "--steps", "2000000"])  # fmt: skip
+    result = _run(
+        [
+            "table1",
+            "--dry-run",
+            "--rows",
+            "humanoid,ant-u4-maze",
+            "--depths",
+            "4",
+            "--seeds",
+            "2",
+            "--steps",
+            "2000000",
+        ]
+    )
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if " online-d" in line]
     assert len(lines) == 4 and all("--steps 2000000" in line for line in lines)
@@ -108,15 +122,19 @@ def test_ogbench_dry_run_lists_the_navigate_datasets():
     "args, message",
     [
         (["table2"], "unknown table 'table2'; valid: table1, ogbench-crl"),
-        (["table1", "--rows", "ant-u6-maze"],
-         "unknown row 'ant-u6-maze' of table1; valid: ant-u4-maze, ant-u5-maze"),
-        (["ogbench-crl", "--rows", "pointmaze-medium-navigate-v0"],
-         "unknown row 'pointmaze-medium-navigate-v0' of ogbench-crl; valid: antmaze-medium"),
+        (
+            ["table1", "--rows", "ant-u6-maze"],
+            "unknown row 'ant-u6-maze' of table1; valid: ant-u4-maze, ant-u5-maze",
+        ),
+        (
+            ["ogbench-crl", "--rows", "pointmaze-medium-navigate-v0"],
+            "unknown row 'pointmaze-medium-navigate-v0' of ogbench-crl; valid: antmaze-medium",
+        ),
         (["table1", "--jobs", "0"], "--jobs must be an integer >= 1"),
         (["table1", "--seeds", "0"], "seeds must be integers >= 1, got 0"),
         (["table1", "--depths", "6"], "depths must be a positive multiple of 4"),
     ],
-)  # fmt: skip
+)
 def test_bad_reproduce_input_is_one_line_with_exit_code_2(tmp_path, args, message):
     result = _run([*args, "--out", str(tmp_path / "r")])
     assert result.exit_code == 2, result.output
@@ -128,8 +146,19 @@ def test_bad_reproduce_input_is_one_line_with_exit_code_2(tmp_path, args, messag
 @pytest.mark.slow
 def test_a_table1_row_runs_on_a_cpu_with_the_papers_number_beside_crlkits(tmp_path):
     out = tmp_path / "r"
-    args = ["table1", "--rows", "ant-u4-maze", "--depths", "4", "--seeds", "1",
-            "--steps", "20000", "--out", str(out)]  # fmt: skip
+    args = [
+        "table1",
+        "--rows",
+        "ant-u4-maze",
+        "--depths",
+        "4",
+        "--seeds",
+        "1",
+        "--steps",
+        "20000",
+        "--out",
+        str(out),
+    ]
     result = _run(args)
     assert result.exit_code == 0, result.output
     text = (out / "table1" / reproduce.REPORT).read_text()
@@ -141,8 +170,9 @@ def test_a_table1_row_runs_on_a_cpu_with_the_papers_number_beside_crlkits(tmp_pa
     assert cells[5] == "–" and cells[6] == "1/1" and float(cells[7]) > 0  # 1 seed: no spread
     assert "CPU hours" in text and "Table 1" in text
     assert "crlkit reproduce table1 --out" in text  # the command that made it
-    summary = json.loads((out / "table1" / "ant-u4-maze" / "online-d4-s0" / "summary.json")
-                         .read_text())  # fmt: skip
+    summary = json.loads(
+        (out / "table1" / "ant-u4-maze" / "online-d4-s0" / "summary.json").read_text()
+    )
     assert summary["env_steps"] >= 20000 and crlkit == pytest.approx(
         summary["eval/steps_at_goal"], abs=0.006
     )
@@ -173,7 +203,9 @@ def test_ogbench_without_dataset_files_skips_each_row_and_stops_with_one_line(tm
     result = _run(["ogbench-crl", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
-    assert lines[-1] == ("Error: none of the rows' datasets is present on this machine; "
-                         "crlkit datasets lists them and where their files go")  # fmt: skip
+    assert lines[-1] == (
+        "Error: none of the rows' datasets is present on this machine; "
+        "crlkit datasets lists them and where their files go"
+    )
     assert sum("dataset files not present here, row skipped" in line for line in lines) == 6
     assert not (tmp_path / "r").exists()

@@ -73,16 +73,16 @@ def _state(seed: int) -> dict:
     }
 
 
-
-
 def test_checkpoint_round_trip_of_a_nested_pytree(tmp_path):
     saved = _state(seed=7)
     ckpts = Checkpoints(tmp_path)
     path = ckpts.save(1234, saved, meta={"env_steps": 1234})
     assert path.name == "ckpt_000000001234"
     assert sorted(p.name for p in path.iterdir() if not p.name.startswith("_")) == [
-        "commit_success.txt", "meta", "state",
-    ]  # fmt: skip
+        "commit_success.txt",
+        "meta",
+        "state",
+    ]
     tree, step, meta, _ = ckpts.load(1234, _state(seed=0))
     assert step == 1234 and meta == {"env_steps": 1234}
     assert_trees_equal(saved, tree)

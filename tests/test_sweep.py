@@ -24,16 +24,41 @@ from crlkit.train.online import OnlineConfig
 DATASET = "pointmaze-medium-navigate-sample"
 # Tiny offline cells: a 16-wide learner, 1 evaluation episode per task.
 TINY_OFFLINE = [
-    "--dataset", DATASET, "--regimes", "offline", "--width", "16",
-    "--offline-log-every", "20", "--offline-eval-episodes", "1", "--quiet",
-]  # fmt: skip
+    "--dataset",
+    DATASET,
+    "--regimes",
+    "offline",
+    "--width",
+    "16",
+    "--offline-log-every",
+    "20",
+    "--offline-eval-episodes",
+    "1",
+    "--quiet",
+]
 # Tiny online cells: 4 envs x 8 steps per training step, 2 updates of 16 transitions each.
 TINY_ONLINE = [
-    "--env", "pointmaze-medium", "--online-num-envs", "4", "--online-unroll-length", "8",
-    "--online-updates-per-step", "2", "--online-replay-steps-per-env", "32",
-    "--online-steps", "64", "--online-log-every", "32", "--online-eval-every", "0",
-    "--online-eval-episodes", "2", "--online-eval-episodes-per-task", "1",
-]  # fmt: skip
+    "--env",
+    "pointmaze-medium",
+    "--online-num-envs",
+    "4",
+    "--online-unroll-length",
+    "8",
+    "--online-updates-per-step",
+    "2",
+    "--online-replay-steps-per-env",
+    "32",
+    "--online-steps",
+    "64",
+    "--online-log-every",
+    "32",
+    "--online-eval-every",
+    "0",
+    "--online-eval-episodes",
+    "2",
+    "--online-eval-episodes-per-task",
+    "1",
+]
 
 
 def _sweep(args: list[str]):
@@ -61,9 +86,15 @@ def test_grid_is_seed_major_with_per_regime_configs():
     )
     names = [p.cell.name for p in plans]
     assert names == [
-        "online-d4-s0", "offline-d4-s0", "online-d16-s0", "offline-d16-s0",
-        "online-d4-s1", "offline-d4-s1", "online-d16-s1", "offline-d16-s1",
-    ]  # fmt: skip
+        "online-d4-s0",
+        "offline-d4-s0",
+        "online-d16-s0",
+        "offline-d16-s0",
+        "online-d4-s1",
+        "offline-d4-s1",
+        "online-d16-s1",
+        "offline-d16-s1",
+    ]
     for plan in plans:
         net = plan.learner.network
         assert net.critic_depth == net.actor_depth == plan.cell.depth and net.width == 32
@@ -75,9 +106,14 @@ def test_grid_is_seed_major_with_per_regime_configs():
 
 def test_width_and_batch_axes_name_cells_and_actor_depth_can_stay_fixed():
     cfg = grid.SweepConfig(
-        out="x", regimes=("offline",), depths=(8,), widths=(16, 32), batch_sizes=(64,),
-        seeds=1, actor_depth=4,
-    )  # fmt: skip
+        out="x",
+        regimes=("offline",),
+        depths=(8,),
+        widths=(16, 32),
+        batch_sizes=(64,),
+        seeds=1,
+        actor_depth=4,
+    )
     plans = grid.expand_grid(cfg, LearnerConfig(), offline=OfflineConfig(dataset=DATASET))
     assert [p.cell.name for p in plans] == ["offline-d8-w16-b64-s0", "offline-d8-w32-b64-s0"]
     assert [p.learner.network.width for p in plans] == [16, 32]
@@ -87,8 +123,10 @@ def test_width_and_batch_axes_name_cells_and_actor_depth_can_stay_fixed():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--depths", "4,6"], "depths must be a positive multiple of 4 (residual blocks of 4 "
-                              "layers), got 6"),
+        (
+            ["--depths", "4,6"],
+            "depths must be a positive multiple of 4 (residual blocks of 4 layers), got 6",
+        ),
         (["--depths", "4,x"], "expected comma-separated integers, got '4,x'"),
         (["--regimes", "online,bandit"], "unknown regime 'bandit'; valid: online, offline"),
         (["--regimes", "online"], "the online regime needs --env"),
@@ -110,8 +148,9 @@ def test_bad_grid_is_one_line_with_exit_code_2(tmp_path, args, message):
 def test_foreign_folder_in_the_sweep_dir_is_refused(tmp_path):
     (tmp_path / "offline-d4-s0").mkdir(parents=True)
     (tmp_path / "offline-d4-s0" / "notes.txt").write_text("mine")
-    result = CliRunner().invoke(cli, ["sweep", *TINY_OFFLINE, "--depths", "4", "--seeds", "1",
-                                      "--out", str(tmp_path)])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["sweep", *TINY_OFFLINE, "--depths", "4", "--seeds", "1", "--out", str(tmp_path)]
+    )
     assert result.exit_code == 2
     assert "is not a cell of this sweep" in result.output
     assert (tmp_path / "offline-d4-s0" / "notes.txt").read_text() == "mine"
@@ -143,8 +182,18 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path):
     bad = tmp_path / "broken.npz"
     bad.write_bytes(b"not an npz file")
     out = tmp_path / "s"
-    args = ["--dataset", str(bad), "--regimes", "offline", "--depths", "4,8", "--seeds", "1",
-            "--out", str(out)]  # fmt: skip
+    args = [
+        "--dataset",
+        str(bad),
+        "--regimes",
+        "offline",
+        "--depths",
+        "4,8",
+        "--seeds",
+        "1",
+        "--out",
+        str(out),
+    ]
     result = CliRunner().invoke(cli, ["sweep", *args])
     assert result.exit_code == 1, result.output
     assert "2 cell(s) failed" in result.output and "Traceback" not in result.output
@@ -166,8 +215,10 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path):
 def test_non_finite_metrics_mark_a_finished_run_as_diverged(tmp_path):
     run_dir = tmp_path / "r"
     run_dir.mkdir()
-    events = [{"step": 10, "time": 1.0, "train/critic_loss": 1.5},
-              {"step": 20, "time": 2.0, "train/critic_loss": None}]  # fmt: skip
+    events = [
+        {"step": 10, "time": 1.0, "train/critic_loss": 1.5},
+        {"step": 20, "time": 2.0, "train/critic_loss": None},
+    ]
     (run_dir / rundir.METRICS_JSONL).write_text("".join(json.dumps(e) + "\n" for e in events))
     problem = sweep.nonfinite_problem(run_dir, {"eval/success": 0.0})
     assert problem == "non-finite train/critic_loss at step 20"
@@ -183,9 +234,23 @@ def test_a_diverging_cell_is_recorded_as_failed(tmp_path):
     out = tmp_path / "s"
     # The online learner (same-as-online) diverges at this learning rate; the default preset
     # (OGBench's agent) stayed finite for these 40 steps, so it would not test the failure path.
-    args = [*TINY_OFFLINE, "--depths", "4", "--seeds", "1", "--offline-steps", "40",
-            "--offline-preset", "same-as-online", "--critic-lr", "1e30", "--actor-lr", "1e30",
-            "--out", str(out)]  # fmt: skip
+    args = [
+        *TINY_OFFLINE,
+        "--depths",
+        "4",
+        "--seeds",
+        "1",
+        "--offline-steps",
+        "40",
+        "--offline-preset",
+        "same-as-online",
+        "--critic-lr",
+        "1e30",
+        "--actor-lr",
+        "1e30",
+        "--out",
+        str(out),
+    ]
     result = CliRunner().invoke(cli, ["sweep", *args])
     assert result.exit_code == 1, result.output
     reason = json.loads((out / "offline-d4-s0" / sweep.FAILED_FILE).read_text())["reason"]
@@ -213,17 +278,31 @@ def _wait_for(condition, proc: subprocess.Popen, log: Path, timeout: float = 600
 @pytest.mark.slow
 def test_a_killed_sweep_reruns_only_the_missing_cells(tmp_path):
     out = tmp_path / "s"
-    args = [*TINY_OFFLINE, "--depths", "4", "--seeds", "2", "--offline-steps", "300",
-            "--offline-checkpoint-every", "20", "--offline-eval-every", "0", "--no-report",
-            "--out", str(out)]  # fmt: skip
+    args = [
+        *TINY_OFFLINE,
+        "--depths",
+        "4",
+        "--seeds",
+        "2",
+        "--offline-steps",
+        "300",
+        "--offline-checkpoint-every",
+        "20",
+        "--offline-eval-every",
+        "0",
+        "--no-report",
+        "--out",
+        str(out),
+    ]
     first, second = out / "offline-d4-s0", out / "offline-d4-s1"
     proc = _sweep_process(args, tmp_path / "log.txt")
     try:
         # Kill once the first cell is done and the second has saved a checkpoint mid-run.
         _wait_for(
-            lambda: rundir.list_checkpoints(second / rundir.CHECKPOINT_DIR), proc,
+            lambda: rundir.list_checkpoints(second / rundir.CHECKPOINT_DIR),
+            proc,
             tmp_path / "log.txt",
-        )  # fmt: skip
+        )
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:
@@ -257,10 +336,28 @@ def test_a_killed_sweep_reruns_only_the_missing_cells(tmp_path):
 @pytest.mark.slow
 def test_sweep_both_regimes_then_report(tmp_path):
     out = tmp_path / "s"
-    args = [*TINY_ONLINE, *TINY_OFFLINE[:2], "--regimes", "online,offline", "--widths", "16",
-            "--offline-steps", "40", "--offline-log-every", "20", "--offline-eval-episodes", "1",
-            "--depths", "4", "--batch-sizes", "16", "--seeds", "1",
-            "--out", str(out)]  # fmt: skip
+    args = [
+        *TINY_ONLINE,
+        *TINY_OFFLINE[:2],
+        "--regimes",
+        "online,offline",
+        "--widths",
+        "16",
+        "--offline-steps",
+        "40",
+        "--offline-log-every",
+        "20",
+        "--offline-eval-episodes",
+        "1",
+        "--depths",
+        "4",
+        "--batch-sizes",
+        "16",
+        "--seeds",
+        "1",
+        "--out",
+        str(out),
+    ]
     result = _sweep(args)
     assert result.exit_code == 0, result.output
     names = ["online-d4-w16-b16-s0", "offline-d4-w16-b16-s0"]

@@ -51,12 +51,46 @@ def loop_args(cfg: LoopBenchConfig, depth: int, out_dir: str) -> list[str]:
     """The `crlkit` arguments of one measured run."""
     size = ["--depth", str(depth), "--width", str(cfg.width), "--batch-size", str(cfg.batch)]
     if cfg.loop == "offline":
-        return ["offline", "--dataset", SAMPLE_DATASET, "--preset", "same-as-online", *size,
-                "--steps", "4", "--eval-episodes", "1", "--out", out_dir, "--quiet"]  # fmt: skip
-    return ["online", "--env", "ant", *size, "--num-envs", "8", "--unroll-length", "10",
-            "--updates-per-step", "2", "--prefill-steps", "10", "--replay-steps-per-env", "64",
-            "--steps", "240", "--eval-every", "0", "--eval-episodes", "1", "--out", out_dir,
-            "--quiet"]  # fmt: skip
+        return [
+            "offline",
+            "--dataset",
+            SAMPLE_DATASET,
+            "--preset",
+            "same-as-online",
+            *size,
+            "--steps",
+            "4",
+            "--eval-episodes",
+            "1",
+            "--out",
+            out_dir,
+            "--quiet",
+        ]
+    return [
+        "online",
+        "--env",
+        "ant",
+        *size,
+        "--num-envs",
+        "8",
+        "--unroll-length",
+        "10",
+        "--updates-per-step",
+        "2",
+        "--prefill-steps",
+        "10",
+        "--replay-steps-per-env",
+        "64",
+        "--steps",
+        "240",
+        "--eval-every",
+        "0",
+        "--eval-episodes",
+        "1",
+        "--out",
+        out_dir,
+        "--quiet",
+    ]
 
 
 def measure_loop(cfg: LoopBenchConfig, depth: int) -> dict:

@@ -28,8 +28,7 @@ from crlkit.train.hostloop import param_count
 from crlkit.train.online import PRESETS, init_state, make_setup
 from crlkit.train.online.epoch import jitted_epoch
 
-ROW_KEYS = ("depth", "params", "state_gb", "temp_gb", "total_gb", "gflop_per_env_step",
-            "compile_s")  # fmt: skip
+ROW_KEYS = ("depth", "params", "state_gb", "temp_gb", "total_gb", "gflop_per_env_step", "compile_s")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,9 +41,7 @@ class BenchPlanConfig:
     width: int = option_field(256, "Units per layer.", minimum=1)
     batch_size: int = option_field(512, "SGD minibatch (the paper: 512).", minimum=1)
     num_envs: int = option_field(512, "Parallel envs (the paper: 512).", minimum=1)
-    unroll_length: int = option_field(
-        62, "Env steps per env between rounds of updates.", minimum=1
-    )
+    unroll_length: int = option_field(62, "Env steps per env between rounds of updates.", minimum=1)
     updates_per_step: int = option_field(800, "SGD updates per round (the paper: 800).", minimum=1)
     replay_steps_per_env: int = option_field(
         10_000, "Replay capacity per env (the paper: 10k).", minimum=1
@@ -66,10 +63,15 @@ class BenchPlanConfig:
 def _configs(cfg: BenchPlanConfig, depth: int):
     online_base, learner_base = PRESETS["paper"]
     online = dataclasses.replace(
-        online_base, env=cfg.env, backend=cfg.backend, num_envs=cfg.num_envs,
-        unroll_length=cfg.unroll_length, batch_size=cfg.batch_size,
-        updates_per_step=cfg.updates_per_step, replay_steps_per_env=cfg.replay_steps_per_env,
-    )  # fmt: skip
+        online_base,
+        env=cfg.env,
+        backend=cfg.backend,
+        num_envs=cfg.num_envs,
+        unroll_length=cfg.unroll_length,
+        batch_size=cfg.batch_size,
+        updates_per_step=cfg.updates_per_step,
+        replay_steps_per_env=cfg.replay_steps_per_env,
+    )
     network = dataclasses.replace(
         learner_base.network, width=cfg.width, critic_depth=depth, actor_depth=depth
     )
@@ -104,15 +106,19 @@ def run_plan(cfg: BenchPlanConfig, log: Callable[[str], None] = print) -> list[d
     """A row per depth, logged as it is done (a bad env or backend fails before the header)."""
     check_backend(cfg.env, cfg.backend)
     device = jax.devices()[0]
-    log(f"{cfg.env}: {cfg.num_envs} envs x unroll {cfg.unroll_length}, batch {cfg.batch_size}, "
+    log(
+        f"{cfg.env}: {cfg.num_envs} envs x unroll {cfg.unroll_length}, batch {cfg.batch_size}, "
         f"{cfg.updates_per_step} updates per round, width {cfg.width}; {device.platform} "
-        f"({getattr(device, 'device_kind', '')})")  # fmt: skip
+        f"({getattr(device, 'device_kind', '')})"
+    )
     log("depth   params   state GB  scratch GB  total GB  GFLOP/env step  compile s")
     rows = []
     for depth in cfg.depth_list():
         row = plan_depth(cfg, depth)
         rows.append(row)
-        log(f"{row['depth']:>5} {row['params'] / 1e6:>7.1f}M {row['state_gb']:>9.2f} "
+        log(
+            f"{row['depth']:>5} {row['params'] / 1e6:>7.1f}M {row['state_gb']:>9.2f} "
             f"{row['temp_gb']:>11.2f} {row['total_gb']:>9.2f} {row['gflop_per_env_step']:>15.2f} "
-            f"{row['compile_s']:>10.1f}")  # fmt: skip
+            f"{row['compile_s']:>10.1f}"
+        )
     return rows

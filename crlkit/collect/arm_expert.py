@@ -322,8 +322,10 @@ def reach_miss(env, xy: jax.Array, starts: int = 64, seed: int = 3) -> np.ndarra
     u0 = jax.random.uniform(jax.random.key(seed), (starts, 4), minval=kin.low, maxval=kin.high)
 
     def miss(point):
-        per_z = [jax.vmap(miss_from, in_axes=(0, None))(u0, jnp.append(point, z))
-                 for z in (0.03, 0.06, 0.09)]  # fmt: skip
+        per_z = [
+            jax.vmap(miss_from, in_axes=(0, None))(u0, jnp.append(point, z))
+            for z in (0.03, 0.06, 0.09)
+        ]
         return jnp.min(jnp.stack(per_z))
 
     return np.asarray(jax.jit(lambda p: jax.lax.map(miss, p))(jnp.asarray(xy, jnp.float32)))

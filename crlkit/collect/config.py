@@ -65,9 +65,7 @@ class CollectConfig:
         "minari:<id> (into Minari's root). Required.",
     )
     backend: str = option_field("auto", "Physics backend.", BACKEND_CHOICES)
-    num_envs: int = option_field(
-        64, "Envs rolled out in lockstep.", minimum=1, maximum=INT32_MAX
-    )
+    num_envs: int = option_field(64, "Envs rolled out in lockstep.", minimum=1, maximum=INT32_MAX)
     seed: int = option_field(
         0,
         "Seed of every random draw (starts, goals, noise, policy).",

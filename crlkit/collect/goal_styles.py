@@ -44,4 +44,3 @@ class Goals:
         xy = maze.cell_to_xy(jnp.stack([cell // self.graph.cols, cell % self.graph.cols]))
         noise = maze.goal_noise
         return self.env.goal_of_xy(xy + jax.random.uniform(key, (2,), minval=-noise, maxval=noise))
-

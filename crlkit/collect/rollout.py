@@ -97,8 +97,6 @@ def _episode_rows(rows: Rows, length: int) -> list[dict[str, np.ndarray]]:
     return episodes
 
 
-
-
 def roll_out(cfg, env, policy, graph, length, num_episodes, progress):
     """All episodes (host dicts), env steps taken, and env steps/s after compilation."""
     num_envs = min(cfg.num_envs, num_episodes)

@@ -75,8 +75,9 @@ def catalog_dir() -> Path:
     if not path.is_dir():
         what = "a file" if path.exists() else "missing"
         raise DatasetError(
-            f"CRLKIT_DATASETS_DIR={override}", f"not a folder ({what}); point it at a folder of "
-            "dataset cards (*.json) or unset it to use the shipped datasets/"
+            f"CRLKIT_DATASETS_DIR={override}",
+            f"not a folder ({what}); point it at a folder of "
+            "dataset cards (*.json) or unset it to use the shipped datasets/",
         )
     return path
 

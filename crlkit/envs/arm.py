@@ -53,17 +53,26 @@ class ArmTask:
 ARM_TASKS: dict[str, ArmTask] = {
     "arm-push-easy": ArmTask(
         Scene((-0.1, 0.6, 0.07), ((-0.1, 0.6), (0.1, 0.6)), 0.1, walls=False, impratio=1.0),
-        0.1, (0.1, 0.6, 0.03), 0.1, 50,
+        0.1,
+        (0.1, 0.6, 0.03),
+        0.1,
+        50,
     ),
     "arm-push-hard": ArmTask(
         Scene((-0.25, 0.65, 0.07), ((-0.25, 0.65), (0.25, 0.65)), 0.25, walls=False, impratio=1.0),
-        0.25, (0.25, 0.65, 0.03), 0.25, 80,
+        0.25,
+        (0.25, 0.65, 0.03),
+        0.25,
+        80,
     ),
     "arm-binpick-hard": ArmTask(
         Scene((-0.3, 0.6, 0.07), ((-0.3, 0.6), (0.3, 0.6)), 0.2, walls=True, impratio=10.0),
-        0.15, (0.3, 0.6, 0.03), 0.15, 80,
+        0.15,
+        (0.3, 0.6, 0.03),
+        0.15,
+        80,
     ),
-}  # fmt: skip
+}
 
 
 @functools.cache

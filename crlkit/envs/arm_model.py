@@ -31,17 +31,52 @@ PAPER_LINK7_QUAT = (1.0, 1.0, 0.0, 0.0)
 JOINT_RANGES = (None, (-1.7628, 1.7628), None, (-3.0718, -0.0698), None, (-0.0175, 3.7525), None)
 # (mass, com, fullinertia xx yy zz xy xz yz) of links 1-7 (the paper's file = Menagerie's).
 LINK_INERTIALS = (
-    (4.970684, (0.003875, 0.002081, -0.04762), (0.70337, 0.70661, 0.009117, -0.000139, 0.006772, 0.019169)),  # noqa: E501
-    (0.646926, (-0.003141, -0.02872, 0.003495), (0.007962, 0.02811, 0.025995, -0.003925, 0.010254, 0.000704)),  # noqa: E501
-    (3.228604, (0.027518, 0.039252, -0.066502), (0.037242, 0.036155, 0.01083, -0.004761, -0.011396, -0.012805)),  # noqa: E501
-    (3.587895, (-0.05317, 0.104419, 0.027454), (0.025853, 0.019552, 0.028323, 0.007796, -0.001332, 0.008641)),  # noqa: E501
-    (1.225946, (-0.011953, 0.041065, -0.038437), (0.035549, 0.029474, 0.008627, -0.002117, -0.004037, 0.000229)),  # noqa: E501
-    (1.666555, (0.060149, -0.014117, -0.010517), (0.001964, 0.004354, 0.005433, 0.000109, -0.001158, 0.000341)),  # noqa: E501
-    (0.735522, (0.010517, -0.004252, 0.061597), (0.012516, 0.010027, 0.004815, -0.000428, -0.001196, -0.000741)),  # noqa: E501
+    (
+        4.970684,
+        (0.003875, 0.002081, -0.04762),
+        (0.70337, 0.70661, 0.009117, -0.000139, 0.006772, 0.019169),
+    ),  # noqa: E501
+    (
+        0.646926,
+        (-0.003141, -0.02872, 0.003495),
+        (0.007962, 0.02811, 0.025995, -0.003925, 0.010254, 0.000704),
+    ),  # noqa: E501
+    (
+        3.228604,
+        (0.027518, 0.039252, -0.066502),
+        (0.037242, 0.036155, 0.01083, -0.004761, -0.011396, -0.012805),
+    ),  # noqa: E501
+    (
+        3.587895,
+        (-0.05317, 0.104419, 0.027454),
+        (0.025853, 0.019552, 0.028323, 0.007796, -0.001332, 0.008641),
+    ),  # noqa: E501
+    (
+        1.225946,
+        (-0.011953, 0.041065, -0.038437),
+        (0.035549, 0.029474, 0.008627, -0.002117, -0.004037, 0.000229),
+    ),  # noqa: E501
+    (
+        1.666555,
+        (0.060149, -0.014117, -0.010517),
+        (0.001964, 0.004354, 0.005433, 0.000109, -0.001158, 0.000341),
+    ),  # noqa: E501
+    (
+        0.735522,
+        (0.010517, -0.004252, 0.061597),
+        (0.012516, 0.010027, 0.004815, -0.000428, -0.001196, -0.000741),
+    ),  # noqa: E501
 )
 # Position actuators as MuJoCo 'general' (gain kp, bias [0, -kp, -kv]); (kp, kv, force limit).
-ARM_ACTUATORS = ((4500, 450, 87), (4500, 450, 87), (3500, 350, 87), (3500, 350, 87),
-                 (2000, 200, 12), (2000, 200, 12), (2000, 200, 12))  # fmt: skip
+ARM_ACTUATORS = (
+    (4500, 450, 87),
+    (4500, 450, 87),
+    (3500, 350, 87),
+    (3500, 350, 87),
+    (2000, 200, 12),
+    (2000, 200, 12),
+    (2000, 200, 12),
+)
 # Gains of the paper's file: actuators 3-7 have gain below their bias stiffness (2000 vs 3500,
 # 1000 vs 2000; Menagerie has them equal), so those joints settle near 0.57 / 0.5 x ctrl.
 ARM_GAINS = (4500, 4500, 2000, 2000, 1000, 1000, 1000)
@@ -119,21 +154,44 @@ def _add_arm(spec: mujoco.MjSpec, skel) -> None:
     # brax fuses the joint-less hand into link 7: its geom and the fingers sit in link 7's frame.
     hand_pos, hand_quat = (np.asarray(v, np.float64) for v in skel["hand"])
     hand_quat /= np.linalg.norm(hand_quat)
-    parent.add_geom(name="hand_geom", type=mujoco.mjtGeom.mjGEOM_CAPSULE, size=[0.04, 0.06, 0],
-                    pos=hand_pos + _rotate(hand_quat, [0, 0, 0.035]),
-                    quat=_mul(hand_quat, [1, 1, 0, 0]), contype=0, conaffinity=0)  # fmt: skip
+    parent.add_geom(
+        name="hand_geom",
+        type=mujoco.mjtGeom.mjGEOM_CAPSULE,
+        size=[0.04, 0.06, 0],
+        pos=hand_pos + _rotate(hand_quat, [0, 0, 0.035]),
+        quat=_mul(hand_quat, [1, 1, 0, 0]),
+        contype=0,
+        conaffinity=0,
+    )
     finger_pos = hand_pos + _rotate(hand_quat, skel["finger"][0])
     for side, quat in (("left", (1, 0, 0, 0)), ("right", (0, 0, 0, 1))):
-        f = parent.add_body(name=f"{side}_finger", pos=finger_pos, quat=_mul(hand_quat, quat),
-                            mass=0.015, ipos=[0, 0, 0], iquat=[1, 0, 0, 0])  # fmt: skip
+        f = parent.add_body(
+            name=f"{side}_finger",
+            pos=finger_pos,
+            quat=_mul(hand_quat, quat),
+            mass=0.015,
+            ipos=[0, 0, 0],
+            iquat=[1, 0, 0, 0],
+        )
         f.inertia = [2.375e-6, 2.375e-6, 7.5e-7]
         f.explicitinertial = True
-        f.add_joint(name=f"finger_joint{1 if side == 'left' else 2}",
-                    type=mujoco.mjtJoint.mjJNT_SLIDE, axis=[0, 1, 0], range=[0, 0.08],
-                    armature=0.1, damping=5.0)  # fmt: skip
-        f.add_geom(name=f"{side}_finger_geom", type=mujoco.mjtGeom.mjGEOM_BOX,
-                   size=[0.015, 0.005, 0.04], pos=[0, 0.0055, 0.035],
-                   friction=[10, 0.005, 0.0001], contype=0, conaffinity=0)  # fmt: skip
+        f.add_joint(
+            name=f"finger_joint{1 if side == 'left' else 2}",
+            type=mujoco.mjtJoint.mjJNT_SLIDE,
+            axis=[0, 1, 0],
+            range=[0, 0.08],
+            armature=0.1,
+            damping=5.0,
+        )
+        f.add_geom(
+            name=f"{side}_finger_geom",
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=[0.015, 0.005, 0.04],
+            pos=[0, 0.0055, 0.035],
+            friction=[10, 0.005, 0.0001],
+            contype=0,
+            conaffinity=0,
+        )
 
 
 def _rotate(quat, vec) -> np.ndarray:
@@ -155,8 +213,9 @@ def _add_actuators(spec: mujoco.MjSpec) -> None:
         rng = JOINT_RANGES[i] or (-2.8973, 2.8973)
         _general(spec, f"actuator{i + 1}", f"joint{i + 1}", kp, (0, -bias_kp, -kv), rng, force)
     for j in (1, 2):
-        _general(spec, f"actuator{7 + j}", f"finger_joint{j}", FINGER_GAIN, (0, -500, -50),
-                 (0, 255), 500)  # fmt: skip
+        _general(
+            spec, f"actuator{7 + j}", f"finger_joint{j}", FINGER_GAIN, (0, -500, -50), (0, 255), 500
+        )
 
 
 def _general(spec, name, joint, gain, bias, ctrlrange, force) -> None:
@@ -175,16 +234,28 @@ def _general(spec, name, joint, gain, bias, ctrlrange, force) -> None:
 def _add_world(spec: mujoco.MjSpec, scene: Scene) -> list[str]:
     """Table, bins or floor patches and the cube; returns the names of colliding bin walls."""
     w = spec.worldbody
-    w.add_geom(name="table_geom", type=mujoco.mjtGeom.mjGEOM_PLANE, pos=[0, 0.2, 0],
-               size=[2.8, 2.4, 0.1], friction=[0.2, 0.005, 0.0001],
-               contype=0, conaffinity=0)  # fmt: skip
+    w.add_geom(
+        name="table_geom",
+        type=mujoco.mjtGeom.mjGEOM_PLANE,
+        pos=[0, 0.2, 0],
+        size=[2.8, 2.4, 0.1],
+        friction=[0.2, 0.005, 0.0001],
+        contype=0,
+        conaffinity=0,
+    )
     walls = []
     h = scene.bin_half
     for tag, (x, y), rgba in zip("AB", scene.bin_centres, (BLUE, RED), strict=True):
         if not scene.walls:  # push: a flat coloured patch on the table, for rendering only
-            w.add_geom(name=f"bin{tag}_floor", type=mujoco.mjtGeom.mjGEOM_BOX, rgba=rgba,
-                       pos=[x, y, 0.0005], size=[h, h, 0.0005],
-                       contype=0, conaffinity=0)  # fmt: skip
+            w.add_geom(
+                name=f"bin{tag}_floor",
+                type=mujoco.mjtGeom.mjGEOM_BOX,
+                rgba=rgba,
+                pos=[x, y, 0.0005],
+                size=[h, h, 0.0005],
+                contype=0,
+                conaffinity=0,
+            )
             continue
         # binpick: four walls (the paper's: 0.066 high, 0.01 thick, 0.19 from the bin centre).
         o, t, long = WALL_OFFSET, WALL_HALF, WALL_OFFSET + WALL_HALF
@@ -192,14 +263,26 @@ def _add_world(spec: mujoco.MjSpec, scene: Scene) -> list[str]:
             ((0, -o, long, t), (0, o, long, t), (o, 0, t, o - t), (-o, 0, t, o - t))
         ):
             name = f"bin{tag}{k + 1}"
-            w.add_geom(name=name, type=mujoco.mjtGeom.mjGEOM_BOX, rgba=rgba,
-                       pos=[x + dx, y + dy, WALL_HEIGHT / 2], size=[sx, sy, WALL_HEIGHT / 2],
-                       contype=0, conaffinity=0)  # fmt: skip
+            w.add_geom(
+                name=name,
+                type=mujoco.mjtGeom.mjGEOM_BOX,
+                rgba=rgba,
+                pos=[x + dx, y + dy, WALL_HEIGHT / 2],
+                size=[sx, sy, WALL_HEIGHT / 2],
+                contype=0,
+                conaffinity=0,
+            )
             walls.append(name)
     cube = w.add_body(name="cube", pos=scene.cube_start)
     cube.add_freejoint()
-    cube.add_geom(name="cube_geom", type=mujoco.mjtGeom.mjGEOM_BOX, size=[CUBE_HALF] * 3,
-                  rgba=[0, 0.4, 0, 1], contype=0, conaffinity=0)  # fmt: skip
+    cube.add_geom(
+        name="cube_geom",
+        type=mujoco.mjtGeom.mjGEOM_BOX,
+        size=[CUBE_HALF] * 3,
+        rgba=[0, 0.4, 0, 1],
+        contype=0,
+        conaffinity=0,
+    )
     return walls
 
 
@@ -229,12 +312,21 @@ def build_scene(scene: Scene) -> mujoco.MjModel:
     _add_actuators(spec)
     walls = _add_world(spec, scene)
     _add_pairs(spec, walls)
-    spec.add_equality(type=mujoco.mjtEq.mjEQ_JOINT, name1="finger_joint1", name2="finger_joint2",
-                      objtype=mujoco.mjtObj.mjOBJ_JOINT, solimp=[0.95, 0.99, 0.001, 0.5, 2],
-                      solref=[0.005, 1])  # fmt: skip
+    spec.add_equality(
+        type=mujoco.mjtEq.mjEQ_JOINT,
+        name1="finger_joint1",
+        name2="finger_joint2",
+        objtype=mujoco.mjtObj.mjOBJ_JOINT,
+        solimp=[0.95, 0.99, 0.001, 0.5, 2],
+        solref=[0.005, 1],
+    )
     # Velocity of link 7's frame origin (brax's xd.vel of the end-effector body), world frame.
-    spec.add_sensor(name="eef_linvel", type=mujoco.mjtSensor.mjSENS_FRAMELINVEL,
-                    objtype=mujoco.mjtObj.mjOBJ_XBODY, objname="link7")  # fmt: skip
+    spec.add_sensor(
+        name="eef_linvel",
+        type=mujoco.mjtSensor.mjSENS_FRAMELINVEL,
+        objtype=mujoco.mjtObj.mjOBJ_XBODY,
+        objname="link7",
+    )
     return spec.compile()
 
 

@@ -35,17 +35,30 @@ HUMANOID_CTRL_SCALE = 0.4  # actions in [-1, 1] map onto the motors' ctrlrange [
 
 # Brax's spring-pipeline parameters, from its ant.xml / humanoid.xml `<custom>` blocks.
 ANT_SPRING_NUMERICS = {
-    "constraint_limit_stiffness": 1000.0, "constraint_stiffness": 4000.0,
-    "constraint_ang_damping": 10.0, "constraint_vel_damping": 20.0, "joint_scale_pos": 0.5,
-    "joint_scale_ang": 0.2, "ang_damping": 0.0, "spring_mass_scale": 1.0,
-    "spring_inertia_scale": 1.0, "solver_maxls": 15.0,
-}  # fmt: skip
+    "constraint_limit_stiffness": 1000.0,
+    "constraint_stiffness": 4000.0,
+    "constraint_ang_damping": 10.0,
+    "constraint_vel_damping": 20.0,
+    "joint_scale_pos": 0.5,
+    "joint_scale_ang": 0.2,
+    "ang_damping": 0.0,
+    "spring_mass_scale": 1.0,
+    "spring_inertia_scale": 1.0,
+    "solver_maxls": 15.0,
+}
 HUMANOID_SPRING_NUMERICS = {
-    "constraint_limit_stiffness": 2500.0, "constraint_stiffness": 27000.0,
-    "constraint_ang_damping": 30.0, "constraint_vel_damping": 80.0, "ang_damping": -0.05,
-    "joint_scale_pos": 0.5, "joint_scale_ang": 0.1, "spring_mass_scale": 0.0,
-    "spring_inertia_scale": 1.0, "matrix_inv_iterations": 20.0, "solver_maxls": 15.0,
-}  # fmt: skip
+    "constraint_limit_stiffness": 2500.0,
+    "constraint_stiffness": 27000.0,
+    "constraint_ang_damping": 30.0,
+    "constraint_vel_damping": 80.0,
+    "ang_damping": -0.05,
+    "joint_scale_pos": 0.5,
+    "joint_scale_ang": 0.1,
+    "spring_mass_scale": 0.0,
+    "spring_inertia_scale": 1.0,
+    "matrix_inv_iterations": 20.0,
+    "solver_maxls": 15.0,
+}
 # Foot spheres Brax adds at the end of each ant leg: (lower-leg geom, position in its body).
 ANT_FEET = {
     "left_foot_geom": ("left_ankle_geom", (0.4, 0.4, 0.0)),
@@ -92,9 +105,16 @@ def ant_spec(maze: bool) -> mujoco.MjSpec:
         geom.contype, geom.conaffinity, geom.margin = 0, 0, 0.0
     for name, (leg, pos) in ANT_FEET.items():
         spec.geom(leg).parent.add_geom(
-            name=name, type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[0.08, 0, 0], pos=list(pos),
-            mass=0.0, contype=1, conaffinity=0, condim=3, friction=[1.0, 0.5, 0.5],
-        )  # fmt: skip
+            name=name,
+            type=mujoco.mjtGeom.mjGEOM_SPHERE,
+            size=[0.08, 0, 0],
+            pos=list(pos),
+            mass=0.0,
+            contype=1,
+            conaffinity=0,
+            condim=3,
+            friction=[1.0, 0.5, 0.5],
+        )
     if maze:
         for name in ANT_MAZE_GEOMS:
             spec.geom(name).conaffinity = 1
@@ -124,13 +144,23 @@ def humanoid_spec(maze: bool) -> mujoco.MjSpec:
     reach = 100.0 if maze else 20.0
     for name, axis in (("target_x", [1, 0, 0]), ("target_y", [0, 1, 0])):
         target.add_joint(
-            name=name, type=mujoco.mjtJoint.mjJNT_SLIDE, axis=axis, range=[-reach, reach],
-            limited=mujoco.mjtLimited.mjLIMITED_TRUE, armature=0.0, damping=0.0, stiffness=0.0,
-        )  # fmt: skip
+            name=name,
+            type=mujoco.mjtJoint.mjJNT_SLIDE,
+            axis=axis,
+            range=[-reach, reach],
+            limited=mujoco.mjtLimited.mjLIMITED_TRUE,
+            armature=0.0,
+            damping=0.0,
+            stiffness=0.0,
+        )
     target.add_geom(
-        name="target", type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[0.5, 0, 0], mass=1.0,
-        contype=0, conaffinity=0,
-    )  # fmt: skip
+        name="target",
+        type=mujoco.mjtGeom.mjGEOM_SPHERE,
+        size=[0.5, 0, 0],
+        mass=1.0,
+        contype=0,
+        conaffinity=0,
+    )
     _add_numerics(spec, HUMANOID_SPRING_NUMERICS)
     _add_materials(spec)
     _add_link_sensors(spec)
@@ -150,9 +180,11 @@ def _add_link_sensors(spec: mujoco.MjSpec) -> None:
             continue  # fused into the shins
         for kind in kinds:
             spec.add_sensor(
-                type=kind, objtype=mujoco.mjtObj.mjOBJ_BODY, objname=body.name,
+                type=kind,
+                objtype=mujoco.mjtObj.mjOBJ_BODY,
+                objname=body.name,
                 name=f"{body.name}_{int(kind)}",
-            )  # fmt: skip
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,8 +231,9 @@ class PaperHumanoid(Body):
         return physics, HUMANOID_CTRL_SCALE * action
 
     def observe(self, physics: PhysicsState, ids: dict[str, int], ctrl=None) -> jax.Array:
-        return humanoid_observation(physics, self.link_mass, self.actuator_gear, self.actuator_dof,
-                                    ctrl)  # fmt: skip
+        return humanoid_observation(
+            physics, self.link_mass, self.actuator_gear, self.actuator_dof, ctrl
+        )
 
     def state_dim(self, model: mujoco.MjModel) -> int:
         links = model.nbody - 1
@@ -272,7 +305,11 @@ PAPER_BODIES: dict[str, Body] = {
         name="ant", xml="ant.xml", action_dim=8, frame_skip=ANT_FRAMES, family="paper"
     ),
     "paper_humanoid": PaperHumanoid(
-        name="humanoid", xml="humanoid.xml", action_dim=17, frame_skip=HUMANOID_FRAMES,
-        goal_indices=(0, 1, 2), family="paper",
+        name="humanoid",
+        xml="humanoid.xml",
+        action_dim=17,
+        frame_skip=HUMANOID_FRAMES,
+        goal_indices=(0, 1, 2),
+        family="paper",
     ),
-}  # fmt: skip
+}

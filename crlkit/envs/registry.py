@@ -258,9 +258,11 @@ def available_backends() -> list[str]:
     import importlib.util
 
     needs = {
-        "mjx": ("mujoco.mjx",), "native": ("mujoco",), "warp": ("warp", "mujoco_warp"),
+        "mjx": ("mujoco.mjx",),
+        "native": ("mujoco",),
+        "warp": ("warp", "mujoco_warp"),
         "spring": ("brax",),
-    }  # fmt: skip
+    }
     found = []
     for name in BACKENDS:
         module = BACKENDS[name].split(":")[0]

@@ -61,8 +61,11 @@ def describe_exit(code: int | None) -> str:
         return "no exit status"
     if code < 0:
         return f"killed by {signal.Signals(-code).name}"
-    known = {exit_codes.PREEMPTED: "preempted", exit_codes.INTERRUPTED: "interrupted",
-             exit_codes.BAD_INPUT: "bad input"}  # fmt: skip
+    known = {
+        exit_codes.PREEMPTED: "preempted",
+        exit_codes.INTERRUPTED: "interrupted",
+        exit_codes.BAD_INPUT: "bad input",
+    }
     return f"{known.get(code, 'ended')} (exit code {code})"
 
 
@@ -125,8 +128,9 @@ def local_slots(jobs: int, gpus: list[str], cpus: list[int]) -> list[dict[str, s
                 f"({','.join(gpus)}); each cell process needs a GPU of its own"
             )
         per = len(gpus) // jobs
-        return [{"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * per : (i + 1) * per])}
-                for i in range(jobs)]  # fmt: skip
+        return [
+            {"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * per : (i + 1) * per])} for i in range(jobs)
+        ]
     per = max(1, len(cpus) // jobs)
     slots = []
     for i in range(jobs):
@@ -179,11 +183,13 @@ class LocalLauncher:
         log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.slots[slot]}
         with open(log, "ab") as sink:
-            proc = subprocess.Popen(_cell_command(task), stdout=sink, stderr=subprocess.STDOUT,
-                                    env=env)  # fmt: skip
+            proc = subprocess.Popen(
+                _cell_command(task), stdout=sink, stderr=subprocess.STDOUT, env=env
+            )
         verb = "resuming" if task.resume else "starting"
-        echo(f"{task.head}: {verb} in process {proc.pid} ({_slot_text(self.slots[slot])}); "
-             f"log {log}")  # fmt: skip
+        echo(
+            f"{task.head}: {verb} in process {proc.pid} ({_slot_text(self.slots[slot])}); log {log}"
+        )
         return proc
 
 
@@ -233,8 +239,9 @@ class SlurmConfig:
             value = getattr(self, name)
             low = 0 if name in ("gpus", "requeues") else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise LauncherError(f"--slurm-{name.replace('_', '-')} must be an integer "
-                                    f">= {low}, got {value!r}")  # fmt: skip
+                raise LauncherError(
+                    f"--slurm-{name.replace('_', '-')} must be an integer >= {low}, got {value!r}"
+                )
         if self.cluster not in ("slurm", "local"):
             raise LauncherError(f"unknown --slurm-cluster {self.cluster!r}; valid: slurm, local")
 
@@ -278,17 +285,22 @@ def read_slurm_file(path: str) -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise LauncherError(f"--slurm-config {path} does not parse{_bad_line(text, err)}: "
-                            f"{str(err).splitlines()[0]}") from None  # fmt: skip
+        raise LauncherError(
+            f"--slurm-config {path} does not parse{_bad_line(text, err)}: "
+            f"{str(err).splitlines()[0]}"
+        ) from None
     fields = {f.name: f for f in dataclasses.fields(SlurmConfig) if f.name != "config"}
     for key, value in data.items():
         if key not in fields:
-            raise LauncherError(f"--slurm-config {path}: unknown key {key!r}; valid: "
-                                f"{', '.join(fields)}")  # fmt: skip
+            raise LauncherError(
+                f"--slurm-config {path}: unknown key {key!r}; valid: {', '.join(fields)}"
+            )
         want = int if fields[key].type in (int, "int") else str
         if isinstance(value, bool) or not isinstance(value, want):
-            raise LauncherError(f"--slurm-config {path}: key {key!r} must be "
-                                f"{'an integer' if want is int else 'a string'}, got {value!r}")
+            raise LauncherError(
+                f"--slurm-config {path}: key {key!r} must be "
+                f"{'an integer' if want is int else 'a string'}, got {value!r}"
+            )
     return data
 
 
@@ -316,13 +328,17 @@ def sbatch_script(cfg: SlurmConfig, folder: str | Path, cells: int) -> str:
     _submitit()
     from submitit.slurm import slurm
 
-    params = {"time": cfg.time, "gpus_per_node": cfg.gpus, "cpus_per_task": cfg.cpus,
-              "mem": f"{cfg.mem_gb}GB", "array_parallelism": cfg.parallel,
-              "job_name": "crlkit-sweep"}  # fmt: skip
+    params = {
+        "time": cfg.time,
+        "gpus_per_node": cfg.gpus,
+        "cpus_per_task": cfg.cpus,
+        "mem": f"{cfg.mem_gb}GB",
+        "array_parallelism": cfg.parallel,
+        "job_name": "crlkit-sweep",
+    }
     params.update({k: getattr(cfg, k) for k in ("partition", "account", "qos") if getattr(cfg, k)})
     command = " ".join([sys.executable, "-u -m submitit.core._submit", str(folder)])
-    return slurm._make_sbatch_string(command=command, folder=str(folder), map_count=cells,
-                                     **params)  # fmt: skip
+    return slurm._make_sbatch_string(command=command, folder=str(folder), map_count=cells, **params)
 
 
 _CHILD: dict[str, subprocess.Popen] = {}
@@ -366,14 +382,18 @@ class SlurmLauncher:
         submitit = _submitit()
         cluster = None if self.cfg.cluster == "slurm" else "local"
         if cluster is None and shutil.which("sbatch") is None:
-            raise LauncherError("--launcher slurm: no sbatch here (not a Slurm login node); "
-                                "--slurm-cluster local runs the jobs on this machine")  # fmt: skip
+            raise LauncherError(
+                "--launcher slurm: no sbatch here (not a Slurm login node); "
+                "--slurm-cluster local runs the jobs on this machine"
+            )
         executor = submitit.AutoExecutor(folder=self.folder, cluster=cluster)
         executor.update_parameters(**self.cfg.executor_parameters())
         dirs = [str(t.path.parent.resolve()) for t in tasks]
         jobs = executor.map_array(CellJob(), dirs, [t.path.name for t in tasks])
-        echo(f"submitted {len(jobs)} cell(s) as job array {jobs[0].job_id.split('_')[0]} "
-             f"({self.cfg.cluster}); submitit logs in {self.folder}")  # fmt: skip
+        echo(
+            f"submitted {len(jobs)} cell(s) as job array {jobs[0].job_id.split('_')[0]} "
+            f"({self.cfg.cluster}); submitit logs in {self.folder}"
+        )
         active = list(zip(jobs, tasks, strict=True))
         requeued: collections.Counter = collections.Counter()
         while active:
@@ -387,10 +407,10 @@ class SlurmLauncher:
                     yield task, {"status": "stopped", "reason": problem}
                 elif code == exit_codes.PREEMPTED and requeued[task.path] < self.cfg.requeues:
                     requeued[task.path] += 1
-                    again = executor.submit(CellJob(), str(task.path.parent.resolve()),
-                                            task.path.name)  # fmt: skip
-                    echo(f"{task.head}: preempted; submitted again as job {again.job_id} "
-                         f"(resumes)")  # fmt: skip
+                    again = executor.submit(
+                        CellJob(), str(task.path.parent.resolve()), task.path.name
+                    )
+                    echo(f"{task.head}: preempted; submitted again as job {again.job_id} (resumes)")
                     waiting.append((again, dataclasses.replace(task, resume=True)))
                 else:
                     yield task, outcome_from_disk(task, code, _record_seconds(task))

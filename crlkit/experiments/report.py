@@ -49,7 +49,6 @@ PLOTS = {
 __all__ = ["PLOTS", "REPORT_FILE", "ReportError", "write_report"]
 
 
-
 def _pm(stat: tuple[float, float, int] | None, fmt: str = "{:.2f}") -> str:
     if stat is None:
         return "–"
@@ -126,8 +125,12 @@ def report_markdown(directory: Path, runs: list[Run], plots: dict[str, str]) -> 
         *grid_table(groups),
         "",
     ]
-    for key, title in (("success", "Final success vs depth"), ("curves", "Learning curves"),
-                       ("cost", "Cost vs depth"), ("gallery", GALLERY_TITLE)):  # fmt: skip
+    for key, title in (
+        ("success", "Final success vs depth"),
+        ("curves", "Learning curves"),
+        ("cost", "Cost vs depth"),
+        ("gallery", GALLERY_TITLE),
+    ):
         if key in plots:
             lines += [f"## {title}", "", f"![{title}]({plots[key]})", ""]
             if key == "gallery":
@@ -160,7 +163,6 @@ def _settings(manifest: dict[str, Any]) -> list[str]:
         flat = ", ".join(f"{k}={v}" for k, v in files.flatten_dict(cfg).items())
         lines += [f"{name}:", "", "```", flat, "```", ""]
     return lines
-
 
 
 def write_report(

@@ -32,9 +32,7 @@ def gallery_runs(groups: list[Group]) -> list[tuple[Group, Run]]:
     return picks
 
 
-def plot_gallery(
-    groups: list[Group], path: Path, echo=lambda _: None, context: str = ""
-) -> bool:
+def plot_gallery(groups: list[Group], path: Path, echo=lambda _: None, context: str = "") -> bool:
     """Writes the gallery png; False (and a note through `echo`) when nothing could be drawn.
 
     Paths are coloured per episode (path, start, goal and its success radius share a colour;

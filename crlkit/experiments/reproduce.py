@@ -58,9 +58,7 @@ class ReproduceConfig:
         "Budget of every cell; empty: the table's (table1: the paper preset's 100,000,000 env "
         "steps; ogbench-crl: OGBench's 1,000,000 SGD steps).",
     )
-    launcher: str = option_field(
-        "auto", "Where cells run, as crlkit sweep --launcher.", LAUNCHERS
-    )
+    launcher: str = option_field("auto", "Where cells run, as crlkit sweep --launcher.", LAUNCHERS)
     jobs: int = option_field(1, "Cell processes at once with --launcher local (crlkit sweep).")
     retry_failed: bool = option_field(False, "Run cells that failed before again.")
 
@@ -113,9 +111,14 @@ def plan_table(table: str, cfg: ReproduceConfig) -> list[RowSweep]:
 
 def _grid(row: str, cfg: ReproduceConfig, table: str, regime: str, depths) -> SweepConfig:
     return SweepConfig(
-        out=str(Path(cfg.out) / table / row), regimes=(regime,), depths=tuple(depths),
-        seeds=cfg.seeds, launcher=cfg.launcher, jobs=cfg.jobs, retry_failed=cfg.retry_failed,
-    )  # fmt: skip
+        out=str(Path(cfg.out) / table / row),
+        regimes=(regime,),
+        depths=tuple(depths),
+        seeds=cfg.seeds,
+        launcher=cfg.launcher,
+        jobs=cfg.jobs,
+        retry_failed=cfg.retry_failed,
+    )
 
 
 def _table1_row(row: str, reference: dict, cfg: ReproduceConfig, table: str) -> RowSweep:
@@ -182,14 +185,26 @@ def run_table(
     result = SweepResult(table_dir)
     for row in rows:
         row_tasks, row_result = prepare_sweep(
-            row.sweep, row.learner, row.online, row.offline, command=command, echo=echo,
-            launcher_name=launcher_name, label=f"{row.row}/",
-        )  # fmt: skip
+            row.sweep,
+            row.learner,
+            row.online,
+            row.offline,
+            command=command,
+            echo=echo,
+            launcher_name=launcher_name,
+            label=f"{row.row}/",
+        )
         tasks += row_tasks
         result.skipped += [f"{row.row}/{n}" for n in row_result.skipped]
         result.failed.update({f"{row.row}/{n}": r for n, r in row_result.failed.items()})
-    manifest = {"table": table, "rows": [r.row for r in rows], "launcher": launcher_name,
-                "device": device, "command": command, "written": time.time()}  # fmt: skip
+    manifest = {
+        "table": table,
+        "rows": [r.row for r in rows],
+        "launcher": launcher_name,
+        "device": device,
+        "command": command,
+        "written": time.time(),
+    }
     files.atomic_write_json(table_dir / MANIFEST, manifest)
     collect(launcher(tasks, echo), result, echo)
     return result
@@ -213,9 +228,13 @@ def row_numbers(table: str, row: RowSweep) -> list[dict[str, Any]]:
         group = groups.get(depth)
         stat = group.stat(field) if group else None
         wall = sum(r.wall_seconds or 0.0 for r in group.runs) if group else 0.0
-        entry = {"row": row.row, "depth": depth, "published": row.published.get(depth),
-                 "seeds": f"{len(group.done)}/{len(group.runs)}" if group else "0/0",
-                 "hours": wall / 3600}  # fmt: skip
+        entry = {
+            "row": row.row,
+            "depth": depth,
+            "published": row.published.get(depth),
+            "seeds": f"{len(group.done)}/{len(group.runs)}" if group else "0/0",
+            "hours": wall / 3600,
+        }
         if stat is not None:
             mean, std, n = stat[0] * scale, stat[1] * scale, stat[2]
             entry.update(crlkit=mean, std=std, n=n)
@@ -234,26 +253,42 @@ def report_text(table: str, rows: list[RowSweep], device: str, command: str) -> 
     """report.md: the published numbers beside crlkit's, per row and depth."""
     ref = load_reference()[table]
     unit = "GPU hours" if device == "gpu" else "CPU hours"
-    lines = [f"# Reproduction: {ref['title']}", "", f"Published numbers: {ref['source']}.", "",
-             f"Metric: `{ref['metric']}` ({ref['unit']}). crlkit: mean ± sample std over the "
-             "finished seeds. Difference: crlkit − published. Within spread: the published "
-             "figure lies within one std of crlkit's mean (needs 2+ seeds). Hours: the cells' "
-             f"wall-clock time summed (compile, training and evaluation) on this {device.upper()}.",
-             ""]  # fmt: skip
+    lines = [
+        f"# Reproduction: {ref['title']}",
+        "",
+        f"Published numbers: {ref['source']}.",
+        "",
+        f"Metric: `{ref['metric']}` ({ref['unit']}). crlkit: mean ± sample std over the "
+        "finished seeds. Difference: crlkit − published. Within spread: the published "
+        "figure lies within one std of crlkit's mean (needs 2+ seeds). Hours: the cells' "
+        f"wall-clock time summed (compile, training and evaluation) on this {device.upper()}.",
+        "",
+    ]
     if command:
         lines += ["Made with:", "", "```", command, "```", ""]
-    lines += [f"| row | depth | published | crlkit | difference | within spread | seeds done "
-              f"| {unit} |", "|---|---:|---:|---|---:|---|---|---:|"]  # fmt: skip
+    lines += [
+        f"| row | depth | published | crlkit | difference | within spread | seeds done | {unit} |",
+        "|---|---:|---:|---|---:|---|---|---:|",
+    ]
     for row in rows:
         for e in row_numbers(table, row):
-            crl = "–" if "crlkit" not in e else (
-                _num(e["crlkit"], 2) + (f" ± {_num(e['std'], 2)}" if e["n"] > 1 else ""))
+            crl = (
+                "–"
+                if "crlkit" not in e
+                else (_num(e["crlkit"], 2) + (f" ± {_num(e['std'], 2)}" if e["n"] > 1 else ""))
+            )
             within = {True: "yes", False: "no", None: "–"}[e.get("within")]
-            lines.append(f"| {e['row']} | {e['depth']} | {_num(e['published'], 2)} | {crl} "
-                         f"| {_num(e.get('difference'), 2)} | {within} | {e['seeds']} "
-                         f"| {e['hours']:.3f} |")  # fmt: skip
-    lines += ["", "Each row's sweep dir (`<row>/`) holds its run dirs, cell records and logs; "
-              "`crlkit report <row dir>` draws its plots.", ""]  # fmt: skip
+            lines.append(
+                f"| {e['row']} | {e['depth']} | {_num(e['published'], 2)} | {crl} "
+                f"| {_num(e.get('difference'), 2)} | {within} | {e['seeds']} "
+                f"| {e['hours']:.3f} |"
+            )
+    lines += [
+        "",
+        "Each row's sweep dir (`<row>/`) holds its run dirs, cell records and logs; "
+        "`crlkit report <row dir>` draws its plots.",
+        "",
+    ]
     return "\n".join(lines)
 
 

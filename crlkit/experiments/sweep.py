@@ -305,8 +305,10 @@ def prepare_sweep(
     states = {p.cell.name: cell_state(out / p.cell.name, p) for p in plans}
     before = (files.read_json(out / SWEEP_FILE) or {}).get("launcher")
     if before and before != launcher_name:
-        echo(f"{out} was run with --launcher {before}; continuing with {launcher_name} "
-             f"(each cell keeps its state)")  # fmt: skip
+        echo(
+            f"{out} was run with --launcher {before}; continuing with {launcher_name} "
+            f"(each cell keeps its state)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     _write_manifest(out, sweep, learner, online, offline, plans, command, launcher_name)
     result, tasks = SweepResult(out), []
@@ -335,8 +337,9 @@ def collect(outcomes, result: SweepResult, echo: Callable[[str], None]) -> None:
             echo(f"{task.head}: stopped ({outcome['reason']}); run the sweep again to resume it")
         else:
             result.done.append(name)
-            echo(f"{task.head}: done in {outcome['seconds']:.0f} s; "
-                 f"{_headline(outcome['summary'])}")  # fmt: skip
+            echo(
+                f"{task.head}: done in {outcome['seconds']:.0f} s; {_headline(outcome['summary'])}"
+            )
 
 
 def load_plans(out: str | Path) -> list[CellPlan]:
@@ -348,8 +351,9 @@ def load_plans(out: str | Path) -> list[CellPlan]:
     if manifest is None:
         raise SweepError(f"{out} holds no readable {SWEEP_FILE}: not a sweep directory")
     stored = manifest["sweep"]
-    sweep = from_dict(SweepConfig, {k: tuple(v) if isinstance(v, list) else v
-                                    for k, v in stored.items()})  # fmt: skip
+    sweep = from_dict(
+        SweepConfig, {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()}
+    )
     base = manifest["base"]
     learner = from_dict(LearnerConfig, base["learner"])
     online = from_dict(OnlineConfig, base["online"]) if base.get("online") else None

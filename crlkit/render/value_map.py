@@ -134,18 +134,34 @@ def compute_value_map(
     start = bare.reset(k_start) if task is None else bare.reset_to_task(k_start, task)
     goal = start.goal[:2] if goal_xy is None else jnp.asarray(goal_xy, jnp.float32)
     (episode,) = record_episodes(
-        policy.env, policy.nets, policy.params, k_rollout, 1, task, policy.goal_observation,
+        policy.env,
+        policy.nets,
+        policy.params,
+        k_rollout,
+        1,
+        task,
+        policy.goal_observation,
         goal_xy=goal,
-    )  # fmt: skip
+    )
     framed = np.concatenate([np.asarray(bare.body.xy(start.physics))[None], episode.xy])
     xs, ys, points, free = grid_points(spec, framed, np.asarray(goal))
     energies = jax.jit(functools.partial(_energies, policy, cfg))
     q = energies(critic, start, goal, jnp.asarray(points[free]), k_actions)
     actor_q, max_q = (_on_grid(np.asarray(v), free, len(ys), len(xs)) for v in q)
     return ValueMap(
-        spec, policy.run_dir, policy.step, policy.regime, xs, ys, actor_q, max_q,
-        np.asarray(goal, np.float32), episode, cfg.energy, cfg.scale_energy,
-    )  # fmt: skip
+        spec,
+        policy.run_dir,
+        policy.step,
+        policy.regime,
+        xs,
+        ys,
+        actor_q,
+        max_q,
+        np.asarray(goal, np.float32),
+        episode,
+        cfg.energy,
+        cfg.scale_energy,
+    )
 
 
 def grid_points(
@@ -224,9 +240,15 @@ def plot_value_map(ax, vm: ValueMap, which: str = "actor", limits=None):
     values = vm.actor_q if which == "actor" else vm.max_q
     vmin, vmax = limits if limits is not None else (np.nanmin(values), np.nanmax(values))
     image = ax.imshow(
-        values, origin="lower", extent=vm.extent, cmap="viridis", vmin=vmin, vmax=vmax,
-        interpolation="nearest", zorder=0,
-    )  # fmt: skip
+        values,
+        origin="lower",
+        extent=vm.extent,
+        cmap="viridis",
+        vmin=vmin,
+        vmax=vmax,
+        interpolation="nearest",
+        zorder=0,
+    )
     if vm.spec.maze is not None:
         _draw_walls(ax, vm.spec.maze)
     ep = vm.episode
@@ -261,17 +283,24 @@ def write_value_png(path: str | os.PathLike, vm: ValueMap) -> Path:
     reached = "reached" if vm.episode.success else "missed"
     fig.suptitle(
         f"{vm.spec.name}, {vm.regime} run, step {vm.step:,}: value of each place for the goal "
-        f"({vm.goal_xy[0]:.1f}, {vm.goal_xy[1]:.1f}); rollout {reached}", fontsize=10,
-    )  # fmt: skip
+        f"({vm.goal_xy[0]:.1f}, {vm.goal_xy[1]:.1f}); rollout {reached}",
+        fontsize=10,
+    )
     axes[1].legend(
         handles=[
-            Line2D([], [], color=SUCCESS_COLOR if vm.episode.success else FAILURE_COLOR,
-                   label=f"rollout ({reached})"),
+            Line2D(
+                [],
+                [],
+                color=SUCCESS_COLOR if vm.episode.success else FAILURE_COLOR,
+                label=f"rollout ({reached})",
+            ),
             Line2D([], [], ls="", marker="o", color="gray", label="start"),
             Line2D([], [], ls="", marker="*", color="white", mec="black", ms=11, label="goal"),
         ],
-        loc="upper right", fontsize=7, framealpha=0.8,
-    )  # fmt: skip
+        loc="upper right",
+        fontsize=7,
+        framealpha=0.8,
+    )
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     with atomic_path(Path(path)) as temp:

@@ -109,9 +109,13 @@ class Checkpoints:
             import orbax.checkpoint as ocp
 
             options = ocp.CheckpointManagerOptions(
-                max_to_keep=self.keep, step_prefix=STEP_PREFIX, step_format_fixed_length=12,
-                create=True, cleanup_tmp_directories=True, enable_async_checkpointing=False,
-            )  # fmt: skip
+                max_to_keep=self.keep,
+                step_prefix=STEP_PREFIX,
+                step_format_fixed_length=12,
+                create=True,
+                cleanup_tmp_directories=True,
+                enable_async_checkpointing=False,
+            )
             self._manager = ocp.CheckpointManager(self.directory, options=options)
         return self._manager
 

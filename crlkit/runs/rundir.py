@@ -52,14 +52,17 @@ SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
 
 __all__ = [
-    "RunDir", "RunDirError", "CorruptCheckpoint", "Restored", "list_checkpoints",
-    "read_run_config", "read_events",
-]  # fmt: skip
+    "RunDir",
+    "RunDirError",
+    "CorruptCheckpoint",
+    "Restored",
+    "list_checkpoints",
+    "read_run_config",
+    "read_events",
+]
 
 
-def default_out_dir(
-    name: str, depth: int, seed: int, root: str | os.PathLike = "runs"
-) -> Path:
+def default_out_dir(name: str, depth: int, seed: int, root: str | os.PathLike = "runs") -> Path:
     """A fresh `runs/<name>-d<depth>-s<seed>-<YYYYmmdd-HHMMSS>` (suffixed -2, -3... if taken)."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "run"
     base = Path(root) / f"{safe}-d{depth}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -102,8 +105,6 @@ def config_diff(stored: Mapping, current: Mapping, ignore: Iterable[str] = ()) -
             show = lambda v: "<absent>" if v is missing else json.dumps(v)
             out.append(f"{key} (stored {show(old)}, now {show(new)})")
     return out
-
-
 
 
 class RunDir:
@@ -333,8 +334,8 @@ class RunDir:
         failed = files.find_io_error(exc)
         if failed is not None and not isinstance(exc, RunStopped):
             raise RunStopped(
-                f"could not write the run: {files.describe_os_error(failed)}; kept: "
-                f"{self.kept()}", IO_FAILED,
+                f"could not write the run: {files.describe_os_error(failed)}; kept: {self.kept()}",
+                IO_FAILED,
             ) from None
 
     def kept(self) -> str:

@@ -193,7 +193,6 @@ class StopSignals:
         self._previous = {}
 
 
-
 def agree(signum: int | None, cap: int) -> tuple[int | None, int]:
     """(a signal any process received, the smallest cap): every process of a multi-process run
     cuts the same chunks (each is one program over all processes) and stops at one boundary."""
@@ -242,9 +241,12 @@ class HostLoop:
             return self.chunk.init()
         tree, replay = self.chunk.template()
         found = self.run.restore(
-            tree, replay=replay, echo=self.echo, start_over=self.start_over,
+            tree,
+            replay=replay,
+            echo=self.echo,
+            start_over=self.start_over,
             max_step=self.chunk.logged(self.chunk.total),
-        )  # fmt: skip
+        )
         if found is None:
             return self.chunk.init()
         self.clock = Clock.from_meta(found.meta)
@@ -318,9 +320,12 @@ class HostLoop:
             terminal = sys.stderr.isatty() and self.progress is not False
             total, logged = self.chunk.total, self.chunk.logged
             bar = Progress(
-                logged(total), unit=self.chunk.unit, initial=logged(done),
-                disable=not self.run.primary, terminal=terminal,
-            )  # fmt: skip
+                logged(total),
+                unit=self.chunk.unit,
+                initial=logged(done),
+                disable=not self.run.primary,
+                terminal=terminal,
+            )
             with bar:
                 state = self._chunks(state, done, bar, signals)
         if not self.last_eval:  # resumed a finished run: evaluate what it holds
@@ -331,8 +336,9 @@ class HostLoop:
         chunk, ev = self.chunk, self.events
         acc, acc_steps, acc_seconds, first = None, 0, 0.0, True
         while done < chunk.total:
-            end = min(next_boundary(done, chunk.total, ev.log, ev.eval, ev.checkpoint),
-                      done + self.cap)  # fmt: skip
+            end = min(
+                next_boundary(done, chunk.total, ev.log, ev.eval, ev.checkpoint), done + self.cap
+            )
             t0 = time.perf_counter()
             state, stats, bad = chunk.run(state, done, end - done)
             jax.block_until_ready(state)

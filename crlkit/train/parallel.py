@@ -308,8 +308,17 @@ class _Peers:
 
 _PEERS = _Peers()
 _TASK_RE = re.compile(r"task[:_ ]?(\d+)")
-_PEER_SIGNS = ("gloo", "nccl", "connection reset", "connection refused", "heartbeat", "barrier",
-               "unavailable:", "deadline_exceeded", "coordination service")  # fmt: skip
+_PEER_SIGNS = (
+    "gloo",
+    "nccl",
+    "connection reset",
+    "connection refused",
+    "heartbeat",
+    "barrier",
+    "unavailable:",
+    "deadline_exceeded",
+    "coordination service",
+)
 
 
 def peer_failure(err: BaseException) -> bool:
@@ -341,9 +350,11 @@ def exit_peer_lost(detail: str = "") -> None:
     else:
         who = "process 0 (the coordinator)" if me else "another process"
     first = detail.strip().splitlines()[0][:160] if detail.strip() else ""
-    line = (f"Error: lost {who} of the {count}-process run (coordinator {_PEERS.coordinator}); "
-            f"this is process {me}, stopping; resume all processes with --resume"
-            + (f" [{first}]" if first else ""))  # fmt: skip
+    line = (
+        f"Error: lost {who} of the {count}-process run (coordinator {_PEERS.coordinator}); "
+        f"this is process {me}, stopping; resume all processes with --resume"
+        + (f" [{first}]" if first else "")
+    )
     with contextlib.suppress(Exception):
         sys.stdout.flush()
     with contextlib.suppress(Exception):

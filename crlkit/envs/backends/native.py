@@ -41,13 +41,25 @@ _T = mujoco.mjtSensor
 _KINEMATIC_SENSORS = frozenset(
     int(t)
     for t in (
-        _T.mjSENS_JOINTPOS, _T.mjSENS_JOINTVEL, _T.mjSENS_BALLQUAT, _T.mjSENS_BALLANGVEL,
-        _T.mjSENS_FRAMEPOS, _T.mjSENS_FRAMEQUAT, _T.mjSENS_FRAMEXAXIS, _T.mjSENS_FRAMEYAXIS,
-        _T.mjSENS_FRAMEZAXIS, _T.mjSENS_FRAMELINVEL, _T.mjSENS_FRAMEANGVEL, _T.mjSENS_SUBTREECOM,
-        _T.mjSENS_SUBTREELINVEL, _T.mjSENS_SUBTREEANGMOM, _T.mjSENS_VELOCIMETER, _T.mjSENS_GYRO,
+        _T.mjSENS_JOINTPOS,
+        _T.mjSENS_JOINTVEL,
+        _T.mjSENS_BALLQUAT,
+        _T.mjSENS_BALLANGVEL,
+        _T.mjSENS_FRAMEPOS,
+        _T.mjSENS_FRAMEQUAT,
+        _T.mjSENS_FRAMEXAXIS,
+        _T.mjSENS_FRAMEYAXIS,
+        _T.mjSENS_FRAMEZAXIS,
+        _T.mjSENS_FRAMELINVEL,
+        _T.mjSENS_FRAMEANGVEL,
+        _T.mjSENS_SUBTREECOM,
+        _T.mjSENS_SUBTREELINVEL,
+        _T.mjSENS_SUBTREEANGMOM,
+        _T.mjSENS_VELOCIMETER,
+        _T.mjSENS_GYRO,
         _T.mjSENS_MAGNETOMETER,
     )
-)  # fmt: skip
+)
 
 
 def default_num_threads() -> int:
@@ -156,9 +168,14 @@ class NativeBackend:
         )
         qpos, qvel, act, time, warm, xpos, sensordata = out
         return PhysicsState(
-            qpos=qpos, qvel=qvel, act=act, time=time, qacc_warmstart=warm, xpos=xpos,
+            qpos=qpos,
+            qvel=qvel,
+            act=act,
+            time=time,
+            qacc_warmstart=warm,
+            xpos=xpos,
             sensordata=sensordata,
-        )  # fmt: skip
+        )
 
     # ---- host side ------------------------------------------------------------------------
 

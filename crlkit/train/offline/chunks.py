@@ -39,7 +39,6 @@ class Carry:
     key: jax.Array
 
 
-
 def _zero_metrics(nets, lcfg: LearnerConfig, state: learner.CRLState, batch: learner.Batch):
     shapes = jax.eval_shape(lambda s, b: learner.update(nets, lcfg, s, b)[1], state, batch)
     return jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), shapes)

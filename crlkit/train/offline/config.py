@@ -74,9 +74,7 @@ class OfflineConfig:
         auto="observation for the paper and ogbench presets on OGBench's envs, whose own env "
         "gives goal observations; else slice",
     )
-    data_dir: str | None = option_field(
-        None, "OGBench cache directory.", auto="~/.ogbench/data"
-    )
+    data_dir: str | None = option_field(None, "OGBench cache directory.", auto="~/.ogbench/data")
     env: str | None = option_field(
         None,
         "Env to evaluate in: a crlkit env or an OGBench env id.",
@@ -200,7 +198,6 @@ def _mix(p_current: float, p_random: float, geometric: bool, who: str) -> goals.
             f"--{who}-p-current {p_current} and --{who}-p-random {p_random} must be >= 0 and sum "
             f"to at most 1"
         ) from None
-
 
 
 def dataset_family(ds: Dataset) -> tuple[str, str]:

@@ -58,9 +58,15 @@ def run(
         raise ValueError("--resume needs --out: the run directory to continue")
     cfg, lcfg, ds, evaluator = prepare(cfg, lcfg, echo)
     return train(
-        cfg, lcfg, ds, evaluator, resume=resume, start_over=start_over, progress=progress,
+        cfg,
+        lcfg,
+        ds,
+        evaluator,
+        resume=resume,
+        start_over=start_over,
+        progress=progress,
         echo=echo,
-    )  # fmt: skip
+    )
 
 
 def prepare(
@@ -74,9 +80,12 @@ def prepare(
             "pointmaze-medium-navigate-sample (see: crlkit datasets)"
         )
     ds = load_dataset(
-        cfg.dataset, data_dir=cfg.data_dir, echo=echo,
-        goal_indices=parse_goal_indices(cfg.goal_indices), env=cfg.env,
-    )  # fmt: skip
+        cfg.dataset,
+        data_dir=cfg.data_dir,
+        echo=echo,
+        goal_indices=parse_goal_indices(cfg.goal_indices),
+        env=cfg.env,
+    )
     plan = plan_dataset(cfg, ds)  # the one place a dataset's meaning is decided
     cfg, lcfg = apply_plan(cfg, lcfg, plan)
     # psi and the actor see the plan's goal columns; config.json records the plan verbatim.
@@ -126,18 +135,26 @@ def train(
     cfg = dataclasses.replace(cfg, out=str(out))
     config = {"offline": cfg, "learner": lcfg, "dataset": _dataset_info(cfg, ds)}
     run = RunDir.create(
-        out, config, resume=resume, ignore_on_resume=RESUMABLE_FIELDS,
+        out,
+        config,
+        resume=resume,
+        ignore_on_resume=RESUMABLE_FIELDS,
         keep_checkpoints=cfg.keep_checkpoints,
-    )  # fmt: skip
+    )
     with run:
         data = dataset_arrays(ds)
         trainer = Trainer(nets, lcfg, cfg, data, choose_sampler(cfg, data))
         chunk = OfflineChunk(cfg, lcfg, nets, dims_of(ds), ds.name, trainer, evaluator)
         events = Events(cfg.log_every, cfg.eval_every, cfg.checkpoint_every or cfg.eval_every)
         loop = HostLoop(
-            chunk, run, events, progress=progress, echo=echo, resume=resume,
+            chunk,
+            run,
+            events,
+            progress=progress,
+            echo=echo,
+            resume=resume,
             start_over=start_over,
-        )  # fmt: skip
+        )
         if run.primary:
             echo(f"run dir {out}; {ds.num_transitions:,} transitions; sampler {trainer.sampler}")
         return loop.train()
@@ -176,8 +193,16 @@ class OfflineChunk:
     unit = "SGD steps"
     evaluate_at_start = False
 
-    def __init__(self, cfg: OfflineConfig, lcfg: LearnerConfig, nets, dims, dataset: str,
-                 trainer: Trainer, evaluator: Evaluator):  # fmt: skip
+    def __init__(
+        self,
+        cfg: OfflineConfig,
+        lcfg: LearnerConfig,
+        nets,
+        dims,
+        dataset: str,
+        trainer: Trainer,
+        evaluator: Evaluator,
+    ):
         self.cfg, self.lcfg, self.nets, self.dims = cfg, lcfg, nets, dims
         self.dataset, self.trainer, self.evaluator = dataset, trainer, evaluator
         self.total = cfg.steps

@@ -32,8 +32,10 @@ def minari_evaluator(
         env = minari.MinariDataset(data_dir).recover_environment(eval_env=True)
     except Exception as err:  # a missing package or an unregistered env id: not evaluable here
         problem = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        echo(f"no evaluation: the env of {ds.name} cannot be rebuilt here ({problem}); training "
-             f"goes on without it")  # fmt: skip
+        echo(
+            f"no evaluation: the env of {ds.name} cannot be rebuilt here ({problem}); training "
+            f"goes on without it"
+        )
         return lambda nets, params, key: {}
 
     def evaluator(nets, params, key):

@@ -67,9 +67,14 @@ def gather_batch(data: DeviceData, rows: goals.OfflineRows) -> learner.Batch:
 def sample_batch(cfg: OfflineConfig, data: DeviceData, key: jax.Array) -> learner.Batch:
     """One minibatch drawn on device (OGBench-style critic and actor goals)."""
     rows = goals.sample_offline_rows(
-        key, data.valid_rows, data.episode_ends, cfg.batch_size,
-        cfg.critic_goals(), cfg.actor_goals(), cfg.discount,
-    )  # fmt: skip
+        key,
+        data.valid_rows,
+        data.episode_ends,
+        cfg.batch_size,
+        cfg.critic_goals(),
+        cfg.actor_goals(),
+        cfg.discount,
+    )
     return gather_batch(data, rows)
 
 
@@ -78,8 +83,13 @@ def sample_host_block(
 ) -> learner.Batch:
     """`count` minibatches drawn on the host, stacked: leaves [count, batch, ...]."""
     rows = goals.sample_offline_rows_np(
-        rng, data.valid_rows, data.episode_ends, count * cfg.batch_size,
-        cfg.critic_goals(), cfg.actor_goals(), cfg.discount,
-    )  # fmt: skip
+        rng,
+        data.valid_rows,
+        data.episode_ends,
+        count * cfg.batch_size,
+        cfg.critic_goals(),
+        cfg.actor_goals(),
+        cfg.discount,
+    )
     batch = gather_batch(data, rows)
     return jax.tree.map(lambda x: x.reshape(count, cfg.batch_size, *x.shape[1:]), batch)

@@ -80,9 +80,14 @@ class EpochSettings:
     def of(cls, cfg: OnlineConfig) -> EpochSettings:
         """The epoch's part of a run's config."""
         return cls(
-            cfg.num_envs, cfg.unroll_length, cfg.batch_size, cfg.updates_per_step, cfg.gamma,
-            cfg.replay_steps_per_env, cfg.prefill_train_steps,
-        )  # fmt: skip
+            cfg.num_envs,
+            cfg.unroll_length,
+            cfg.batch_size,
+            cfg.updates_per_step,
+            cfg.gamma,
+            cfg.replay_steps_per_env,
+            cfg.prefill_train_steps,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,6 +183,7 @@ def empty_replay(setup: Setup) -> replay_lib.ReplayState:
 # ---------------------------------------------------------------------------------------------
 # The jitted epoch
 
+
 def epoch(setup: Setup, state: OnlineState, num_steps: jax.Array) -> tuple[OnlineState, EpochStats]:
     """Run `num_steps` (traced) training steps, stopping early after a non-finite update."""
     stats = _zero_stats(setup, state)
@@ -249,9 +255,12 @@ def _unroll(setup: Setup, state: OnlineState, key: jax.Array):
     if setup.mesh is not None:  # each device steps its own envs (MuJoCo callbacks stay local)
         envs, time_envs, whole = (P(parallel.DATA), P(None, parallel.DATA), P())
         unroll = jax.shard_map(
-            unroll, mesh=setup.mesh, in_specs=(envs, whole, whole),
-            out_specs=(envs, time_envs), check_vma=False,
-        )  # fmt: skip
+            unroll,
+            mesh=setup.mesh,
+            in_specs=(envs, whole, whole),
+            out_specs=(envs, time_envs),
+            check_vma=False,
+        )
     env_state, (chunk, done, at_goal) = unroll(state.env, state.learner.actor.params, key)
     return env_state, chunk, done, at_goal
 

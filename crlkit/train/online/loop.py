@@ -57,8 +57,12 @@ class OnlineChunk:
 
     def events(self) -> Events:
         """The env-step intervals of the config in training steps (None or 0: never)."""
-        return Events(*(self._every(i) for i in (
-            self.cfg.log_every, self.cfg.eval_every, self.cfg.checkpoint_every)))  # fmt: skip
+        return Events(
+            *(
+                self._every(i)
+                for i in (self.cfg.log_every, self.cfg.eval_every, self.cfg.checkpoint_every)
+            )
+        )
 
     def _every(self, env_steps: int | None) -> int | None:
         if not env_steps or env_steps <= 0:
@@ -222,7 +226,12 @@ def train(
     with run:
         chunk = OnlineChunk(online, setup)
         loop = HostLoop(
-            chunk, run, chunk.events(), progress=progress, echo=echo, resume=resume,
+            chunk,
+            run,
+            chunk.events(),
+            progress=progress,
+            echo=echo,
+            resume=resume,
             start_over=start_over,
-        )  # fmt: skip
+        )
         return loop.train()
