@@ -33,7 +33,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 NOT_RUN_REASONS = (
     "CI runs it",  # the set-up commands: .ci/run runs them on a fresh machine
     "needs a GPU",
-    "needs OGBench's download",
+    "needs a dataset download",  # OGBench's or Minari's files, fetched on first use
     "API outline",  # signatures and shapes, not a program
     "minutes of compute",  # benchmarks and real sweeps; their tiny versions run elsewhere
 )
@@ -48,7 +48,7 @@ TINY = {
                 "--eval-episodes", "1", "--quiet"],
     "collect": ["--steps", "2000", "--num-envs", "2", "--quiet"],
     "render": ["--episodes", "1", "--size", "64"],
-    "sweep": ["--depths", "4", "--seeds", "1", "--width", "16", "--batch-sizes", "16",
+    "sweep": ["--depths", "4", "--seeds", "1", "--batch-sizes", "16",
               "--online-steps", "64", "--online-num-envs", "4", "--online-unroll-length", "8",
               "--online-updates-per-step", "1", "--online-prefill-steps", "0",
               "--online-replay-steps-per-env", "32", "--online-log-every", "32",
