@@ -7,10 +7,12 @@ is not run here, as an HTML comment (invisible on GitHub):
 
 Fast suite: every `crlkit ...` line of every bash block parses through the real click commands,
 and every Python block compiles. Slow suite (`-m slow`): every block without a reason runs, in a
-fresh directory, in order within its file: `crlkit` lines as subprocesses with the tiny-budget
-flags of TINY appended (click keeps the last value of a repeated flag, so they cut the budget and
-change nothing else), Python blocks through exec. Placeholders in commands stand for a run the
-test makes first: RUN_DIR (a bare `crlkit online` run), OFFLINE_RUN (a `crlkit offline` run).
+fresh directory per doc file, in order within its file: `crlkit` lines as subprocesses with the
+tiny-budget flags of TINY appended (click keeps the last value of a repeated flag, so they cut the
+budget and change nothing else; a bash block holding any other command fails: it needs a reason),
+then the file's Python blocks in one process, one namespace, in order. Placeholders stand for a
+run the test makes first (PLACEHOLDERS: RUN_DIR is a bare `crlkit online` run, OFFLINE_RUN the
+offline sample run); a command identical to one already run (those two included) runs once.
 """
 
 from __future__ import annotations
@@ -231,15 +233,23 @@ def test_documented_blocks_run(path, runner):
         pytest.skip(f"{path.name}: every block says why it is not run")
     cwd = runner.workdir(path)
     start = time.monotonic()
+    failures = []  # every failing command of the file is reported, not only the first
     for block in (b for b in found if b.lang == "bash"):
         commands = shell_commands(block.body)
         others = [c for c in commands if not c.startswith("crlkit ")]
         assert not others, f"{block.name}: only crlkit lines run here; give a reason for {others}"
         for argv in crlkit_lines(block.body):
-            runner.crlkit(argv, cwd, block.name)
+            try:
+                runner.crlkit(argv, cwd, block.name)
+            except AssertionError as error:
+                failures.append(str(error).split("\nassert")[0])
     python = [b for b in found if b.lang == "python"]
     if python:
-        output = runner.python(python, cwd)
-        if path.name == "README.md":
-            assert "success" in output  # the API example prints its evaluation
+        try:
+            output = runner.python(python, cwd)
+            if path.name == "README.md":
+                assert "success" in output, output  # the API example prints its evaluation
+        except AssertionError as error:
+            failures.append(str(error).split("\nassert")[0])
     print(f"{path.name}: {len(found)} blocks in {time.monotonic() - start:.0f} s")
+    assert not failures, "\n".join(failures)
