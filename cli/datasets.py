@@ -6,6 +6,7 @@ import dataclasses
 import json
 
 import click
+from crlkit.cli.helpers import InputError
 
 
 @click.command("datasets")
@@ -33,7 +34,7 @@ def datasets(name: str | None, data_dir: str | None, as_json: bool) -> None:
                 click.echo(note, err=True)
             cards = {card.name: card}
     except DatasetError as err:
-        raise click.UsageError(str(err)) from None
+        raise InputError(str(err)) from None
     rows = [(card, catalog.local_path(card, data_dir)) for card in cards.values()]
     if as_json or name is not None:
         payload = [
