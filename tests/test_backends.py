@@ -253,7 +253,7 @@ def test_bench_env_cli_writes_a_row(tmp_path):
     [
         (["--backend", "bullet"], "bullet"),
         (["--env", "antmze-large"], "antmaze-large"),
-        (["--num-envs", "0"], "num_envs"),
+        (["--num-envs", "0"], "--num-envs"),
     ],
 )
 def test_bench_env_cli_bad_input_is_one_line(args, needle):
