@@ -240,8 +240,8 @@ def test_killed_collect_leaves_no_complete_looking_output(tmp_path):
     try:
         deadline = time.time() + 180
         seen = ""
-        # Wait until the progress bar reports a measured rate: rollouts are under way.
-        while not re.search(r"\d(k|M)?step/s", seen):
+        # Wait until a status line reports a measured rate: rollouts are under way.
+        while not re.search(r"\d env steps/s", seen):
             assert proc.poll() is None and time.time() < deadline, seen
             seen += proc.stderr.read(1)
         proc.send_signal(signal.SIGKILL)
