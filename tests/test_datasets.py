@@ -223,7 +223,8 @@ def test_offline_ogbench_name_gives_one_line_and_leaves_nothing(tmp_path, monkey
     assert "\n" not in msg
     assert f"not found in {tmp_path}" in msg
     files = "antmaze-large-navigate-v0.npz and antmaze-large-navigate-v0-val.npz"
-    assert f"fetch {files} by hand from http://127.0.0.1:" in msg and f"put them in {tmp_path}" in msg
+    assert f"fetch {files} by hand from http://127.0.0.1:" in msg
+    assert f"put them in {tmp_path}" in msg
     assert "crlkit collect --env antmaze-large" in msg
     assert os.listdir(tmp_path) == []
 
