@@ -49,7 +49,7 @@ class Progress:
     `update(step, event)` takes the absolute step count and, at a log event, its metrics;
     `set_eval(success=0.8)` records the latest evaluation. `disable=True` shows nothing;
     `min_seconds` spaces the status lines (for callers that update often). `echo` defaults to
-    stderr.
+    stdout (the run's log; the bar, notes and errors go to stderr).
     """
 
     def __init__(
@@ -67,7 +67,7 @@ class Progress:
 
         terminal = sys.stderr.isatty() if terminal is None else terminal
         self.total, self.unit, self._step = total, unit, int(initial)
-        echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+        echo = echo or (lambda line: print(line, flush=True))
         self._echo = echo if (not disable and not terminal) else None
         self._success: float | None = None
         self._min_seconds, self._last_line = min_seconds, -float("inf")
