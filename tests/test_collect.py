@@ -234,16 +234,16 @@ def test_killed_collect_leaves_no_complete_looking_output(tmp_path):
             "--out",
             str(out),
         ],
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         text=True,
     )
     try:
         deadline = time.time() + 180
         seen = ""
-        # Wait until a status line reports a measured rate: rollouts are under way.
+        # Wait until a status line (stdout) reports a measured rate: rollouts are under way.
         while not re.search(r"\d env steps/s", seen):
             assert proc.poll() is None and time.time() < deadline, seen
-            seen += proc.stderr.read(1)
+            seen += proc.stdout.read(1)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
