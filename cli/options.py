@@ -66,7 +66,11 @@ class CommaList(click.ParamType):
         if isinstance(value, tuple):
             return value
         items = [v.strip() for v in value.split(",") if v.strip()]
-        return tuple(self.item.convert(v, param, ctx) for v in items)
+        try:
+            return tuple(self.item.convert(v, param, ctx) for v in items)
+        except click.BadParameter:
+            kind = {"integer": "integers", "float": "numbers"}.get(self.item.name, "values")
+            self.fail(f"expected comma-separated {kind}, got {value!r}", param, ctx)
 
 
 class NonEmptyPath(click.Path):

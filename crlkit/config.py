@@ -129,7 +129,8 @@ class NetworkConfig:
             if self.tower == "residual":  # blocks of 4 layers
                 check_depth(name, getattr(self, name))
             elif getattr(self, name) < 1:  # the mlp tower takes any depth >= 1
-                raise ValueError(f"{name} must be >= 1 hidden layer, got {getattr(self, name)}")
+                value = getattr(self, name)
+                raise ValueError(f"{name} must be a positive number of hidden layers, got {value}")
         if self.norm == "hyperspherical" and self.tower != "residual":
             raise ValueError("norm 'hyperspherical' needs tower 'residual', got 'mlp'")
 

@@ -175,7 +175,7 @@ def test_ogbench_agent_learns_with_full_observation_goals():
     [
         ({"actor_dist": "beta"}, "tanh_gaussian, gaussian_const_std"),
         ({"actor_dist": "gaussian_const_std"}, "needs actor_loss 'ddpg_bc'"),
-        ({"num_critics": 0}, "num_critics"),
+        ({"num_critics": 0}, "num.critics"),
     ],
 )
 def test_new_learner_options_reject_bad_values(kwargs, fragment):

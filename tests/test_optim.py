@@ -154,8 +154,8 @@ def test_learner_runs_a_cosine_schedule_to_zero_with_clipping():
     "kwargs,fragment",
     [
         ({"lr_schedule": "step"}, "unknown lr_schedule 'step'; valid: constant, cosine"),
-        ({"grad_clip_norm": 0.0}, "grad_clip_norm must be > 0"),
-        ({"grad_clip_norm": "1"}, "grad_clip_norm must be a number > 0 or None"),
+        ({"grad_clip_norm": 0.0}, "grad.clip.norm must be > 0"),
+        ({"grad_clip_norm": "1"}, "grad.clip.norm must be a number"),
     ],
 )
 def test_bad_optimizer_settings_are_one_line_errors(kwargs, fragment):
