@@ -11,6 +11,13 @@ import numpy as np
 
 from crlkit.learner import Batch, Dims
 
+# A `crlkit online` run small enough for a test: pointmaze-medium, 4 envs, width 16, depth 4.
+TINY_ONLINE_FLAGS = (
+    "--env pointmaze-medium --num-envs 4 --unroll-length 8 --batch-size 16 --updates-per-step 2 "
+    "--width 16 --depth 4 --replay-steps-per-env 32 --eval-episodes 2 --eval-episodes-per-task 1 "
+    "--prefill-steps 0"
+).split()
+
 
 def random_batch(key: jax.Array, dims: Dims, b: int = 16, squash: Callable = jnp.tanh) -> Batch:
     """A minibatch of `b` Gaussian states whose goals lie near their own goal slice (the first

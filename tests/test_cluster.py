@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import TINY_ONLINE_FLAGS
 
 from crlkit import exit_codes, files
 from crlkit.runs import rundir
@@ -26,34 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 CLI = "from crlkit.cli.main import cli; cli()"
 ONE_DEVICE = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
 CONFIG = {"learner": {"depth": 4}, "online": {"steps": 1000}}
-TINY_ONLINE = [
-    "online",
-    "--env",
-    "pointmaze-medium",
-    "--num-envs",
-    "4",
-    "--unroll-length",
-    "8",
-    "--batch-size",
-    "16",
-    "--updates-per-step",
-    "2",
-    "--width",
-    "16",
-    "--depth",
-    "4",
-    "--replay-steps-per-env",
-    "32",
-    "--eval-episodes",
-    "2",
-    "--eval-episodes-per-task",
-    "1",
-    "--prefill-steps",
-    "0",
-    "--eval-every",
-    "0",
-    "--quiet",
-]
+TINY_ONLINE = ["online", *TINY_ONLINE_FLAGS, "--eval-every", "0", "--quiet"]
 
 
 def _crlkit(*args: str, env: dict | None = None, timeout: float = 300):

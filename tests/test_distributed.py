@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import TINY_ONLINE_FLAGS
 
 from crlkit.runs import rundir
 
@@ -21,35 +22,8 @@ CLI = "from crlkit.cli.main import cli; cli()"
 ONE_DEVICE = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
 TINY_ONLINE = [
     "online",
-    "--env",
-    "pointmaze-medium",
-    "--num-envs",
-    "4",
-    "--unroll-length",
-    "8",
-    "--batch-size",
-    "16",
-    "--updates-per-step",
-    "2",
-    "--width",
-    "16",
-    "--depth",
-    "4",
-    "--replay-steps-per-env",
-    "32",
-    "--eval-episodes",
-    "2",
-    "--eval-episodes-per-task",
-    "1",
-    "--prefill-steps",
-    "0",
-    "--eval-every",
-    "0",
-    "--log-every",
-    "64",
-    "--checkpoint-every",
-    "64",
-    "--quiet",
+    *TINY_ONLINE_FLAGS,
+    *("--eval-every 0 --log-every 64 --checkpoint-every 64 --quiet".split()),
 ]
 
 

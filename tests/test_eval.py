@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import TINY_ONLINE_FLAGS
 from crlkit.cli.main import cli
 
 from crlkit.data import ogbench_io
@@ -15,31 +16,7 @@ from crlkit.data.dataset import from_raw
 
 # As tests/test_online.py's and test_offline.py's tiny runs (online 8 wide, not 16: test_online
 # counts its compilations, which a same-shaped run here would serve from JAX's cache).
-TINY = [
-    "--env",
-    "pointmaze-medium",
-    "--num-envs",
-    "4",
-    "--unroll-length",
-    "8",
-    "--batch-size",
-    "16",
-    "--updates-per-step",
-    "2",
-    "--width",
-    "8",
-    "--depth",
-    "4",
-    "--replay-steps-per-env",
-    "32",
-    "--eval-episodes",
-    "2",
-    "--eval-episodes-per-task",
-    "1",
-    "--prefill-steps",
-    "0",
-    "--quiet",
-]
+TINY = [*TINY_ONLINE_FLAGS, "--width", "8", "--quiet"]  # width 8: its own compile
 TINY_FLAGS = ["--width", "16", "--depth", "8", "--repr-dim", "8", "--batch-size", "16"]
 
 

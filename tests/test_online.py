@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import TINY_ONLINE_FLAGS
 from crlkit.cli.main import cli
 from crlkit.cli.online import base_configs, configs_from_flags
 
@@ -25,31 +26,7 @@ from crlkit.runs.checkpoint import Checkpoints
 from crlkit.train import evaluate, online
 
 # A tiny run: 4 envs x 8 steps = 32 env steps per training step, a 16-wide depth-4 learner.
-TINY = [
-    "--env",
-    "pointmaze-medium",
-    "--num-envs",
-    "4",
-    "--unroll-length",
-    "8",
-    "--batch-size",
-    "16",
-    "--updates-per-step",
-    "2",
-    "--width",
-    "16",
-    "--depth",
-    "4",
-    "--replay-steps-per-env",
-    "32",
-    "--eval-episodes",
-    "2",
-    "--eval-episodes-per-task",
-    "1",
-    "--prefill-steps",
-    "0",
-    "--quiet",
-]
+TINY = [*TINY_ONLINE_FLAGS, "--quiet"]
 
 
 def _run(args: list[str]):
