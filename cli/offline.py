@@ -22,6 +22,7 @@ from crlkit.cli.options import NonEmptyPath, build_config, config_options
 
 from crlkit import metric_names as names
 from crlkit.config import LearnerConfig
+from crlkit.runs.sinks import TrackingConfig
 from crlkit.train.offline.config import PRESETS, SAMPLE_STEPS, OfflineConfig, preset_learner
 from crlkit.train.parallel import DistributedConfig
 from crlkit.train.parallel import initialize as join_run
@@ -36,6 +37,7 @@ PRESET_LEARNERS = {name: preset_learner(name) for name in PRESETS}
 @config_options(OfflineConfig)
 @config_options(LearnerConfig, skip=("bc_alpha",), presets=PRESET_LEARNERS)
 @config_options(DistributedConfig)
+@config_options(TrackingConfig)
 @click.option(
     "--config",
     "config_file",
@@ -89,6 +91,7 @@ def offline(
         if config_file is not None:
             raise click.UsageError("--resume DIR reads DIR/config.json; drop --config")
         options["out"] = str(resume_dir)
+    tracking = usage_errors(lambda: build_config(TrackingConfig, options))
     cfg_base, lcfg_base = base_configs(resume_dir, config_file)
     cfg = usage_errors(lambda: build_config(OfflineConfig, options, cfg_base))
     base = lcfg_base if lcfg_base is not None else preset_learner(cfg.preset)
@@ -101,6 +104,7 @@ def offline(
             resume=resume,
             start_over=start_over,
             progress=not quiet,
+            tracking=tracking,
             echo=echo_for(quiet),
         )
     )

@@ -20,6 +20,7 @@ from crlkit.cli.helpers import (
 from crlkit.cli.options import NonEmptyPath, build_config, config_options
 
 from crlkit.config import LearnerConfig
+from crlkit.runs.sinks import TrackingConfig
 from crlkit.train.online.config import PRESETS, OnlineConfig
 from crlkit.train.parallel import DistributedConfig
 from crlkit.train.parallel import initialize as join_run
@@ -64,9 +65,7 @@ DIR = NonEmptyPath(file_okay=False, path_type=Path)
     "must match its config.json, except --steps and the eval/log/checkpoint settings).",
 )
 @click.option("--start-over", is_flag=True, help=START_OVER_HELP)
-@click.option("--tensorboard", is_flag=True, help="Also log to <run dir>/tensorboard.")
-@click.option("--wandb", "wandb", is_flag=True, help="Also log to Weights & Biases.")
-@click.option("--wandb-project", default="crlkit", show_default=True, help="W&B project.")
+@config_options(TrackingConfig)
 @click.option("--video", is_flag=True, help=VIDEO_HELP)
 @click.option("--quiet", is_flag=True, help=QUIET_HELP)
 def online(
@@ -75,9 +74,6 @@ def online(
     out: Path | None,
     resume_dir: Path | None,
     start_over: bool,
-    tensorboard: bool,
-    wandb: bool,
-    wandb_project: str,
     video: bool,
     quiet: bool,
     **options: Any,
@@ -104,6 +100,7 @@ def online(
     (online_base, learner_base), preset_name = base_configs(
         preset, options, resume_dir, config_file
     )
+    tracking = usage_errors(lambda: build_config(TrackingConfig, options))
     online_cfg, learner_cfg = configs_from_flags((online_base, learner_base), options)
     echo = echo_for(quiet)
     if preset_name:
@@ -120,8 +117,7 @@ def online(
             resume=resume_dir is not None,
             start_over=start_over,
             progress=False if quiet else None,
-            tensorboard=tensorboard,
-            wandb_project=wandb_project if wandb else None,
+            tracking=tracking,
             echo=echo,
         )
     )

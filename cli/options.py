@@ -4,7 +4,8 @@ options)` pops them back into a config, over the defaults or a preset (`base`). 
 fields also get `--depth` (actor and critic depth together).
 
 A field whose default is None ("auto": decided later) takes a value or the word `auto`; its help
-ends in `[default: auto: <what auto resolves to>]`. Tuple fields take comma-separated values.
+ends in `[default: auto: <what auto resolves to>]`. Tuple fields take comma-separated values,
+or (declared with `repeat=True`) one value per use of the flag.
 Values are validated by the config class itself (`crlkit.checks.check_fields`), so a flag and the
 Python API refuse the same values with the same one-line message.
 """
@@ -139,6 +140,10 @@ def _option(cls: type, f: dataclasses.Field, prefix: str, shown: str | None) -> 
         help_text = f"{help_text}  [default: {shown}]"
     kwargs: dict[str, Any] = {"default": None, "help": help_text, "show_default": False}
     kind = param_type(cls, f)
+    if f.metadata.get("repeat"):
+        item = field_types(cls)[f.name][2] or str
+        kwargs |= {"type": _SCALARS[item], "multiple": True}
+        return click.option(_flag(f.name, prefix), dest, **kwargs)
     if kind is None:
         off = "--" + (f"{prefix}-" if prefix else "") + "no-" + f.name.replace("_", "-")
         return click.option(f"{_flag(f.name, prefix)}/{off}", dest, **kwargs)
@@ -210,6 +215,8 @@ def _build(cls: type, options: dict, base: Any, prefix: str, depth: int | None) 
             kwargs[f.name] = _build(nested, options, sub, prefix, depth)
             continue
         value = options.pop(f"{prefix}_{f.name}" if prefix else f.name, None)
+        if f.metadata.get("repeat"):  # a repeated flag not given parses as ()
+            value = tuple(value) or None if value is not None else None
         if value is None and depth is not None and f.name in DEPTH_FIELDS:
             value = depth
         if value is AUTO_VALUE:

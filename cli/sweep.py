@@ -12,16 +12,17 @@ from crlkit.cli.options import build_config, config_options
 from crlkit.config import LearnerConfig
 from crlkit.experiments.grid import SweepConfig
 from crlkit.experiments.launchers import SlurmConfig
+from crlkit.runs.sinks import TrackingConfig
 from crlkit.train.offline.config import OfflineConfig
 from crlkit.train.online.config import PRESETS, OnlineConfig
 
 # Grid axes and per-cell values the sweep sets itself; every other field becomes a flag.
 ONLINE_SKIP = ("env", "seed")
 OFFLINE_SKIP = ("dataset", "seed", "out")
-LEARNER_SKIP = ("critic_depth", "actor_depth", "actor_loss", "bc_alpha")
+# width: SweepConfig's --width (one value for every cell; default each regime's own).
+LEARNER_SKIP = ("critic_depth", "actor_depth", "actor_loss", "bc_alpha", "width")
 ONLINE_PRESETS = ("quickstart", "paper")
-AXIS_FLAGS = (
-    ("widths", "width"),
+AXIS_FLAGS = (  # (widths, width): SweepConfig checks that pair itself
     ("batch_sizes", "online_batch_size"),
     ("batch_sizes", "offline_batch_size"),
 )
@@ -31,6 +32,7 @@ AXIS_FLAGS = (
 @click.option("--env", default=None, help="Env of the online regime (see: crlkit envs).")
 @click.option("--dataset", default=None, help="Dataset of the offline regime (crlkit datasets).")
 @config_options(SweepConfig)
+@config_options(TrackingConfig, skip=("name",))
 @click.option(
     "--preset",
     type=click.Choice(ONLINE_PRESETS),
@@ -79,6 +81,7 @@ def sweep(**options: Any) -> None:
             flags = (f"--{axis.replace('_', '-')}", f"--{single.replace('_', '-')}")
             raise click.UsageError(f"give {flags[0]} (a grid axis) or {flags[1]}, not both")
     echo = echo_for(options["quiet"])
+    tracking = usage_errors(lambda: build_config(TrackingConfig, options))
     grid, learner, online, offline, slurm = usage_errors(lambda: sweep_configs(options))
     name, launcher = usage_errors(lambda: make_launcher(grid, slurm, echo))
     result = usage_errors(
@@ -87,6 +90,7 @@ def sweep(**options: Any) -> None:
             learner,
             online,
             offline,
+            tracking=tracking,
             command=command,
             echo=echo,
             launcher=launcher,

@@ -42,6 +42,7 @@ def option_field(
     multiple_of: int | None = None,
     allow_inf: bool = False,
     maximum_why: str | None = None,
+    repeat: bool = False,
 ) -> Any:
     """A dataclass field whose documentation, allowed values and "auto" travel with it.
 
@@ -54,10 +55,13 @@ def option_field(
       multiple_of: an integer field must be a multiple of this.
       allow_inf: a float field may be +-inf (nan never is).
       maximum_why: why the maximum is what it is (said in the error).
+      repeat: a tuple field whose flag is given once per item (`--tags a --tags b`), for items
+        that are free text (the usual tuple flag takes comma-separated values).
     """
     bounds = {"minimum": minimum, "maximum": maximum, "above": above, "below": below}
     metadata = {"help": help, "choices": choices, "auto": auto, **bounds}
     metadata |= {"multiple_of": multiple_of, "allow_inf": allow_inf, "maximum_why": maximum_why}
+    metadata |= {"repeat": repeat}
     return dataclasses.field(default=default, metadata=metadata)
 
 

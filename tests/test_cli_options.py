@@ -64,3 +64,28 @@ def test_prefixed_options_and_presets_build_from_a_base():
     help_text = " ".join(runner.invoke(command, ["--help"]).output.split())
     assert "--online-num-envs" in help_text and "512 (paper), 32 (quickstart)" in help_text
     assert "--online-env" not in help_text
+
+
+def test_repeated_flags_collect_one_item_per_use_and_the_real_commands_refuse_a_comma():
+    from crlkit.cli.main import cli
+
+    from crlkit.runs.sinks import TrackingConfig
+
+    @click.command()
+    @config_options(TrackingConfig)
+    def command(**options):
+        click.echo(repr(usage_errors(lambda: build_config(TrackingConfig, options))))
+
+    runner = CliRunner()
+    out = runner.invoke(command, ["--tags", "baseline", "--tags", "deep net", "--group", "g"])
+    assert out.exit_code == 0, out.output
+    assert "tags=('baseline', 'deep net')" in out.output and "group='g'" in out.output
+    out = runner.invoke(command, [])
+    assert "tags=()" in out.output and "name=None" in out.output and "wandb=False" in out.output
+    for name in ("online", "offline", "sweep"):
+        out = runner.invoke(cli, [name, "--tags", "a,b"])
+        assert out.exit_code == 2, (name, out.output)
+        assert out.output.strip().splitlines()[-1] == (
+            "Error: --tags 'a,b': a tag cannot contain ','; give --tags once per tag "
+            "(--tags a --tags b)"
+        ), (name, out.output)

@@ -245,7 +245,9 @@ def test_slurm_launcher_through_submitits_local_executor_requeues_a_preempted_ce
     ]
     assert steps == sorted(set(steps)) and steps[-1] == 400  # resumed, nothing logged twice
     cell_log = (out / sweep.LOGS_DIR / f"{target.name}.log").read_text()
-    assert "preempted (SIGTERM)" in cell_log and "resuming" in cell_log
+    # The signal lands in the host loop ("stopped by SIGTERM at SGD step N; checkpoint ...") or,
+    # between its checkpoint and the loop's signal handlers, in the cell ("... before training").
+    assert "stopped by SIGTERM" in cell_log and "resuming" in cell_log
     assert (out / "logs" / "slurm").is_dir()  # submitit's own logs of the array
 
     # Re-submitting the finished sweep runs nothing; the report is written.

@@ -293,8 +293,11 @@ def test_cli_trains_evaluates_checkpoints_and_resumes(tmp_path):
     data = write_npz(tmp_path / "toy-navigate.npz", episodes_dataset(lengths=(30, 40, 50)))
     out = tmp_path / "run"
     flags = [*TINY_FLAGS, "--dataset", data, "--env", "pointmaze-medium", "--out", str(out)]
-    first = invoke(*flags, "--steps", "6", "--log-every", "3", "--eval-episodes", "1")
+    sinks = ["--tensorboard", "--tags", "toy", "--group", "cli"]  # offline takes them as online
+    first = invoke(*flags, "--steps", "6", "--log-every", "3", "--eval-episodes", "1", *sinks)
     assert first.exit_code == 0, first.output
+    board = b"".join(p.read_bytes() for p in (out / "tensorboard").iterdir())
+    assert b"train/critic_loss" in board and b"tags: toy" in board and b"group: cli" in board
     assert "success" in first.output and str(out) in first.output
     config = json.loads((out / "config.json").read_text())
     assert config["learner"]["actor_loss"] == "ddpg_bc" and config["offline"]["alpha"] == 0.03

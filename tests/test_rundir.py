@@ -2,7 +2,6 @@
 
 import csv
 import dataclasses
-import importlib.util
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ from crlkit.data import replay
 from crlkit.runs import progress, rundir
 from crlkit.runs.checkpoint import Checkpoints
 from crlkit.runs.rundir import RunDir, RunDirError
+from crlkit.runs.sinks import TrackingConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,15 +296,50 @@ def test_off_a_terminal_progress_prints_one_status_line_per_log_event():
     assert quiet == []
 
 
-def test_tensorboard_sink_only_when_installed(tmp_path):
-    installed = any(importlib.util.find_spec(m) for m in ("tensorboardX", "torch"))
-    if not installed:
-        with pytest.raises(RunDirError, match="--tensorboard needs tensorboardX"):
-            RunDir.create(tmp_path / "tb", CONFIG, tensorboard=True)
-        return
-    with RunDir.create(tmp_path / "tb", CONFIG, tensorboard=True) as run:
-        run.log(1, {"loss": 0.5})
-    assert any((tmp_path / "tb" / "tensorboard").iterdir())
+LABELS = {"name": "deep-run", "tags": ("baseline", "d64"), "group": "depth-study"}
+
+
+def test_tensorboard_sink_logs_scalars_and_the_runs_labels(tmp_path):
+    pytest.importorskip("tensorboardX")
+    tracking = TrackingConfig(tensorboard=True, **LABELS)
+    with RunDir.create(tmp_path / "tb", CONFIG, tracking=tracking) as run:
+        run.log(1, {"critic_loss": 0.5})
+    events = b"".join(p.read_bytes() for p in (tmp_path / "tb" / "tensorboard").iterdir())
+    for text in (b"critic_loss", b"name: deep-run", b"group: depth-study", b"tags: baseline, d64"):
+        assert text in events, text
+
+
+def test_wandb_sink_names_tags_and_groups_the_run_and_a_resume_continues_it(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")  # logs under the run dir, no network
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    tracking = TrackingConfig(wandb=True, wandb_project="crlkit-test", **LABELS)
+    path = tmp_path / "wb"
+    with RunDir.create(path, CONFIG, tracking=tracking) as run:
+        (sink,) = run._sinks
+        assert (sink.run.name, tuple(sink.run.tags), sink.run.group) == tuple(LABELS.values())
+        assert sink.run.project == "crlkit-test"
+        run.log(1, {"critic_loss": 0.5})
+        first = sink.run.id
+    assert (path / "wandb_id.txt").read_text() == first
+    again = TrackingConfig(wandb=True)  # a resume may drop the labels: the name defaults
+    with RunDir.create(path, CONFIG, resume=True, tracking=again) as run:
+        (sink,) = run._sinks
+        assert sink.run.id == first and sink.run.name == "wb"
+
+
+def test_sinks_not_installed_or_badly_labelled_say_so_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb fails as if not installed
+    with pytest.raises(
+        RunDirError, match=r"^--wandb needs the wandb package \(pip install wandb\)$"
+    ):
+        RunDir.create(tmp_path / "no-wb", CONFIG, tracking=TrackingConfig(wandb=True))
+    with pytest.raises(ValueError, match=r"--tags 'a,b': a tag cannot contain ','"):
+        TrackingConfig(tags=("a,b",))
+    with pytest.raises(ValueError, match="at most 64 characters"):
+        TrackingConfig(tags=("x" * 65,))
+    with pytest.raises(ValueError, match="--name must not be empty"):
+        TrackingConfig(name=" ")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from crlkit.cli.main import cli
 from crlkit.config import LearnerConfig, NetworkConfig
 from crlkit.experiments import grid, report, sweep
 from crlkit.runs import rundir
+from crlkit.runs.sinks import TrackingConfig
 from crlkit.train.offline import OfflineConfig
 from crlkit.train.online import OnlineConfig
 
@@ -79,8 +80,8 @@ def _steps(run_dir: Path) -> list[int]:
 
 
 def test_grid_is_seed_major_with_per_regime_configs():
-    cfg = grid.SweepConfig(out="x", depths=(4, 16), seeds=2)
-    learner = LearnerConfig(network=NetworkConfig(width=32))
+    cfg = grid.SweepConfig(out="x", depths=(4, 16), seeds=2, width=32)
+    learner = LearnerConfig()
     plans = grid.expand_grid(
         cfg, learner, OnlineConfig(env="pointmaze-medium"), OfflineConfig(dataset=DATASET)
     )
@@ -104,6 +105,20 @@ def test_grid_is_seed_major_with_per_regime_configs():
         assert plan.run.batch_size == (OnlineConfig().batch_size if online else 1024)
 
 
+def test_each_regime_keeps_its_own_width_unless_one_is_given():
+    cfg = grid.SweepConfig(out="x", depths=(4,), seeds=1)
+    learner = LearnerConfig(network=NetworkConfig(width=64))  # the online quickstart's width
+    bases = (OnlineConfig(env="pointmaze-medium"), OfflineConfig(dataset=DATASET))
+    plans = grid.expand_grid(cfg, learner, *bases)
+    widths = {p.cell.regime: p.learner.network.width for p in plans}
+    assert widths == {"online": 64, "offline": 256}  # as crlkit offline (preset paper) uses
+    assert [p.cell.name for p in plans] == ["online-d4-s0", "offline-d4-s0"]
+    one = grid.expand_grid(
+        grid.SweepConfig(out="x", depths=(4,), seeds=1, width=32), learner, *bases
+    )
+    assert [p.learner.network.width for p in one] == [32, 32]
+
+
 def test_width_and_batch_axes_name_cells_and_actor_depth_can_stay_fixed():
     cfg = grid.SweepConfig(
         out="x",
@@ -118,6 +133,19 @@ def test_width_and_batch_axes_name_cells_and_actor_depth_can_stay_fixed():
     assert [p.cell.name for p in plans] == ["offline-d8-w16-b64-s0", "offline-d8-w32-b64-s0"]
     assert [p.learner.network.width for p in plans] == [16, 32]
     assert all(p.learner.network.actor_depth == 4 and p.run.batch_size == 64 for p in plans)
+
+
+def test_tracking_flags_reach_every_cell_through_sweep_json_grouped_by_the_sweep(tmp_path):
+    cfg = grid.SweepConfig(out=str(tmp_path / "study"), regimes=("offline",), depths=(4,), seeds=2)
+    tracking = TrackingConfig(tensorboard=True, tags=("deep",))
+    tasks, _ = sweep.prepare_sweep(
+        cfg, LearnerConfig(), offline=OfflineConfig(dataset=DATASET), tracking=tracking
+    )
+    expected = TrackingConfig(tensorboard=True, tags=("deep",), group="study")
+    assert [t.plan.tracking for t in tasks] == [expected, expected]
+    # what a cell process (local and slurm launchers) rebuilds from sweep.json
+    assert [p.tracking for p in sweep.load_plans(tmp_path / "study")] == [expected, expected]
+    assert "tracking" not in json.dumps(tasks[0].plan.request())  # labels, not the request
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,8 @@ def _pin_cpus() -> None:
 def _stop_on_signal(signum: int, frame) -> None:
     from crlkit.exit_codes import PREEMPTED, RunStopped
 
-    raise RunStopped(f"preempted ({signal.Signals(signum).name})", PREEMPTED)
+    # The same words as the host loop's stop line ("stopped by SIGTERM at ..."), before it began.
+    raise RunStopped(f"stopped by {signal.Signals(signum).name} before training", PREEMPTED)
 
 
 def main(argv: list[str]) -> int:

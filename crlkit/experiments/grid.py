@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from crlkit.checks import check_depth
 from crlkit.config import LearnerConfig, option_field, to_dict
+from crlkit.runs.sinks import TrackingConfig
 from crlkit.train.offline.config import preset_learner
 
 REGIMES = ("online", "offline")
@@ -35,7 +37,16 @@ class SweepConfig:
     depths: tuple[int, ...] = option_field(
         (4, 16, 64), "Critic depths (and actor depths, see below)."
     )
-    widths: tuple[int, ...] = option_field((), "Widths to sweep; empty: the base learner's width.")
+    widths: tuple[int, ...] = option_field(
+        (), "Widths to sweep; empty: --width, else each regime's own width."
+    )
+    width: int | None = option_field(
+        None,
+        "One width for every cell (no grid axis).",
+        auto="each regime's learner width, as crlkit online / crlkit offline use it (online: "
+        "the preset's; offline: the --offline-preset's, 256 for paper)",
+        minimum=1,
+    )
     batch_sizes: tuple[int, ...] = option_field(
         (), "Minibatch sizes to sweep; empty: each regime's base batch size."
     )
@@ -70,6 +81,10 @@ class SweepConfig:
             raise SweepError("no depths given (e.g. --depths 4,16,64)")
         _check_ints("depths", self.depths)
         _check_ints("widths", self.widths)
+        if self.width is not None:
+            _check_ints("width", [self.width])
+            if self.widths:
+                raise SweepError("give --widths (a grid axis) or --width, not both")
         _check_ints("batch sizes", self.batch_sizes)
         _check_ints("seeds", [self.seeds])
         if self.actor_depth is not None:
@@ -101,6 +116,8 @@ class CellPlan:
     cell: Cell
     run: Any
     learner: LearnerConfig
+    # The sweep's TensorBoard / W&B settings (not part of the request: they label, not define).
+    tracking: TrackingConfig = TrackingConfig()
 
     def request(self) -> dict[str, Any]:
         """What the cell was asked to run (its record; compared when a sweep is re-run)."""
@@ -134,7 +151,11 @@ def cell_name(regime: str, depth: int, width: int, batch: int, seed: int, tags: 
 
 
 def expand_grid(
-    sweep: SweepConfig, learner: LearnerConfig, online: Any = None, offline: Any = None
+    sweep: SweepConfig,
+    learner: LearnerConfig,
+    online: Any = None,
+    offline: Any = None,
+    tracking: TrackingConfig | None = None,
 ) -> list[CellPlan]:
     """Every cell of the grid with its configs, seed-major; ValueError (one line) on bad values.
 
@@ -143,6 +164,8 @@ def expand_grid(
       learner: the base learner (its actor loss is set per regime: sac online, ddpg_bc offline).
       online: base OnlineConfig (needed when the grid holds the online regime).
       offline: base OfflineConfig with a dataset (needed for the offline regime).
+      tracking: TensorBoard / W&B for every cell: each cell is a run named after its folder, in
+        the group --group (default: the sweep folder's name).
     """
     bases = {"online": online, "offline": offline}
     for regime in sweep.regimes:
@@ -153,16 +176,22 @@ def expand_grid(
         _check_tower_depths(sweep, _regime_learner(learner, bases[regime], regime))
     tags = {"width"} if sweep.widths else set()
     tags |= {"batch"} if sweep.batch_sizes else set()
-    widths = sweep.widths or (learner.network.width,)
+    widths = sweep.widths or (sweep.width,)  # None: each regime's own learner width
+    regime_width = {r: _regime_learner(learner, bases[r], r).network.width for r in sweep.regimes}
+    tracking = tracking or TrackingConfig()
+    if tracking.group is None and tracking.active:
+        tracking = dataclasses.replace(tracking, group=Path(sweep.out).resolve().name)
     plans = []
     for seed in range(sweep.seeds):
         for width in widths:
             for depth in sweep.depths:
                 for regime in sweep.regimes:
+                    cell_width = width or regime_width[regime]
                     for batch in sweep.batch_sizes or (bases[regime].batch_size,):
-                        name = cell_name(regime, depth, width, batch, seed, tags)
-                        cell = Cell(regime, depth, width, batch, seed, name)
-                        plans.append(plan_cell(cell, sweep, learner, bases[regime]))
+                        name = cell_name(regime, depth, cell_width, batch, seed, tags)
+                        cell = Cell(regime, depth, cell_width, batch, seed, name)
+                        plan = plan_cell(cell, sweep, learner, bases[regime])
+                        plans.append(dataclasses.replace(plan, tracking=tracking))
     return plans
 
 

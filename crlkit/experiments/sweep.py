@@ -46,6 +46,7 @@ from crlkit.config import LearnerConfig, from_dict, to_dict
 from crlkit.exit_codes import INTERRUPTED, PREEMPTED, RunStopped
 from crlkit.experiments.grid import CellPlan, SweepConfig, SweepError, expand_grid
 from crlkit.runs import rundir
+from crlkit.runs.sinks import TrackingConfig
 from crlkit.train import offline as offline_loop
 from crlkit.train import online as online_loop
 
@@ -130,10 +131,18 @@ def train_cell(plan: CellPlan, path: Path, resume: bool, echo: Callable[[str], N
     """Train one cell through the entry point its regime's CLI command uses; returns the summary."""
     if plan.cell.regime == "online":
         return online_loop.train(
-            plan.run, plan.learner, path, resume=resume, progress=False, echo=echo
+            plan.run,
+            plan.learner,
+            path,
+            resume=resume,
+            progress=False,
+            tracking=plan.tracking,
+            echo=echo,
         )
     cfg = dataclasses.replace(plan.run, out=str(path))
-    return offline_loop.run(cfg, plan.learner, resume=resume, progress=False, echo=echo)
+    return offline_loop.run(
+        cfg, plan.learner, resume=resume, progress=False, tracking=plan.tracking, echo=echo
+    )
 
 
 def nonfinite_problem(path: Path, summary: dict[str, Any]) -> str | None:
@@ -263,6 +272,7 @@ def run_sweep(
     online: Any = None,
     offline: Any = None,
     *,
+    tracking: TrackingConfig | None = None,
     command: str = "",
     echo: Callable[[str], None] = print,
     launcher: Launcher = run_inline,
@@ -272,6 +282,7 @@ def run_sweep(
 
     Args:
       sweep, learner, online, offline: the grid and the base configs (see `expand_grid`).
+      tracking: TensorBoard / W&B for every cell (see `expand_grid`); kept in sweep.json.
       command: the command line that started the sweep (recorded in sweep.json for the report).
       echo: where one line per cell goes.
       launcher, launcher_name: where the cells run (launchers.py; recorded in sweep.json).
@@ -279,7 +290,14 @@ def run_sweep(
     Raises SweepError before anything runs when the grid or the sweep folder is unusable.
     """
     tasks, result = prepare_sweep(
-        sweep, learner, online, offline, command=command, echo=echo, launcher_name=launcher_name
+        sweep,
+        learner,
+        online,
+        offline,
+        tracking=tracking,
+        command=command,
+        echo=echo,
+        launcher_name=launcher_name,
     )
     collect(launcher(tasks, echo), result, echo)
     return result
@@ -291,6 +309,7 @@ def prepare_sweep(
     online: Any = None,
     offline: Any = None,
     *,
+    tracking: TrackingConfig | None = None,
     command: str = "",
     echo: Callable[[str], None] = print,
     launcher_name: str = "inline",
@@ -299,7 +318,7 @@ def prepare_sweep(
     """Check every cell's folder, write sweep.json, clear failed attempts to be re-run; returns the
     cells to run and a result holding the skipped ones. `label` prefixes cell names in lines."""
     out = Path(sweep.out)
-    plans = expand_grid(sweep, learner, online, offline)
+    plans = expand_grid(sweep, learner, online, offline, tracking)
     if out.exists() and not out.is_dir():
         raise SweepError(f"--out {out} is a file, not a directory")
     states = {p.cell.name: cell_state(out / p.cell.name, p) for p in plans}
@@ -310,7 +329,7 @@ def prepare_sweep(
             f"(each cell keeps its state)"
         )
     out.mkdir(parents=True, exist_ok=True)
-    _write_manifest(out, sweep, learner, online, offline, plans, command, launcher_name)
+    _write_manifest(out, sweep, (learner, online, offline), plans, command, launcher_name)
     result, tasks = SweepResult(out), []
     for i, plan in enumerate(plans, 1):
         name = plan.cell.name
@@ -358,7 +377,10 @@ def load_plans(out: str | Path) -> list[CellPlan]:
     learner = from_dict(LearnerConfig, base["learner"])
     online = from_dict(OnlineConfig, base["online"]) if base.get("online") else None
     offline = from_dict(OfflineConfig, base["offline"]) if base.get("offline") else None
-    return expand_grid(sweep, learner, online, offline)
+    stored_tracking = manifest.get("tracking") or {}
+    tags = tuple(stored_tracking.pop("tags", ()))
+    tracking = from_dict(TrackingConfig, {**stored_tracking, "tags": tags})
+    return expand_grid(sweep, learner, online, offline, tracking)
 
 
 def _skip(path: Path, head: str, name: str, state: str, result: SweepResult, echo) -> None:
@@ -377,7 +399,8 @@ def _headline(summary: dict[str, Any]) -> str:
     return f"{found[0]} {found[1]:.3f}" if found else "no success metric"
 
 
-def _write_manifest(out, sweep, learner, online, offline, plans, command, launcher) -> None:
+def _write_manifest(out, sweep, bases, plans, command, launcher) -> None:
+    learner, online, offline = bases
     manifest = {
         "command": command,
         "launcher": launcher,
@@ -387,6 +410,7 @@ def _write_manifest(out, sweep, learner, online, offline, plans, command, launch
             "online": to_dict(online) if online is not None else None,
             "offline": to_dict(offline) if offline is not None else None,
         },
+        "tracking": to_dict(plans[0].tracking) if plans else None,
         "cells": [p.cell.name for p in plans],
         "written": time.time(),
     }

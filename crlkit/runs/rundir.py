@@ -43,7 +43,7 @@ from crlkit.runs.checkpoint import (
     list_checkpoints,
 )
 from crlkit.runs.lock import LOCK_FILE, RunLock
-from crlkit.runs.sinks import open_sinks
+from crlkit.runs.sinks import TrackingConfig, open_sinks
 
 CONFIG_FILE = "config.json"
 METRICS_JSONL = "metrics.jsonl"
@@ -137,8 +137,7 @@ class RunDir:
         resume: bool = False,
         ignore_on_resume: Sequence[str] = (),
         keep_checkpoints: int = 3,
-        tensorboard: bool = False,
-        wandb_project: str | None = None,
+        tracking: TrackingConfig | None = None,
     ) -> RunDir:
         """Open a new run dir, or an existing one to resume.
 
@@ -149,8 +148,8 @@ class RunDir:
             equal to `config` except for the dotted names in `ignore_on_resume`
             (e.g. "online.steps").
           keep_checkpoints: how many of the newest checkpoints to keep (>= 1).
-          tensorboard: also log scalars to <path>/tensorboard (needs tensorboardX or torch).
-          wandb_project: also log to Weights & Biases under this project (needs wandb).
+          tracking: the optional TensorBoard / W&B sinks and the run's name, tags and group there
+            (default: none).
         """
         path = Path(path)
         if keep_checkpoints < 1:
@@ -173,7 +172,7 @@ class RunDir:
             if not resume and _in_use(path):  # another fresh run won the race
                 raise RunDirError(f"run dir {path} already exists; choose another --out")
             run = cls._open_files(
-                path, config_dict, resume, keep_checkpoints, tensorboard, wandb_project, stored
+                path, config_dict, resume, keep_checkpoints, tracking or TrackingConfig(), stored
             )
         except BaseException as err:
             lock.release()
@@ -187,14 +186,12 @@ class RunDir:
         return run
 
     @classmethod
-    def _open_files(
-        cls, path, config_dict, resume, keep_checkpoints, tensorboard, wandb_project, stored
-    ) -> RunDir:
+    def _open_files(cls, path, config_dict, resume, keep_checkpoints, tracking, stored) -> RunDir:
         """Process 0's part of `create` once the lock is held: folders, config.json, sinks."""
         (path / CHECKPOINT_DIR).mkdir(exist_ok=True)
         files.remove_temp_files(path)
         files.atomic_write_json(path / CONFIG_FILE, config_dict)
-        sinks = open_sinks(path, config_dict, tensorboard, wandb_project)
+        sinks = open_sinks(path, config_dict, tracking)
         run = cls(path, config_dict, keep_checkpoints, sinks)
         run._stored_config = stored
         if resume:

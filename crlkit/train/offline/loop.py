@@ -25,6 +25,7 @@ from crlkit.data.catalog import load_dataset
 from crlkit.data.dataset import Dataset
 from crlkit.runs.checkpoint import Restored
 from crlkit.runs.rundir import RunDir, default_out_dir
+from crlkit.runs.sinks import TrackingConfig
 from crlkit.train import parallel
 from crlkit.train.evaluate import Evaluator
 from crlkit.train.hostloop import Events, HostLoop
@@ -46,6 +47,7 @@ def run(
     resume: bool = False,
     start_over: bool = False,
     progress: bool = True,
+    tracking: TrackingConfig | None = None,
     echo: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
     """`crlkit offline`: load the dataset, resolve defaults, build the evaluator, train.
@@ -65,6 +67,7 @@ def run(
         resume=resume,
         start_over=start_over,
         progress=progress,
+        tracking=tracking,
         echo=echo,
     )
 
@@ -114,6 +117,7 @@ def train(
     resume: bool = False,
     start_over: bool = False,
     progress: bool | None = True,
+    tracking: TrackingConfig | None = None,
     echo: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
     """Train on `ds` with resolved configs (see `resolve`); returns the summary (also summary.json).
@@ -127,6 +131,7 @@ def train(
         equal this one except `--steps`.
       start_over: with `resume`, start again from step 0 when every checkpoint is unreadable.
       progress: progress bar (None: only on a terminal).
+      tracking: optional TensorBoard / W&B sinks, with the run's name, tags and group there.
       echo: called with one-line notes (run dir, sampler, resume).
     """
     echo = echo or (lambda _: None)
@@ -140,6 +145,7 @@ def train(
         resume=resume,
         ignore_on_resume=RESUMABLE_FIELDS,
         keep_checkpoints=cfg.keep_checkpoints,
+        tracking=tracking,
     )
     with run:
         data = dataset_arrays(ds)

@@ -24,6 +24,7 @@ from crlkit import metric_names as names
 from crlkit.config import LearnerConfig
 from crlkit.runs.checkpoint import Restored
 from crlkit.runs.rundir import RunDir, default_out_dir
+from crlkit.runs.sinks import TrackingConfig
 from crlkit.train import evaluate, parallel
 from crlkit.train.hostloop import Events, HostLoop
 from crlkit.train.online.config import RESUMABLE_FIELDS, OnlineConfig, config_dict
@@ -190,8 +191,7 @@ def train(
     resume: bool = False,
     start_over: bool = False,
     progress: bool | None = None,
-    tensorboard: bool = False,
-    wandb_project: str | None = None,
+    tracking: TrackingConfig | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train CRL online; returns the summary (also written to <run dir>/summary.json).
@@ -204,7 +204,7 @@ def train(
       start_over: with `resume`, start again from step 0 when every checkpoint is unreadable
         (else that refuses the resume).
       progress: tqdm bar (None: only on a terminal).
-      tensorboard, wandb_project: optional extra metric sinks.
+      tracking: optional TensorBoard / W&B sinks, with the run's name, tags and group there.
       echo: where one-line status messages go.
 
     Raises:
@@ -220,8 +220,7 @@ def train(
         config_dict(online, learner),
         resume=resume,
         ignore_on_resume=RESUMABLE_FIELDS,
-        tensorboard=tensorboard,
-        wandb_project=wandb_project,
+        tracking=tracking,
     )
     with run:
         chunk = OnlineChunk(online, setup)
