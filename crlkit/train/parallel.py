@@ -27,6 +27,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from crlkit.checks import check_fields
 from crlkit.config import option_field
 
 DATA = "data"
@@ -136,49 +137,63 @@ def topology() -> dict[str, int]:
 
 @dataclasses.dataclass(frozen=True)
 class DistributedConfig:
-    """How this process joins a multi-host run (jax.distributed); all empty: one process, or
-    JAX's own detection on Slurm / Open MPI when `--num-processes` is 0 and those are set."""
+    """How this process joins a multi-host run (jax.distributed). All auto: the JAX_* process
+    variables if set, else one process, or JAX's own detection on Slurm / Open MPI."""
 
-    coordinator: str = option_field(
-        "", "host:port of process 0's coordinator (multi-host runs; env: JAX_COORDINATOR_ADDRESS)."
+    coordinator: str | None = option_field(
+        None,
+        "host:port of process 0's coordinator (multi-host runs).",
+        auto="JAX_COORDINATOR_ADDRESS if set",
     )
-    num_processes: int = option_field(
-        0, "Processes in the run (0: one, or auto-detected; env: JAX_NUM_PROCESSES)."
+    num_processes: int | None = option_field(
+        None,
+        "Processes in the run.",
+        auto="JAX_NUM_PROCESSES if set, else 1 (or Slurm / Open MPI's, detected by JAX)",
+        minimum=1,
     )
-    process_id: int = option_field(
-        -1, "This process's index in [0, num_processes) (env: JAX_PROCESS_ID)."
+    process_id: int | None = option_field(
+        None,
+        "This process's index in [0, num_processes).",
+        auto="JAX_PROCESS_ID if set",
+        minimum=0,
     )
     init_timeout: int = option_field(
-        300, "Seconds to wait for every process to reach the coordinator."
+        300, "Seconds to wait for every process to reach the coordinator.", minimum=1
     )
 
     def __post_init__(self) -> None:
-        if self.num_processes < 0:
-            raise ValueError(f"--num-processes must be >= 0, got {self.num_processes}")
-        if self.num_processes and not 0 <= self.process_id < self.num_processes:
+        check_fields(self)
+        if self.num_processes is None or self.num_processes == 1:
+            return
+        if self.process_id is None or not self.process_id < self.num_processes:
             raise ValueError(
-                f"--process-id {self.process_id} is outside [0, {self.num_processes}) for "
-                f"--num-processes {self.num_processes}"
+                f"--process-id {self.process_id if self.process_id is not None else '(not given)'}"
+                f" is outside [0, {self.num_processes}) for --num-processes {self.num_processes}"
             )
-        if self.num_processes > 1 and not self.coordinator:
+        if not self.coordinator:
             raise ValueError("--num-processes > 1 needs --coordinator host:port (process 0's)")
-        if self.init_timeout < 1:
-            raise ValueError(f"--init-timeout must be >= 1 second, got {self.init_timeout}")
+
+    @property
+    def explicit(self) -> bool:
+        """Whether the processes are named (else one process, or JAX's own detection)."""
+        return self.num_processes is not None and self.num_processes > 1
 
 
 def from_environment(cfg: DistributedConfig, environ: Mapping[str, str]) -> DistributedConfig:
-    """Fill unset fields from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID.
+    """Fill auto fields from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID.
 
     Raises ValueError (one line naming the variable) for a value that is not a number or an
     address, and for process variables that do not fit together.
     """
-    coordinator = cfg.coordinator or environ.get("JAX_COORDINATOR_ADDRESS", "").strip()
+    coordinator = cfg.coordinator or environ.get("JAX_COORDINATOR_ADDRESS", "").strip() or None
     if coordinator and not cfg.coordinator and not _is_host_port(coordinator):
         raise ValueError(
             f"JAX_COORDINATOR_ADDRESS={coordinator!r} is not host:port (e.g. node0:1234)"
         )
-    num = cfg.num_processes or _env_int(environ, "JAX_NUM_PROCESSES", 0, minimum=0)
-    pid = cfg.process_id if cfg.process_id >= 0 else _env_int(environ, "JAX_PROCESS_ID", -1)
+    num = cfg.num_processes
+    if num is None:  # JAX_NUM_PROCESSES=0 reads as unset (one process)
+        num = _env_int(environ, "JAX_NUM_PROCESSES") or None
+    pid = cfg.process_id if cfg.process_id is not None else _env_int(environ, "JAX_PROCESS_ID")
     try:
         return DistributedConfig(coordinator, num, pid, cfg.init_timeout)
     except ValueError as err:  # name the variables the values came from
@@ -189,17 +204,17 @@ def from_environment(cfg: DistributedConfig, environ: Mapping[str, str]) -> Dist
 _PROCESS_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 
-def _env_int(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    """The integer in environment variable `name` (`default` when unset or empty)."""
+def _env_int(environ: Mapping[str, str], name: str) -> int | None:
+    """The integer >= 0 in environment variable `name` (None when unset or empty)."""
     raw = environ.get(name, "").strip()
     if not raw:
-        return default
+        return None
     try:
         value = int(raw)
     except ValueError:
         value = -1
-    if value < minimum:
-        raise ValueError(f"{name}={raw!r} is not an integer >= {minimum}")
+    if value < 0:
+        raise ValueError(f"{name}={raw!r} is not an integer >= 0")
     return value
 
 
@@ -228,19 +243,19 @@ def initialize(cfg: DistributedConfig, environ: dict[str, str] | None = None) ->
 
     environ = dict(os.environ if environ is None else environ)
     cfg = from_environment(cfg, environ)
-    if cfg.num_processes <= 1 and not any(k in environ for k in _AUTO_ENV):
+    if not cfg.explicit and not any(k in environ for k in _AUTO_ENV):
         return False
     kwargs: dict[str, Any] = {
         "initialization_timeout": cfg.init_timeout,
         "heartbeat_timeout_seconds": HEARTBEAT_TIMEOUT_S,
     }
-    if cfg.num_processes > 1:  # explicit; else JAX detects Slurm / Open MPI itself
+    if cfg.explicit:  # else JAX detects Slurm / Open MPI itself
         kwargs.update(
             coordinator_address=cfg.coordinator,
             num_processes=cfg.num_processes,
             process_id=cfg.process_id,
         )
-    if cfg.num_processes > 1 and cfg.process_id > 0:
+    if cfg.explicit and cfg.process_id > 0:
         # XLA aborts the process (no Python error) when the coordinator never answers: probe it
         _wait_for_coordinator(cfg.coordinator, cfg.init_timeout)
     try:
