@@ -62,9 +62,19 @@ def test_model_matches_the_published_panda_kinematics():
     assert m.npair == 40 and m.nu == 9 and m.nq == 16  # 7 arm + 2 fingers + cube free joint
 
 
+# MJX on a CPU compiles the arm's scene for one to two minutes: its cases are slow tests (one
+# task each; the native backend covers every task in the fast suite).
+MJX_ON_CPU = pytest.mark.slow
+
+
 @needs_extra
-@pytest.mark.parametrize("name", ARM_ENVS)
-@pytest.mark.parametrize("backend", ["native", "mjx"])
+@pytest.mark.parametrize(
+    "name, backend",
+    [
+        *[(name, "native") for name in ARM_ENVS],
+        pytest.param("arm-binpick-hard", "mjx", marks=MJX_ON_CPU),  # the richest scene
+    ],
+)
 def test_jitted_reset_and_step(name, backend):
     env = make(name, backend=backend, episode_length=3)
     s = jax.jit(env.reset_batch, static_argnums=1)(jax.random.key(0), 4)
@@ -122,6 +132,7 @@ def _trajectory(name: str, backend: str, unlimited=False, steps: int = 5) -> np.
 
 
 @needs_extra
+@MJX_ON_CPU
 @pytest.mark.parametrize("name", ["arm-binpick-hard"])  # the richest scene: walls, 40 pairs
 def test_mjx_and_native_agree_without_force_limits(name):
     """Same scene, state and actions: with the actuators' force limits off, where MuJoCo C and
@@ -134,6 +145,7 @@ def test_mjx_and_native_agree_without_force_limits(name):
 
 
 @needs_extra
+@MJX_ON_CPU
 def test_native_differs_from_mjx_only_through_clamped_actuators():
     """The paper's scenes use implicitfast. MJX always integrates actuator damping (kv) implicitly;
     MuJoCo C drops it for actuators at their force limit (87 N m, 12 N m here, reached by most

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY_ONLINE_FLAGS
+from conftest import TINY_ONLINE_FLAGS, xla_env
 
 from crlkit import exit_codes, files
 from crlkit.runs import rundir
@@ -25,7 +25,7 @@ from crlkit.runs.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = "from crlkit.cli.main import cli; cli()"
-ONE_DEVICE = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+ONE_DEVICE = xla_env(devices=1)
 CONFIG = {"learner": {"depth": 4}, "online": {"steps": 1000}}
 TINY_ONLINE = ["online", *TINY_ONLINE_FLAGS, "--eval-every", "0", "--quiet"]
 

@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY_ONLINE_FLAGS
+from conftest import TINY_ONLINE_FLAGS, xla_env
 
 from crlkit.runs import rundir
 
 CLI = "from crlkit.cli.main import cli; cli()"
-ONE_DEVICE = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+ONE_DEVICE = xla_env(devices=1)
 TINY_ONLINE = [
     "online",
     *TINY_ONLINE_FLAGS,

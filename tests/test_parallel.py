@@ -7,15 +7,15 @@ Each check runs in a subprocess: the device count is fixed when JAX starts."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from conftest import xla_env
 
 CLI = "from crlkit.cli.main import cli; cli()"
-TWO_DEVICES = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+TWO_DEVICES = xla_env(devices=2)
 
 # The first SGD updates of the online epoch on a replay filled by a one-device prefill step: once
 # with every array on one device, once with envs/replay split over 2 devices.

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import xla_env
 from crlkit.cli.main import cli
 
 TINY_ONLINE = [
@@ -374,7 +375,7 @@ def test_render_of_a_two_device_run_writes_its_png(tmp_path):
     """A checkpoint saved on another device layout (2 forced CPU devices) restores onto this
     process's one device."""
     run = tmp_path / "run"
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = xla_env(devices=2)
     proc = subprocess.run(
         [
             sys.executable,

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 from crlkit.cli.main import cli
 
-from crlkit.config import LearnerConfig, NetworkConfig
-from crlkit.experiments import grid, report, sweep
+from crlkit.config import LearnerConfig, NetworkConfig, to_dict
+from crlkit.experiments import grid, report, report_data, sweep
 from crlkit.runs import rundir
 from crlkit.runs.sinks import TrackingConfig
 from crlkit.train.offline import OfflineConfig
@@ -117,6 +117,32 @@ def test_each_regime_keeps_its_own_width_unless_one_is_given():
         grid.SweepConfig(out="x", depths=(4,), seeds=1, width=32), learner, *bases
     )
     assert [p.learner.network.width for p in one] == [32, 32]
+
+
+def test_norms_axis_names_cells_reaches_the_network_and_splits_the_report(tmp_path):
+    cfg = grid.SweepConfig(
+        out="x", regimes=("offline",), depths=(4,), seeds=1, norms=("layernorm", "hyperspherical")
+    )
+    plans = grid.expand_grid(cfg, LearnerConfig(), offline=OfflineConfig(dataset=DATASET))
+    assert [p.cell.name for p in plans] == [
+        "offline-d4-layernorm-s0",
+        "offline-d4-hyperspherical-s0",
+    ]
+    assert [p.learner.network.norm for p in plans] == ["layernorm", "hyperspherical"]
+    # The report reads the norm back from each run's config.json and keeps the two apart.
+    for plan in plans:
+        run_dir = tmp_path / plan.cell.name
+        run_dir.mkdir()
+        config = {"offline": to_dict(plan.run), "learner": to_dict(plan.learner)}
+        (run_dir / "config.json").write_text(json.dumps(config))
+    groups = report_data.group_runs(report_data.load_runs(tmp_path))
+    assert [g.norm for g in groups] == ["hyperspherical", "layernorm"]
+    table = report.grid_table(groups)
+    assert table[0].startswith("| regime | depth | width | batch | norm | seeds done |")
+    assert table[2].startswith("| offline | 4 | 256 | 1024 | hyperspherical | 0/1 |")
+    assert "norm" not in report.grid_table(groups[:1])[0]  # one norm: no column
+    with pytest.raises(grid.SweepError, match="unknown norm 'batchnorm'; valid: layernorm"):
+        grid.SweepConfig(out="x", norms=("batchnorm",))
 
 
 def test_width_and_batch_axes_name_cells_and_actor_depth_can_stay_fixed():

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from crlkit.checks import check_depth
-from crlkit.config import LearnerConfig, option_field, to_dict
+from crlkit.config import NORMS, LearnerConfig, option_field, to_dict
 from crlkit.runs.sinks import TrackingConfig
 from crlkit.train.offline.config import preset_learner
 
@@ -50,6 +51,12 @@ class SweepConfig:
     batch_sizes: tuple[int, ...] = option_field(
         (), "Minibatch sizes to sweep; empty: each regime's base batch size."
     )
+    norms: tuple[str, ...] = option_field(
+        (),
+        "Normalisations to sweep (the learner's --norm: layernorm, hyperspherical); empty: the "
+        "learner's --norm.",
+        NORMS,
+    )
     seeds: int = option_field(3, "Seeds 0 .. seeds-1 of every cell.")
     actor_depth: int | None = option_field(
         None, "Actor depth of every cell.", auto="the cell's depth", minimum=1
@@ -86,6 +93,11 @@ class SweepConfig:
             if self.widths:
                 raise SweepError("give --widths (a grid axis) or --width, not both")
         _check_ints("batch sizes", self.batch_sizes)
+        for norm in self.norms:
+            if norm not in NORMS:
+                raise SweepError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
+        if len(set(self.norms)) != len(self.norms):
+            raise SweepError(f"norms lists a value twice: {list(self.norms)}")
         _check_ints("seeds", [self.seeds])
         if self.actor_depth is not None:
             _check_ints("actor depth", [self.actor_depth])
@@ -99,7 +111,8 @@ class SweepConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    """One grid point: a regime at a depth, width, batch size and seed; `name` is its folder."""
+    """One grid point: a regime at a depth, width, batch size, norm and seed; `name` is its
+    folder."""
 
     regime: str
     depth: int
@@ -107,6 +120,7 @@ class Cell:
     batch_size: int
     seed: int
     name: str
+    norm: str = "layernorm"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,11 +156,14 @@ def _check_tower_depths(sweep: SweepConfig, learner: LearnerConfig) -> None:
             raise SweepError(str(err)) from None
 
 
-def cell_name(regime: str, depth: int, width: int, batch: int, seed: int, tags: set[str]) -> str:
-    """`online-d16-s0`; `-w<width>` / `-b<batch>` only when those axes were given."""
+def cell_name(
+    regime: str, depth: int, width: int, batch: int, seed: int, tags: set[str], norm: str = ""
+) -> str:
+    """`online-d16-s0`; `-w<width>` / `-b<batch>` / `-<norm>` only when those axes were given."""
     name = f"{regime}-d{depth}"
     name += f"-w{width}" if "width" in tags else ""
     name += f"-b{batch}" if "batch" in tags else ""
+    name += f"-{norm}" if "norm" in tags else ""
     return f"{name}-s{seed}"
 
 
@@ -176,22 +193,24 @@ def expand_grid(
         _check_tower_depths(sweep, _regime_learner(learner, bases[regime], regime))
     tags = {"width"} if sweep.widths else set()
     tags |= {"batch"} if sweep.batch_sizes else set()
+    tags |= {"norm"} if sweep.norms else set()
     widths = sweep.widths or (sweep.width,)  # None: each regime's own learner width
     regime_width = {r: _regime_learner(learner, bases[r], r).network.width for r in sweep.regimes}
     tracking = tracking or TrackingConfig()
     if tracking.group is None and tracking.active:
         tracking = dataclasses.replace(tracking, group=Path(sweep.out).resolve().name)
     plans = []
-    for seed in range(sweep.seeds):
-        for width in widths:
-            for depth in sweep.depths:
-                for regime in sweep.regimes:
-                    cell_width = width or regime_width[regime]
-                    for batch in sweep.batch_sizes or (bases[regime].batch_size,):
-                        name = cell_name(regime, depth, cell_width, batch, seed, tags)
-                        cell = Cell(regime, depth, cell_width, batch, seed, name)
-                        plan = plan_cell(cell, sweep, learner, bases[regime])
-                        plans.append(dataclasses.replace(plan, tracking=tracking))
+    for seed, width, norm, depth in itertools.product(
+        range(sweep.seeds), widths, sweep.norms or (None,), sweep.depths
+    ):
+        for regime in sweep.regimes:
+            cell_width = width or regime_width[regime]
+            cell_norm = norm or learner.network.norm  # --norm applies to both regimes
+            for batch in sweep.batch_sizes or (bases[regime].batch_size,):
+                name = cell_name(regime, depth, cell_width, batch, seed, tags, cell_norm)
+                cell = Cell(regime, depth, cell_width, batch, seed, name, cell_norm)
+                plan = plan_cell(cell, sweep, learner, bases[regime])
+                plans.append(dataclasses.replace(plan, tracking=tracking))
     return plans
 
 
@@ -206,6 +225,7 @@ def plan_cell(cell: Cell, sweep: SweepConfig, learner: LearnerConfig, base: Any)
     network = dataclasses.replace(
         learner.network,
         width=cell.width,
+        norm=cell.norm,
         critic_depth=cell.depth,
         actor_depth=sweep.actor_depth or cell.depth,
     )

@@ -67,11 +67,15 @@ def _fmt_params(value: int | None) -> str:
 
 
 def grid_table(groups: list[Group]) -> list[str]:
-    """The markdown table: one row per (regime, depth, width, batch), mean ± std over seeds."""
+    """The markdown table: one row per (regime, depth, width, batch[, norm]), mean ± std over
+    seeds; the norm column only when the grid varies it."""
+    norms = len({g.norm for g in groups}) > 1
     lines = [
-        "| regime | depth | width | batch | seeds done | success | fresh-goal success "
+        "| regime | depth | width | batch | "
+        + ("norm | " if norms else "")
+        + "seeds done | success | fresh-goal success "
         "| time at goal (steps) | params | wall s | env steps/s | SGD steps/s |",
-        "|---|---:|---:|---:|---|---|---|---|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|" + ("---|" if norms else "") + "---|---|---|---|---:|---:|---:|---:|",
     ]
     for g in groups:
         failed = sum(r.status == "failed" for r in g.runs)
@@ -83,7 +87,9 @@ def grid_table(groups: list[Group]) -> list[str]:
             g.stat("sgd_steps_per_s"),
         )
         lines.append(
-            f"| {g.regime} | {g.depth} | {g.width} | {g.batch_size} | {seeds} "
+            f"| {g.regime} | {g.depth} | {g.width} | {g.batch_size} | "
+            + (f"{g.norm} | " if norms else "")
+            + f"{seeds} "
             f"| {_pm(g.stat('success'))} | {_pm(g.stat('fresh_success'))} "
             f"| {_pm(g.stat('steps_at_goal'), '{:.0f}')} | {_fmt_params(params)} "
             f"| {_fmt_int(wall and wall[0])} | {_fmt_int(env_rate and env_rate[0])} "

@@ -40,6 +40,7 @@ class Run:
     batch_size: int
     seed: int
     status: str  # done, failed, unfinished
+    norm: str = "layernorm"
     reason: str = ""
     success: float | None = None
     success_from_tasks: bool = True
@@ -55,8 +56,8 @@ class Run:
     fresh_curve: list[tuple[int, float]] = dataclasses.field(default_factory=list)
 
     @property
-    def group(self) -> tuple[str, int, int, int]:
-        return (self.regime, self.depth, self.width, self.batch_size)
+    def group(self) -> tuple[str, int, int, int, str]:
+        return (self.regime, self.depth, self.width, self.batch_size, self.norm)
 
 
 def find_run_dirs(directory: Path) -> list[Path]:
@@ -78,7 +79,7 @@ def load_runs(directory: str | Path) -> list[Run]:
             f"no crlkit runs in {directory}: expected run dirs (sub-folders with config.json "
             f"from crlkit sweep, online or offline)"
         )
-    return sorted(runs, key=lambda r: (r.regime, r.width, r.batch_size, r.depth, r.seed))
+    return sorted(runs, key=lambda r: (r.regime, r.width, r.batch_size, r.norm, r.depth, r.seed))
 
 
 def read_run(path: Path) -> Run | None:
@@ -100,6 +101,7 @@ def read_run(path: Path) -> Run | None:
             batch_size=int(config[regime]["batch_size"]),
             seed=int(config[regime]["seed"]),
             status="unfinished",
+            norm=str(network.get("norm", "layernorm")),
         )
     except (KeyError, TypeError, ValueError):  # a config.json of some other program
         return None
@@ -158,12 +160,13 @@ def _curve(events: list[dict[str, Any]], *keys: str) -> list[tuple[int, float]]:
 
 @dataclasses.dataclass
 class Group:
-    """The seeds of one (regime, depth, width, batch) cell, reduced."""
+    """The seeds of one (regime, depth, width, batch, norm) cell, reduced."""
 
     regime: str
     depth: int
     width: int
     batch_size: int
+    norm: str
     runs: list[Run]
 
     @property
@@ -180,7 +183,7 @@ class Group:
 
 
 def group_runs(runs: Iterable[Run]) -> list[Group]:
-    """Runs grouped by (regime, depth, width, batch size), in that order."""
+    """Runs grouped by (regime, depth, width, batch size, norm), in that order."""
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
         groups.setdefault(run.group, []).append(run)

@@ -55,12 +55,14 @@ def _legend(ax, **kwargs: Any) -> None:
 
 
 def _series_label(g: Group, groups: list[Group]) -> str:
-    """'online', plus width/batch when the grid varies them."""
+    """'online', plus width/batch/norm when the grid varies them."""
     label = g.regime
     if len({x.width for x in groups}) > 1:
         label += f" w{g.width}"
     if len({x.batch_size for x in groups}) > 1:
         label += f" b{g.batch_size}"
+    if len({x.norm for x in groups}) > 1:
+        label += f" {g.norm}"
     return label
 
 
