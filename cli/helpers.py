@@ -99,8 +99,9 @@ def command_line(ctx: click.Context, name: str) -> str:
 
 
 VIDEO_HELP = (
-    "After the final evaluation, also write eval.mp4 and trajectories.png of the "
-    "trained actor into the run dir (see crlkit render; the video needs OpenGL)."
+    "After the final evaluation, also write trajectories.png (4 episodes) and eval.mp4 (the "
+    "first of them) of the trained actor into the run dir (crlkit render draws more; the video "
+    "needs OpenGL)."
 )
 
 

@@ -34,10 +34,10 @@ def _crlkit_commands() -> list[list[str]]:
 def test_readme_has_the_two_setup_commands():
     text = README.read_text()
     assert "pip install -e . && crlkit online" in text
-    checks = 'ruff check . && ruff format --check . && lint-imports && pytest -q -m "not slow"'
+    checks = 'ruff check . && ruff format --check . && lint-imports && pytest -q -n 2 -m "not slow"'
     assert f'pip install -e ".[test]" && {checks}' in text
     ci = (README.parent / ".ci" / "run").read_text()
-    assert f'pip install -q -e ".[test]" && {checks}' in ci and "\npytest -q -m slow" in ci
+    assert f'pip install -q -e ".[test]" && {checks}' in ci and "\npytest -q -n 2 -m slow" in ci
 
 
 @pytest.mark.parametrize("argv", _crlkit_commands(), ids=lambda a: " ".join(a)[:60])

@@ -15,6 +15,7 @@ from crlkit.render.rollout import BODIES, Episode, record_episodes
 
 DEFAULT_EPISODES = 4
 DEFAULT_SIZE = 480
+VIDEO_EPISODES = 1  # the --video hook's eval.mp4: the map's first episode
 VIDEO_FILE = "eval.mp4"
 MAP_FILE = "trajectories.png"
 
@@ -143,10 +144,13 @@ def write_outputs(
     episodes: int = DEFAULT_EPISODES,
     seed: int = 0,
     size: int = DEFAULT_SIZE,
+    video_episodes: int = VIDEO_EPISODES,
 ) -> list[Path]:
     """Writes eval.mp4 and/or trajectories.png of the run's newest checkpoint into `run_dir`.
 
-    One recording feeds both files. The png is written first, so it exists even when the video
+    One recording feeds both files: the png draws its `episodes` episodes, the video the first
+    `video_episodes` of them (a full-length episode is ~1,000 frames; software OpenGL reads one
+    480-pixel frame back in ~30 ms). The png is written first, so it exists even when the video
     then fails with NoGLBackend (no OpenGL on this machine). Returns the paths written.
     """
     run = Path(run_dir)
@@ -155,5 +159,6 @@ def write_outputs(
     if png:
         written.append(write_recording(recording, run / MAP_FILE))
     if video:
-        written.append(write_recording(recording, run / VIDEO_FILE, size))
+        shown = dataclasses.replace(recording, episodes=recording.episodes[:video_episodes])
+        written.append(write_recording(shown, run / VIDEO_FILE, size))
     return written
