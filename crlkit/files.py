@@ -16,6 +16,7 @@ import errno
 import json
 import math
 import os
+import re
 import secrets
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -213,5 +214,26 @@ def find_io_error(err: BaseException | None) -> OSError | None:
         seen.add(id(err))
         if isinstance(err, OSError) and err.errno in IO_ERRNOS:
             return err
+        found = _tensorstore_os_error(err)
+        if found is not None:
+            return found
         err = err.__cause__ or err.__context__
     return None
+
+
+# tensorstore (under orbax) raises a ValueError for a failed write, its errno in the text:
+# 'RESOURCE_EXHAUSTED: Error writing "w/0" in OCDBT database at local file "/r/ckpt.../": Failed
+# writing: "/r/ckpt.../d/24cf": Failed to write ... No space left on device [os_error_code='28']'.
+_TS_ERRNO = re.compile(r"os_error_code='(\d+)'")
+_TS_PATHS = (re.compile(r'Failed writing: "([^"]+)"'), re.compile(r'local file "([^"]+)"'))
+
+
+def _tensorstore_os_error(err: BaseException) -> OSError | None:
+    """The OSError a tensorstore error message reports, if its errno is one of `IO_ERRNOS`."""
+    text = str(err)
+    code = _TS_ERRNO.search(text)
+    if code is None or int(code.group(1)) not in IO_ERRNOS:
+        return None
+    paths = [found.group(1) for pattern in _TS_PATHS if (found := pattern.search(text))]
+    number = int(code.group(1))
+    return OSError(number, os.strerror(number), paths[0] if paths else None)
