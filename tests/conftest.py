@@ -26,12 +26,19 @@ def pytest_configure(config) -> None:
             os.environ["XLA_FLAGS"] = f"{flags} {FAST_SUITE_XLA_FLAG}".strip()
 
 
-def xla_env(devices: int = 1) -> dict[str, str]:
-    """os.environ for a subprocess on `devices` host CPU devices (other XLA flags kept)."""
+def xla_env(devices: int = 1, compile_bound: bool = False) -> dict[str, str]:
+    """os.environ for a subprocess on `devices` host CPU devices (other XLA flags kept).
+
+    compile_bound: the subprocess runs tiny budgets whose numbers no test judges (a robustness
+    or documentation run, never a learning test): compile it without LLVM optimisation, as the
+    fast suite does (`FAST_SUITE_XLA_FLAG`).
+    """
     flags = os.environ.get("XLA_FLAGS", "").split()
     flags = [f for f in flags if "xla_force_host_platform_device_count" not in f]
     if devices > 1:
         flags.append(f"--xla_force_host_platform_device_count={devices}")
+    if compile_bound and not any("xla_backend_optimization_level" in f for f in flags):
+        flags.append(FAST_SUITE_XLA_FLAG)
     return {**os.environ, "XLA_FLAGS": " ".join(flags)}
 
 

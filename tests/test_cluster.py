@@ -25,7 +25,7 @@ from crlkit.runs.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = "from crlkit.cli.main import cli; cli()"
-ONE_DEVICE = xla_env(devices=1)
+ONE_DEVICE = xla_env(devices=1, compile_bound=True)
 CONFIG = {"learner": {"depth": 4}, "online": {"steps": 1000}}
 TINY_ONLINE = ["online", *TINY_ONLINE_FLAGS, "--eval-every", "0", "--quiet"]
 

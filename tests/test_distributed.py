@@ -19,7 +19,7 @@ from conftest import TINY_ONLINE_FLAGS, xla_env
 from crlkit.runs import rundir
 
 CLI = "from crlkit.cli.main import cli; cli()"
-ONE_DEVICE = xla_env(devices=1)
+ONE_DEVICE = xla_env(devices=1, compile_bound=True)
 TINY_ONLINE = [
     "online",
     *TINY_ONLINE_FLAGS,

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import click
 import pytest
+from conftest import xla_env
 from crlkit.cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,8 +199,9 @@ class DocRunner:
 
 
 def _env() -> dict[str, str]:
-    """This interpreter's scripts first on PATH (so `crlkit` in a block is this checkout's)."""
-    env = dict(os.environ)
+    """This interpreter's scripts first on PATH (so `crlkit` in a block is this checkout's); the
+    blocks run at tiny budgets, so they compile as the fast suite does (`xla_env`)."""
+    env = xla_env(compile_bound=True)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 

@@ -375,7 +375,7 @@ def test_render_of_a_two_device_run_writes_its_png(tmp_path):
     """A checkpoint saved on another device layout (2 forced CPU devices) restores onto this
     process's one device."""
     run = tmp_path / "run"
-    env = xla_env(devices=2)
+    env = xla_env(devices=2, compile_bound=True)
     proc = subprocess.run(
         [
             sys.executable,
