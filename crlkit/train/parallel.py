@@ -308,7 +308,8 @@ def _wait_for_coordinator(address: str, timeout: float) -> None:
 # does, for any error of a multi-process run that names a collective or the coordinator) and
 # (2) turns the client's SIGABRT into the same line and exit code: a C-level SIGABRT handler
 # (ctypes) that prints the line and leaves with `os._exit`. Both skip the shutdown barrier.
-# XLA's own error log lines (E.../F... coordination_service*.cc) may come before the line.
+# XLA's own log lines (E... or F... coordination_service*.cc) are silenced in multi-process runs:
+# the CLI starts them with TF_CPP_MIN_LOG_LEVEL=4 (cli/main.py).
 # Checkpoints stay safe: orbax renames a checkpoint into place only once every process has
 # written it; a torn one stays a `*.orbax-checkpoint-tmp-*` folder, removed on resume.
 
