@@ -60,7 +60,6 @@ class LazyGroup(click.Group):
         target = self.lazy.get(name)
         if target is None:
             return None
-        quiet_xla_log_for_multi_process(sys.argv, os.environ)  # before the command loads JAX
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
 
@@ -85,32 +84,6 @@ class LazyGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
-
-
-# XLA's C++ log (absl) reads TF_CPP_MIN_LOG_LEVEL once, when jaxlib loads. When a peer of a
-# multi-process run dies or hangs, XLA's coordination client logs a fatal error with a C++ stack
-# and aborts; crlkit turns the abort into one line and exit 69 (crlkit/train/parallel.py), and
-# level 4 keeps XLA's lines from coming before it. Only multi-process runs get it, and only when
-# the user has not set the variable (TF_CPP_MIN_LOG_LEVEL=0 shows XLA's log again).
-XLA_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
-_PROCESS_COUNTS = ("JAX_NUM_PROCESSES", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
-
-
-def quiet_xla_log_for_multi_process(argv: list[str], environ) -> bool:
-    """Set TF_CPP_MIN_LOG_LEVEL=4 in `environ` for a multi-process run (`--num-processes N`
-    with N > 1, or a process count > 1 in JAX's, Slurm's or Open MPI's variables), unless set."""
-    if XLA_LOG_LEVEL in environ:
-        return False
-    counts = [environ.get(name, "") for name in _PROCESS_COUNTS]
-    for i, arg in enumerate(argv):
-        if arg == "--num-processes" and i + 1 < len(argv):
-            counts.append(argv[i + 1])
-        elif arg.startswith("--num-processes="):
-            counts.append(arg.partition("=")[2])
-    if not any(c.strip().isdigit() and int(c) > 1 for c in counts):
-        return False
-    environ[XLA_LOG_LEVEL] = "4"
-    return True
 
 
 def stop(line: str, code: int) -> None:

@@ -258,6 +258,7 @@ def initialize(cfg: DistributedConfig, environ: dict[str, str] | None = None) ->
     if cfg.explicit and cfg.process_id > 0:
         # XLA aborts the process (no Python error) when the coordinator never answers: probe it
         _wait_for_coordinator(cfg.coordinator, cfg.init_timeout)
+    _silence_xla_log(environ)
     try:
         jax.distributed.initialize(**kwargs)
     except Exception as err:  # XLA raises its own runtime errors; keep the message to one line
@@ -270,6 +271,29 @@ def initialize(cfg: DistributedConfig, environ: dict[str, str] | None = None) ->
     _PEERS.coordinator = cfg.coordinator or "(auto-detected)"
     _exit_peer_lost_on_abort()
     return True
+
+
+XLA_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
+JAX_DEFAULT_LOG_LEVEL = "1"  # jax/__init__.py: os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+
+def _silence_xla_log(environ: Mapping[str, str]) -> None:
+    """Keep XLA's C++ log (absl) quiet in a multi-process run, unless the user set its level.
+
+    When a peer dies or hangs, XLA's coordination client logs a fatal error with a C++ stack and
+    aborts; crlkit turns the abort into one line and exit PEER_LOST (below), and this keeps XLA's
+    lines from coming before it. TF_CPP_MIN_LOG_LEVEL (read only when jaxlib loads) set by the
+    user wins: 0 shows XLA's log again. (`import jax` sets it to 1 when unset, so 1 counts as
+    unset.)
+    """
+    if environ.get(XLA_LOG_LEVEL, JAX_DEFAULT_LOG_LEVEL) != JAX_DEFAULT_LOG_LEVEL:
+        return
+    try:
+        from jax._src.lib import utils  # what jax's own `jax_logging_level` setting calls
+
+        utils.absl_set_min_log_level(4)  # above FATAL (3): nothing
+    except (ImportError, AttributeError):  # another jaxlib: its log stays as it is
+        pass
 
 
 def _wait_for_coordinator(address: str, timeout: float) -> None:
@@ -308,8 +332,8 @@ def _wait_for_coordinator(address: str, timeout: float) -> None:
 # does, for any error of a multi-process run that names a collective or the coordinator) and
 # (2) turns the client's SIGABRT into the same line and exit code: a C-level SIGABRT handler
 # (ctypes) that prints the line and leaves with `os._exit`. Both skip the shutdown barrier.
-# XLA's own log lines (E... or F... coordination_service*.cc) are silenced in multi-process runs:
-# the CLI starts them with TF_CPP_MIN_LOG_LEVEL=4 (cli/main.py).
+# XLA's own log lines (E... or F... coordination_service*.cc) are silenced in multi-process runs
+# (`_silence_xla_log`), unless the user set TF_CPP_MIN_LOG_LEVEL.
 # Checkpoints stay safe: orbax renames a checkpoint into place only once every process has
 # written it; a torn one stays a `*.orbax-checkpoint-tmp-*` folder, removed on resume.
 
