@@ -19,10 +19,13 @@ data; empty arrays (which orbax refuses) are not stored and come back as zeros.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -151,8 +154,9 @@ class Checkpoints:
             "meta": files.to_jsonable(dict(meta or {})),
         }
         items[META] = ocp.args.JsonSave(files.to_jsonable(header))
-        self.manager.save(int(step), args=ocp.args.Composite(**items))
-        self.manager.wait_until_finished()
+        with _orbax_errors_raised_not_logged():
+            self.manager.save(int(step), args=ocp.args.Composite(**items))
+            self.manager.wait_until_finished()
         return self.path(step)
 
     # -- restore ------------------------------------------------------------------------------
@@ -245,6 +249,27 @@ class Checkpoints:
         if self._manager is not None:
             self._manager.close()
             self._manager = None
+
+
+@contextlib.contextmanager
+def _orbax_errors_raised_not_logged():
+    """orbax's save threads log an exception (absl's Python logger, ERROR with its traceback;
+    asyncio's for the gathered writes it leaves unretrieved) before raising it to the caller, who
+    reports it once: a full disk is one line and exit 74 (RunDir), not a hundred lines of the
+    same traceback first. After a failed save, the write coroutines orbax never awaited are not
+    warned about either (the run stops)."""
+    loggers = [logging.getLogger(name) for name in ("absl", "asyncio")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    except BaseException:
+        warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
+        raise
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _avoid_tensorstore_leaks() -> None:
