@@ -216,7 +216,7 @@ def _build(cls: type, options: dict, base: Any, prefix: str, depth: int | None) 
             continue
         value = options.pop(f"{prefix}_{f.name}" if prefix else f.name, None)
         if f.metadata.get("repeat"):  # a repeated flag not given parses as ()
-            value = tuple(value) or None if value is not None else None
+            value = tuple(value or ()) or None
         if value is None and depth is not None and f.name in DEPTH_FIELDS:
             value = depth
         if value is AUTO_VALUE:
