@@ -23,7 +23,13 @@ from crlkit.cli.options import NonEmptyPath, build_config, config_options
 from crlkit import metric_names as names
 from crlkit.config import LearnerConfig
 from crlkit.runs.sinks import TrackingConfig
-from crlkit.train.offline.config import PRESETS, SAMPLE_STEPS, OfflineConfig, preset_learner
+from crlkit.train.offline.config import (
+    PRESETS,
+    SAMPLE_STEPS,
+    OfflineConfig,
+    choose_preset,
+    preset_learner,
+)
 from crlkit.train.parallel import DistributedConfig
 from crlkit.train.parallel import initialize as join_run
 
@@ -93,7 +99,7 @@ def offline(
         options["out"] = str(resume_dir)
     tracking = usage_errors(lambda: build_config(TrackingConfig, options))
     cfg_base, lcfg_base = base_configs(resume_dir, config_file)
-    cfg = usage_errors(lambda: build_config(OfflineConfig, options, cfg_base))
+    cfg = usage_errors(lambda: choose_preset(build_config(OfflineConfig, options, cfg_base)))
     base = lcfg_base if lcfg_base is not None else preset_learner(cfg.preset)
     lcfg = usage_errors(lambda: build_config(LearnerConfig, options, base))
     resume = resume_dir is not None

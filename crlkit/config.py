@@ -25,6 +25,9 @@ REMAT_MODES = ("auto", "on", "off")
 LR_SCHEDULES = ("constant", "cosine", "linear-warmup")  # see crlkit.optim.schedule
 NORMS = ("layernorm", "hyperspherical")
 RESIDUAL_SCALES = ("none", "inv-sqrt-blocks")
+# The offline quickstart preset (chosen by a grid on the shipped sample: docs/benchmarks.md).
+QUICK_WIDTH = 128
+QUICK_LR = 1e-3
 # remat=auto: on at every depth on a CPU, elsewhere from this depth (of the deeper tower) on.
 AUTO_REMAT_DEPTH = 256
 
@@ -248,6 +251,18 @@ def ogbench_crl_learner(alpha: float) -> LearnerConfig:
         actor_loss="ddpg_bc",
         bc_alpha=alpha,
         actor_dist="gaussian_const_std",
+    )
+
+
+def quickstart_offline_learner() -> LearnerConfig:
+    """`crlkit offline --preset quickstart`: the learner `crlkit online` trains (one critic, L2
+    energy, InfoNCE, tanh Gaussian actor) with DDPG+BC, narrower towers (width QUICK_WIDTH) and
+    a larger learning rate (QUICK_LR for actor and critic), chosen by a grid on the shipped
+    sample (docs/benchmarks.md): it learns in a few CPU minutes, where OGBench's two-critic agent
+    needs far more SGD steps."""
+    network = NetworkConfig(width=QUICK_WIDTH)
+    return LearnerConfig(
+        network=network, actor_loss="ddpg_bc", actor_lr=QUICK_LR, critic_lr=QUICK_LR
     )
 
 

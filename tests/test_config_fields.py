@@ -198,6 +198,7 @@ def test_every_leaf_field_has_help_and_a_flag():
 def test_a_dataset_is_planned_once_per_run_and_recorded_verbatim(tmp_path, monkeypatch):
     """A real offline run on the shipped sample: the dataset's meaning (family, goal space,
     evaluation target, BC weight, discount, ...) is decided by one call."""
+    from crlkit.data import plan as data_plan
     from crlkit.train.offline import config as offline_config
     from crlkit.train.offline import evaluators, loop
 
@@ -210,15 +211,13 @@ def test_a_dataset_is_planned_once_per_run_and_recorded_verbatim(tmp_path, monke
 
         return wrapper
 
-    plan = counting("plan", offline_config.plan_dataset)
-    for module in (offline_config, evaluators, loop):
+    plan = counting("plan", data_plan.plan_dataset)
+    for module in (data_plan, offline_config, evaluators, loop):
         monkeypatch.setattr(module, "plan_dataset", plan, raising=False)
     monkeypatch.setattr(
-        offline_config, "find_eval_target", counting("target", offline_config.find_eval_target)
+        data_plan, "find_eval_target", counting("target", data_plan.find_eval_target)
     )
-    monkeypatch.setattr(
-        offline_config, "dataset_family", counting("family", offline_config.dataset_family)
-    )
+    monkeypatch.setattr(data_plan, "dataset_family", counting("family", data_plan.dataset_family))
     out = tmp_path / "run"
     result = CliRunner().invoke(
         cli,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from crlkit.cli.main import cli
 from crlkit import learner
 from crlkit.config import LearnerConfig, NetworkConfig
 from crlkit.data import minari_io, ogbench_io
+from crlkit.data import plan as data_plan
 from crlkit.data.catalog import load_dataset
 from crlkit.data.dataset import from_raw
 from crlkit.runs.checkpoint import Checkpoints
@@ -229,14 +231,13 @@ def test_stop_signals_set_a_flag_and_give_the_handlers_back():
 
 
 def test_eval_target_prefers_crlkit_envs_and_falls_back_to_ogbench_gym():
-    cfg = offline.OfflineConfig(dataset="x")
-    assert evaluators.eval_target(cfg, episodes_dataset()) == ("crlkit", "pointmaze-medium")
+    assert data_plan.eval_target(episodes_dataset()) == ("crlkit", "pointmaze-medium")
     cube = episodes_dataset(name="cube-single-play-v0", env=None)
-    assert evaluators.eval_target(cfg, cube) == ("ogbench", "cube-single-v0")
+    assert data_plan.eval_target(cube) == ("ogbench", "cube-single-v0")
     via_id = episodes_dataset(name="antmaze-large-navigate-v0", env=None)
-    assert evaluators.eval_target(cfg, via_id) == ("crlkit", "antmaze-large")
+    assert data_plan.eval_target(via_id) == ("crlkit", "antmaze-large")
     with pytest.raises(ValueError, match="names no env to evaluate in; pass --env"):
-        evaluators.eval_target(cfg, episodes_dataset(name="mine", env=None))
+        data_plan.eval_target(episodes_dataset(name="mine", env=None))
 
 
 def test_minari_datasets_are_evaluated_in_the_env_they_name(tmp_path, monkeypatch):
@@ -246,7 +247,7 @@ def test_minari_datasets_are_evaluated_in_the_env_they_name(tmp_path, monkeypatc
     )
     ds = load_dataset("minari:toy/pm-v0")
     cfg, lcfg = resolved(ds)
-    assert evaluators.eval_target(cfg, ds) == ("crlkit", "pointmaze-medium")
+    assert data_plan.eval_target(ds, cfg.env) == ("crlkit", "pointmaze-medium")
     assert lcfg.bc_alpha == 0.03 and cfg.steps == offline_config.OGBENCH_STEPS
 
 
@@ -475,14 +476,30 @@ def test_cli_bad_input_is_one_line_with_exit_code_2(tmp_path):
     line = one_line_error(invoke("--dataset", SAMPLE, "--eval-episodes", "0"))
     assert "--eval-episodes must be an integer >= 1, got 0" in line
     assert "got 6" in one_line_error(invoke("--dataset", SAMPLE, "--depth", "6"))
-    line = one_line_error(invoke())
-    assert "--dataset is required, e.g. crlkit offline --dataset pointmaze-medium" in line
+    line = one_line_error(invoke("--depth", "6"))  # bare: the quick start's dataset and preset
+    assert "got 6" in line
     with pytest.raises(ValueError, match="--resume needs --out"):
         offline.run(offline.OfflineConfig(dataset=SAMPLE), TINY, resume=True)
     line = one_line_error(invoke("--resume", str(tmp_path / "nothing")))
     assert "cannot resume" in line and "no config.json" in line
     line = one_line_error(invoke("--dataset", SAMPLE, "--env", "pointmaze-mediun"))
     assert "did you mean 'pointmaze-medium'" in line
+
+
+def test_the_quick_start_is_the_default_on_shipped_samples_only():
+    bare = offline_config.choose_preset(offline.OfflineConfig())
+    assert (bare.dataset, bare.preset) == (SAMPLE, "quickstart")
+    sample = offline_config.choose_preset(offline.OfflineConfig(dataset=SAMPLE))
+    assert sample.preset == "quickstart"
+    real = offline_config.choose_preset(offline.OfflineConfig(dataset="antmaze-large"))
+    assert (real.dataset, real.preset) == ("antmaze-large", "paper")
+    chosen = offline.OfflineConfig(dataset=SAMPLE, preset="ogbench")
+    assert offline_config.choose_preset(chosen).preset == "ogbench"
+    quick = offline_config.preset_learner("quickstart")
+    assert quick.network.width == 128 and quick.num_critics == 1 and quick.actor_loss == "ddpg_bc"
+    assert quick.critic_lr == quick.actor_lr == 1e-3
+    assert bare.steps == offline_config.QUICKSTART_STEPS == 8000 and sample.steps == 8000
+    assert offline_config.choose_preset(dataclasses.replace(bare, steps=5)).steps == 5
 
 
 def test_cli_antmaze_large_offline_message_when_files_are_missing(tmp_path):
@@ -571,8 +588,9 @@ def test_offline_crl_learns_pointmaze_from_the_shipped_sample(tmp_path):
         eval_every=0,
         preset="same-as-online",
     )
-    cfg, lcfg = offline.resolve(cfg, offline_config.preset_learner(cfg.preset), ds)
-    evaluator = evaluators.make_evaluator(cfg, ds)
+    plan = data_plan.plan_dataset(ds, **cfg.dataset_choices())
+    cfg, lcfg = offline_config.apply_plan(cfg, offline_config.preset_learner(cfg.preset), plan)
+    evaluator = evaluators.make_evaluator(cfg, ds, plan)
     nets = learner.make_networks(lcfg, offline_loop.dims_of(ds))
     untrained = offline_loop.initial_carry(nets, lcfg, offline_loop.dims_of(ds), cfg.seed).learner
     key = offline_loop.eval_key(cfg.seed, cfg.steps)  # the key of the run's final evaluation

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import gymnasium
 import minari
@@ -13,6 +14,8 @@ import pytest
 from click.testing import CliRunner
 from crlkit.cli.main import cli
 
+from crlkit.data import catalog
+from crlkit.data import plan as data_plan
 from crlkit.data.catalog import load_dataset
 from crlkit.train.offline import config as offline_config
 
@@ -59,11 +62,12 @@ def test_ogbench_preset_is_ogbench_crl_agent(tmp_path):
     assert "train/bc_alpha" in logged and "train/alpha" not in logged
 
 
-def test_paper_preset_is_the_default_and_depth_is_its_axis(tmp_path):
+def test_paper_preset_is_the_default_beyond_the_samples_and_depth_is_its_axis(tmp_path):
+    own = tmp_path / "pm.npz"  # the sample's rows in a file of the user's: not a shipped sample
+    shutil.copy(catalog.local_path(catalog.load_catalog()[SAMPLE]), own)
     out = tmp_path / "run"
-    result = _offline(
-        "--dataset", SAMPLE, "--depth", "8", "--width", "16", *QUICK, "--out", str(out)
-    )
+    flags = ["--env", "pointmaze-medium", "--depth", "8", "--width", "16", *QUICK]
+    result = _offline("--dataset", str(own), *flags, "--out", str(out))
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     net = config["learner"]["network"]
@@ -158,7 +162,7 @@ def test_collect_minari_relative_out_is_readable_by_minari(tmp_path, monkeypatch
 def test_ogbench_goal_mixture_and_bc_weight_by_data_type(name, kind, alpha, p_random):
     ds = load_dataset(SAMPLE)
     ds = type(ds)(**{**ds.__dict__, "metadata": {"name": name, "env": name.split("-")[0]}})
-    assert offline_config.dataset_family(ds)[1] == kind
+    assert data_plan.dataset_family(ds)[1] == kind
     cfg, lcfg = offline_config.resolve(
         offline_config.OfflineConfig(dataset=name), offline_config.preset_learner("paper"), ds
     )

@@ -105,9 +105,8 @@ def evaluate_tasks(
     if bare.spec.num_tasks == 0:
         raise ValueError(f"env {bare.spec.name!r} has no fixed evaluation tasks")
     per_task = _task_rollouts(bare, policy, key, episodes_per_task)
-    out = {"success": float(jnp.mean(per_task))}
-    out.update({f"task{k + 1}_success": float(v) for k, v in enumerate(per_task)})
-    return out
+    tasks = {f"task{k + 1}_success": float(v) for k, v in enumerate(per_task)}
+    return {"success": float(jnp.mean(per_task)), **tasks}
 
 
 # ---------------------------------------------------------------------------------------------

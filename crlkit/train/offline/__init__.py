@@ -1,6 +1,7 @@
 """The offline loop: the shared CRL learner on a fixed OGBench/Minari dataset.
 
-- `config.py`: `OfflineConfig` and OGBench's per-dataset defaults (`resolve`).
+- `config.py`: `OfflineConfig`, its presets, and the configs a dataset's plan completes
+  (`resolve`; the plan itself: crlkit/data/plan.py).
 - `sampling.py`: the dataset's sampling arrays and OGBench-style minibatches (device or host).
 - `chunks.py`: the jitted chunks of SGD steps and the `Trainer` that runs them.
 - `evaluators.py`: the env an offline policy is evaluated in (crlkit's or OGBench's gymnasium env).

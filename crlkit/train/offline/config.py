@@ -1,65 +1,64 @@
-"""Settings of the offline loop: `OfflineConfig` and OGBench's per-dataset defaults (`resolve`)."""
+"""Settings of the offline loop: `OfflineConfig`, its presets, and the configs a dataset's plan
+(crlkit/data/plan.py) completes (`apply_plan`, `resolve`)."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 from typing import Any
 
 from crlkit.checks import INT32_MAX, INT32_WHY, check_fields
-from crlkit.config import LearnerConfig, ogbench_crl_learner, option_field, paper_offline_learner
+from crlkit.config import (
+    LearnerConfig,
+    ogbench_crl_learner,
+    option_field,
+    paper_offline_learner,
+    quickstart_offline_learner,
+)
 from crlkit.data import goals
-from crlkit.data.catalog import VERSIONED_NAMES, ogbench_env_id
+from crlkit.data.catalog import load_catalog
 from crlkit.data.dataset import Dataset
-from crlkit.data.env_link import crlkit_env
+from crlkit.data.plan import (
+    DEFAULT_ALPHA,
+    GOAL_SPACES,
+    OGBENCH_STEPS,
+    SAMPLE_STEPS,
+    DatasetPlan,
+    parse_goal_indices,
+    plan_dataset,
+)
 from crlkit.envs.backends import BACKEND_CHOICES
-from crlkit.envs.registry import REGISTRY, canonical_name
 
 SAMPLERS = ("auto", "device", "host")
 SEED_MAX = 2**32 - 1  # jax.random.key takes 32-bit seeds
-# Full-size datasets get OGBench's budget; the shipped samples a quick one (a few CPU minutes).
-OGBENCH_STEPS = 1_000_000
-SAMPLE_STEPS = 2_000
-# OGBench's CRL actor (DDPG+BC) weights by dataset family; `explore` data uses its own.
-FAMILY_ALPHA = {
-    "pointmaze": 0.03,
-    "antmaze": 0.1,
-    "humanoidmaze": 0.1,
-    "antsoccer": 0.3,
-    "cube": 3.0,
-    "scene": 3.0,
-    "puzzle": 3.0,
-}
-EXPLORE_ALPHA = 0.003
-NOISY_MANIPULATION_ALPHA = 0.1  # cube/scene/puzzle `noisy` data (play data: 3.0)
-DEFAULT_ALPHA = 0.1
-MANIPULATION = ("cube", "scene", "puzzle")
 # The presets `crlkit offline --preset` starts from (docs/offline.md):
+#   quickstart: the shipped sample's quick start (chosen by measurement: docs/benchmarks.md);
 #   paper: OGBench's CRL agent with the paper's residual towers at --depth (default 4);
 #   ogbench: OGBench's CRL agent exactly (two critics, MLP 512x3, dot / sqrt(512), binary NCE);
 #   same-as-online: the learner `crlkit online` trains (one critic, L2 energy, InfoNCE, tanh
 #     Gaussian) with DDPG+BC, on the goal slice: crlkit's offline settings before presets.
-PRESETS = ("paper", "ogbench", "same-as-online")
-GOAL_SPACES = ("observation", "slice")
+PRESETS = ("quickstart", "paper", "ogbench", "same-as-online")
+QUICKSTART_DATASET = "pointmaze-medium-navigate-sample"  # a bare `crlkit offline` trains on it
+QUICKSTART_STEPS = 8_000  # the quickstart preset's budget (docs/benchmarks.md: its grid)
 
 
 @dataclasses.dataclass(frozen=True)
 class OfflineConfig:
     """Settings of `crlkit offline` besides the learner's. None means 'auto': decided per dataset
-    by `plan_dataset` (each field's metadata says how)."""
+    by crlkit/data/plan.py's `plan_dataset` (each field's metadata says how)."""
 
-    preset: str = option_field(
-        "paper",
-        "Agent the flags start from: paper (OGBench's CRL agent with the paper's residual towers "
-        "at --depth), ogbench (OGBench's CRL agent exactly), same-as-online (the online "
-        "learner with DDPG+BC on the goal slice). Any flag overrides its preset value.",
+    preset: str | None = option_field(
+        None,
+        "Agent the flags start from: quickstart (a small agent that learns on the shipped sample "
+        "in a few CPU minutes), paper (OGBench's CRL agent with the paper's residual towers at "
+        "--depth), ogbench (OGBench's CRL agent exactly), same-as-online (the online learner "
+        "with DDPG+BC on the goal slice). Any flag overrides its preset value.",
         PRESETS,
+        auto="quickstart on the shipped sample datasets, else paper",
     )
     dataset: str | None = option_field(
         None,
-        "Dataset: a catalog name (antmaze-large), an .npz path, a Minari dir or minari:<id>. "
-        "Required.",
+        "Dataset: a catalog name (antmaze-large), an .npz path, a Minari dir or minari:<id>.",
+        auto=f"{QUICKSTART_DATASET} (the shipped sample: the quick start)",
     )
     goal_indices: str | None = option_field(
         None,
@@ -86,8 +85,8 @@ class OfflineConfig:
     steps: int | None = option_field(
         None,
         "SGD steps.",
-        auto=f"{OGBENCH_STEPS:,} (OGBench's budget), or {SAMPLE_STEPS:,} for the shipped sample "
-        "datasets (a few CPU minutes)",
+        auto=f"{QUICKSTART_STEPS:,} with the quickstart preset; else {OGBENCH_STEPS:,} (OGBench's "
+        f"budget), or {SAMPLE_STEPS:,} on the shipped sample datasets",
         minimum=1,
         maximum=INT32_MAX,
         maximum_why=INT32_WHY,
@@ -181,6 +180,17 @@ class OfflineConfig:
         if self.actor_p_random is not None:
             self.actor_goals()
 
+    def dataset_choices(self) -> dict[str, Any]:
+        """The flags `plan_dataset` decides a dataset's meaning with (None: OGBench's value)."""
+        return {
+            "env": self.env,
+            "goal_space": self.goal_space,
+            "observation_goals": self.preset != "same-as-online",
+            "alpha": self.alpha,
+            "discount": self.discount,
+            "actor_p_random": self.actor_p_random,
+        }
+
     def critic_goals(self) -> goals.GoalMix:
         """The critic's goal mixture."""
         return _mix(self.critic_p_current, self.critic_p_random, self.critic_geometric, "critic")
@@ -200,17 +210,24 @@ def _mix(p_current: float, p_random: float, geometric: bool, who: str) -> goals.
         ) from None
 
 
-def dataset_family(ds: Dataset) -> tuple[str, str]:
-    """(family, data type) of a dataset from its env/name: ('antmaze', 'navigate') and the like."""
-    name = str(ds.metadata.get("env") or ds.name).lower()
-    family = Path(name).name.split("-")[0]
-    full = ds.name.lower()
-    kind = next((k for k in ("stitch", "explore", "noisy", "play") if f"-{k}" in full), "navigate")
-    return family, str(ds.metadata.get("dataset_type") or ds.metadata.get("style") or kind)
+def choose_preset(cfg: OfflineConfig) -> OfflineConfig:
+    """`cfg` with its dataset and preset decided: no --dataset trains on the shipped sample, and
+    the auto preset is quickstart on the shipped samples (their catalog cards say `sample`),
+    paper on anything else. The quickstart preset brings its own budget (QUICKSTART_STEPS)
+    unless --steps is given."""
+    dataset = cfg.dataset or QUICKSTART_DATASET
+    preset = cfg.preset
+    if preset is None:
+        card = load_catalog().get(dataset)
+        preset = "quickstart" if card is not None and card.source == "sample" else "paper"
+    steps = QUICKSTART_STEPS if preset == "quickstart" and cfg.steps is None else cfg.steps
+    return dataclasses.replace(cfg, dataset=dataset, preset=preset, steps=steps)
 
 
 def preset_learner(preset: str, depth: int = 4) -> LearnerConfig:
     """The learner a preset starts from (the BC weight is resolved per dataset by `resolve`)."""
+    if preset == "quickstart":
+        return quickstart_offline_learner()
     if preset == "ogbench":
         return ogbench_crl_learner(DEFAULT_ALPHA)
     if preset == "paper":
@@ -220,85 +237,13 @@ def preset_learner(preset: str, depth: int = 4) -> LearnerConfig:
     raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
 
 
-def bc_alpha(family: str, kind: str) -> float:
-    """OGBench's DDPG+BC weight for a dataset family and data type."""
-    if kind == "explore":
-        return EXPLORE_ALPHA
-    if family in MANIPULATION and kind == "noisy":
-        return NOISY_MANIPULATION_ALPHA
-    return FAMILY_ALPHA.get(family, DEFAULT_ALPHA)
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetPlan:
-    """What a dataset means for an offline run, decided once by `plan_dataset`.
-
-    Written verbatim into config.json (`dataset.plan`); the loop, the evaluators and render read
-    it and never infer any of it again.
-    """
-
-    family: str  # pointmaze, antmaze, cube, ... (from the dataset's env or name)
-    data_type: str  # navigate, stitch, explore, noisy, play
-    goal_space: str  # observation (psi and the actor see whole goal observations) or slice
-    goal_indices: tuple[int, ...]  # the observation columns psi and the actor see as a goal
-    env_goal_indices: tuple[int, ...]  # the env's goal slice (the dataset's own goal columns)
-    env: str | None  # the crlkit env of the data (render, collect), if crlkit has one
-    eval_target: tuple[str, str] | None  # (crlkit | ogbench | minari, name); None: no env named
-    default_steps: int  # the SGD budget of --steps auto for this dataset
-    bc_alpha: float
-    discount: float
-    actor_p_random: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form (lists for tuples), as config.json stores it."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-
-def plan_dataset(cfg: OfflineConfig, ds: Dataset) -> DatasetPlan:
-    """Every per-dataset decision of an offline run (OGBench's defaults where a flag is auto)."""
-    family, kind = dataset_family(ds)
-    giant = "giant" in ds.name.lower() or "giant" in str(ds.metadata.get("env", ""))
-    sample = ds.metadata.get("source") == "sample"
-    target = find_eval_target(cfg, ds)  # None: make_evaluator says so, in one line
-    env = target[1] if target and target[0] == "crlkit" else None
-    ogbench_id = target[1] if target and target[0] == "ogbench" else None
-    if env is not None:
-        ogbench_id = REGISTRY[env].ogbench_env_id
-    goal_space = cfg.goal_space
-    if goal_space is None:  # OGBench's goal observations where its env can evaluate them
-        whole = cfg.preset != "same-as-online" and ogbench_id is not None
-        goal_space = "observation" if whole else "slice"
-    whole_goals = tuple(range(ds.obs_dim))
-    if goal_space == "observation" and env is not None and tuple(ds.goal_indices) != whole_goals:
-        if ogbench_id:  # crlkit's env has no goal observations: OGBench's own env has
-            target = ("ogbench", ogbench_id)
-    return DatasetPlan(
-        family=family,
-        data_type=kind,
-        goal_space=goal_space,
-        goal_indices=whole_goals if goal_space == "observation" else tuple(ds.goal_indices),
-        env_goal_indices=tuple(ds.goal_indices),
-        env=env,
-        eval_target=target,
-        default_steps=SAMPLE_STEPS if sample else OGBENCH_STEPS,
-        bc_alpha=float(_auto(cfg.alpha, bc_alpha(family, kind))),
-        discount=_auto(cfg.discount, 0.995 if giant or family == "humanoidmaze" else 0.99),
-        actor_p_random=_auto(cfg.actor_p_random, goals.ACTOR_P_RANDOM.get(kind, 0.0)),
-    )
-
-
-def _auto(value: Any, resolved: Any) -> Any:
-    """A flag's value, or what its `auto` (None) resolves to."""
-    return resolved if value is None else value
-
-
 def apply_plan(
     cfg: OfflineConfig, lcfg: LearnerConfig, plan: DatasetPlan
 ) -> tuple[OfflineConfig, LearnerConfig]:
     """The configs with every auto setting filled from `plan` (concrete, validated)."""
     cfg = dataclasses.replace(
         cfg,
-        steps=_auto(cfg.steps, plan.default_steps),
+        steps=plan.default_steps if cfg.steps is None else cfg.steps,
         discount=plan.discount,
         alpha=plan.bc_alpha,
         actor_p_random=plan.actor_p_random,
@@ -310,55 +255,5 @@ def apply_plan(
 def resolve(
     cfg: OfflineConfig, lcfg: LearnerConfig, ds: Dataset
 ) -> tuple[OfflineConfig, LearnerConfig]:
-    """`apply_plan(cfg, lcfg, plan_dataset(cfg, ds))`: the concrete configs for this dataset."""
-    return apply_plan(cfg, lcfg, plan_dataset(cfg, ds))
-
-
-def eval_target(cfg: OfflineConfig, ds: Dataset) -> tuple[str, str]:
-    """('crlkit', env name) or ('ogbench', gymnasium env id) to evaluate `ds`'s policy in."""
-    target = find_eval_target(cfg, ds)
-    if target is None:
-        raise ValueError(no_env_message(ds))
-    return target
-
-
-def no_env_message(ds: Dataset) -> str:
-    """The one-line error for a dataset that names no env to evaluate in."""
-    return (
-        f"dataset {ds.name!r} names no env to evaluate in; pass --env (a crlkit env from "
-        f"`crlkit envs` or an OGBench env id such as cube-single-v0)"
-    )
-
-
-def find_eval_target(cfg: OfflineConfig, ds: Dataset) -> tuple[str, str] | None:
-    """`eval_target`, or None when neither --env nor the dataset names an env."""
-    name = cfg.env or str(ds.metadata.get("env") or "")
-    if name:
-        try:
-            canon = canonical_name(name)
-        except ValueError:
-            canon = None
-        if canon is not None:  # OGBench's tasks where the env has them, else fresh goals
-            return "crlkit", canon
-        if cfg.env and not VERSIONED_NAMES.fullmatch(cfg.env):
-            canonical_name(cfg.env)  # raises: unknown env, did you mean ...
-    env_id = cfg.env or str(ds.metadata.get("ogbench_env_id") or "")
-    if not env_id and ds.metadata.get("format") == "minari":
-        return "minari", ds.name  # the env its env_spec records, when it can be rebuilt
-    env_id = env_id or ogbench_env_id(ds.name)
-    if not env_id:
-        return None
-    twin = crlkit_env(env_id)  # an OGBench id crlkit has with OGBench's tasks
-    return ("crlkit", twin) if twin else ("ogbench", env_id)
-
-
-def parse_goal_indices(text: str | None) -> tuple[int, ...] | None:
-    """'0,1' -> (0, 1); None -> None; a one-line ValueError for anything else."""
-    if text is None:
-        return None
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ValueError(
-            f"--goal-indices {text!r} must be comma-separated column numbers, e.g. 0,1"
-        ) from None
+    """The concrete configs for this dataset: `apply_plan` of its `plan_dataset`."""
+    return apply_plan(cfg, lcfg, plan_dataset(ds, **cfg.dataset_choices()))

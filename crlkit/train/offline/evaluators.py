@@ -3,25 +3,19 @@ else OGBench's own gymnasium env (`gym_eval.py`); OGBench's protocol either way.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
 
-from crlkit.data.dataset import Dataset, DatasetError, check_env
+from crlkit.data.dataset import Dataset, DatasetError
+from crlkit.data.plan import DatasetPlan, no_env_message
 from crlkit.envs import make
 from crlkit.train import evaluate
 from crlkit.train.evaluate import Evaluator
 from crlkit.train.offline import gym_eval
-from crlkit.train.offline.config import (  # noqa: F401  (eval_target: part of this module's API)
-    DatasetPlan,
-    OfflineConfig,
-    eval_target,
-    no_env_message,
-    plan_dataset,
-)
+from crlkit.train.offline.config import OfflineConfig
 from crlkit.train.offline.minari_eval import minari_evaluator
 
 FRESH_GOAL_TASKS = 5  # fresh-goal episodes per --eval-episodes, as many as OGBench's 5 tasks
@@ -30,39 +24,39 @@ FRESH_GOAL_TASKS = 5  # fresh-goal episodes per --eval-episodes, as many as OGBe
 def make_evaluator(
     cfg: OfflineConfig,
     ds: Dataset,
+    plan: DatasetPlan,
     echo: Callable[[str], Any] = lambda _: None,
-    *,
-    plan: DatasetPlan | None = None,
 ) -> Evaluator:
     """evaluator(nets, actor_params, key) -> OGBench task metrics, in the env `plan` names.
 
-    `plan` is the run's `plan_dataset(cfg, ds)` (made here when not given) and `ds` has the
-    plan's goal columns. Raises DatasetError/ValueError (one line) when no env is named or the
-    env's sizes do not match the dataset's.
+    `plan` is the run's `plan_dataset` (which checked that the data fits crlkit's env) and `ds`
+    has the plan's goal columns. Raises DatasetError/ValueError (one line) when no env is named
+    or OGBench's env does not take the dataset's sizes.
     """
-    plan = plan or plan_dataset(cfg, ds)
     if tuple(ds.goal_indices) != plan.goal_indices:
         raise ValueError(
             f"the dataset's goal columns {tuple(ds.goal_indices)} are not the plan's "
             f"{plan.goal_indices} (goal space {plan.goal_space}): pass the planned dataset"
         )
-    if plan.eval_target is None:
-        raise ValueError(no_env_message(ds))
-    kind, name = plan.eval_target
+    kind, name = plan.eval_target or ("", "")
+    if kind == "ogbench":
+        return _gym_evaluator(cfg, ds, name)
+    if kind == "crlkit":
+        return _crlkit_evaluator(make(name, cfg.backend), cfg.eval_episodes)
     if kind == "minari":
         return minari_evaluator(ds, FRESH_GOAL_TASKS * cfg.eval_episodes, echo)
-    env = make(plan.env, cfg.backend) if plan.env is not None else None
-    if kind == "ogbench":
-        if env is not None:  # crlkit's twin of OGBench's env: the data must fit it too
-            check_env(dataclasses.replace(ds, goal_indices=plan.env_goal_indices), env.spec)
-        return _gym_evaluator(cfg, ds, name)
-    check_env(ds, env.spec)
-    if env.spec.num_tasks == 0:  # open floors, the arm tasks: fresh goals, 5 x episodes
+    raise ValueError(no_env_message(ds))
+
+
+def _crlkit_evaluator(env: Any, episodes: int) -> Evaluator:
+    """OGBench's tasks in a crlkit env; open floors and the arm tasks: 5 x `episodes` fresh
+    goals."""
+    if env.spec.num_tasks == 0:
         return lambda nets, params, key: evaluate.evaluate_fresh_goals(
-            env, evaluate.actor_policy(nets, params), key, FRESH_GOAL_TASKS * cfg.eval_episodes
+            env, evaluate.actor_policy(nets, params), key, FRESH_GOAL_TASKS * episodes
         )
     return lambda nets, params, key: evaluate.evaluate_tasks(
-        env, evaluate.actor_policy(nets, params), key, cfg.eval_episodes
+        env, evaluate.actor_policy(nets, params), key, episodes
     )
 
 

@@ -23,6 +23,7 @@ from crlkit import metric_names as names
 from crlkit.config import LearnerConfig
 from crlkit.data.catalog import load_dataset
 from crlkit.data.dataset import Dataset
+from crlkit.data.plan import check_fits, parse_goal_indices, plan_dataset
 from crlkit.runs.checkpoint import Restored
 from crlkit.runs.rundir import RunDir, default_out_dir
 from crlkit.runs.sinks import TrackingConfig
@@ -30,12 +31,7 @@ from crlkit.train import parallel
 from crlkit.train.evaluate import Evaluator
 from crlkit.train.hostloop import Events, HostLoop
 from crlkit.train.offline.chunks import Carry, Trainer
-from crlkit.train.offline.config import (
-    OfflineConfig,
-    apply_plan,
-    parse_goal_indices,
-    plan_dataset,
-)
+from crlkit.train.offline.config import OfflineConfig, apply_plan, choose_preset
 from crlkit.train.offline.evaluators import make_evaluator
 from crlkit.train.offline.sampling import choose_sampler, dataset_arrays
 
@@ -77,24 +73,19 @@ def prepare(
 ) -> tuple[OfflineConfig, LearnerConfig, Dataset, Evaluator]:
     """Load the dataset, apply its plan to the configs, build the evaluator (used by `run` and
     by `crlkit eval`, so a saved run is evaluated in the env and on the data it trained with)."""
-    if cfg.dataset is None:
-        raise ValueError(
-            "--dataset is required, e.g. crlkit offline --dataset "
-            "pointmaze-medium-navigate-sample (see: crlkit datasets)"
-        )
+    cfg = choose_preset(cfg)
+    choices = cfg.dataset_choices()
+    goal_indices = parse_goal_indices(cfg.goal_indices)
     ds = load_dataset(
-        cfg.dataset,
-        data_dir=cfg.data_dir,
-        echo=echo,
-        goal_indices=parse_goal_indices(cfg.goal_indices),
-        env=cfg.env,
+        cfg.dataset, data_dir=cfg.data_dir, echo=echo, goal_indices=goal_indices, env=cfg.env
     )
-    plan = plan_dataset(cfg, ds)  # the one place a dataset's meaning is decided
+    plan = plan_dataset(ds, **choices)  # the one place a dataset's meaning is decided
+    check_fits(ds, plan)
     cfg, lcfg = apply_plan(cfg, lcfg, plan)
     # psi and the actor see the plan's goal columns; config.json records the plan verbatim.
     metadata = {**ds.metadata, "plan": plan.to_dict()}
     ds = dataclasses.replace(ds, goal_indices=plan.goal_indices, metadata=metadata)
-    evaluator = make_evaluator(cfg, ds, echo or (lambda _: None), plan=plan)
+    evaluator = make_evaluator(cfg, ds, plan, echo or (lambda _: None))
     return cfg, lcfg, ds, evaluator
 
 
@@ -276,7 +267,7 @@ class OfflineChunk:
 
 
 def _dataset_info(cfg: OfflineConfig, ds: Dataset) -> dict[str, Any]:
-    plan = ds.metadata.get("plan") or plan_dataset(cfg, ds).to_dict()  # `run` planned it
+    plan = ds.metadata.get("plan") or plan_dataset(ds, **cfg.dataset_choices()).to_dict()
     return {
         "plan": plan,
         "eval_env": plan["eval_target"],  # where the policy is evaluated

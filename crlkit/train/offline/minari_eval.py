@@ -25,7 +25,15 @@ def minari_evaluator(
     ds: Dataset, episodes: int, echo: Callable[[str], Any] = lambda _: None
 ) -> Evaluator:
     """evaluator(nets, actor_params, key) in the recovered env; {} when it cannot be rebuilt."""
-    try:
+
+    def evaluator(nets, params, key):
+        policy = evaluate.actor_policy(nets, params)
+        act = lambda s, g: _act(policy, s, g)  # noqa: E731 - one compile for every evaluation
+        seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+        hits = [_episode(env, act, ds, seed + i) for i in range(episodes)]
+        return {"success": float(np.mean(hits))}
+
+    try:  # the env `evaluator` steps
         import minari
 
         data_dir = local_data_dir(ds.metadata.get("path", ds.name))
@@ -37,14 +45,6 @@ def minari_evaluator(
             f"goes on without it"
         )
         return lambda nets, params, key: {}
-
-    def evaluator(nets, params, key):
-        policy = evaluate.actor_policy(nets, params)
-        act = lambda s, g: _act(policy, s, g)  # noqa: E731 - one compile for every evaluation
-        seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
-        hits = [_episode(env, act, ds, seed + i) for i in range(episodes)]
-        return {"success": float(np.mean(hits))}
-
     return evaluator
 
 

@@ -66,14 +66,9 @@ def gather_batch(data: DeviceData, rows: goals.OfflineRows) -> learner.Batch:
 
 def sample_batch(cfg: OfflineConfig, data: DeviceData, key: jax.Array) -> learner.Batch:
     """One minibatch drawn on device (OGBench-style critic and actor goals)."""
+    critic, actor = cfg.critic_goals(), cfg.actor_goals()
     rows = goals.sample_offline_rows(
-        key,
-        data.valid_rows,
-        data.episode_ends,
-        cfg.batch_size,
-        cfg.critic_goals(),
-        cfg.actor_goals(),
-        cfg.discount,
+        key, data.valid_rows, data.episode_ends, cfg.batch_size, critic, actor, cfg.discount
     )
     return gather_batch(data, rows)
 
@@ -82,14 +77,9 @@ def sample_host_block(
     cfg: OfflineConfig, data: DeviceData, rng: np.random.Generator, count: int
 ) -> learner.Batch:
     """`count` minibatches drawn on the host, stacked: leaves [count, batch, ...]."""
+    critic, actor = cfg.critic_goals(), cfg.actor_goals()
     rows = goals.sample_offline_rows_np(
-        rng,
-        data.valid_rows,
-        data.episode_ends,
-        count * cfg.batch_size,
-        cfg.critic_goals(),
-        cfg.actor_goals(),
-        cfg.discount,
+        rng, data.valid_rows, data.episode_ends, count * cfg.batch_size, critic, actor, cfg.discount
     )
     batch = gather_batch(data, rows)
     return jax.tree.map(lambda x: x.reshape(count, cfg.batch_size, *x.shape[1:]), batch)
