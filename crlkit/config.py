@@ -27,7 +27,7 @@ NORMS = ("layernorm", "hyperspherical")
 RESIDUAL_SCALES = ("none", "inv-sqrt-blocks")
 # The offline quickstart preset (chosen by a grid on the shipped sample: docs/benchmarks.md).
 QUICK_WIDTH = 128
-QUICK_LR = 1e-3
+QUICK_LR = 3e-3
 # remat=auto: on at every depth on a CPU, elsewhere from this depth (of the deeper tower) on.
 AUTO_REMAT_DEPTH = 256
 
