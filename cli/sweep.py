@@ -13,7 +13,7 @@ from crlkit.config import LearnerConfig
 from crlkit.experiments.grid import SweepConfig
 from crlkit.experiments.launchers import SlurmConfig
 from crlkit.runs.sinks import TrackingConfig
-from crlkit.train.offline.config import OfflineConfig, choose_preset
+from crlkit.train.offline.config import OfflineConfig
 from crlkit.train.online.config import PRESETS, OnlineConfig
 
 # Grid axes and per-cell values the sweep sets itself; every other field becomes a flag.
@@ -144,5 +144,5 @@ def sweep_configs(options: dict[str, Any]):
         if not options["dataset"]:
             raise SweepError("the offline regime needs --dataset (see: crlkit datasets)")
         base = OfflineConfig(dataset=options["dataset"])
-        offline = choose_preset(build_config(OfflineConfig, options, base, prefix="offline"))
+        offline = build_config(OfflineConfig, options, base, prefix="offline")
     return grid, learner, online, offline, slurm

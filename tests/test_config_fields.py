@@ -65,7 +65,7 @@ def test_offline_help_shows_values_and_what_auto_means():
     text = CliRunner().invoke(cli, ["offline", "--help"], terminal_width=400).output
     assert "[default: 1024]" in text
     assert "--steps INTEGER|auto" in text
-    assert "[default: auto: 1,000,000 (OGBench's budget), or 2,000 for the shipped" in text
+    assert "[default: auto: 8,000 with the quickstart preset; else 1,000,000 (OGBench's" in text
     assert "--goal-space [auto|observation|slice]" in text
 
 

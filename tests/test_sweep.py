@@ -108,10 +108,12 @@ def test_grid_is_seed_major_with_per_regime_configs():
 def test_each_regime_keeps_its_own_width_unless_one_is_given():
     cfg = grid.SweepConfig(out="x", depths=(4,), seeds=1)
     learner = LearnerConfig(network=NetworkConfig(width=64))  # the online quickstart's width
-    bases = (OnlineConfig(env="pointmaze-medium"), OfflineConfig(dataset=DATASET))
+    bases = (OnlineConfig(env="pointmaze-medium"), OfflineConfig(dataset=DATASET, preset="paper"))
     plans = grid.expand_grid(cfg, learner, *bases)
     widths = {p.cell.regime: p.learner.network.width for p in plans}
     assert widths == {"online": 64, "offline": 256}  # as crlkit offline (preset paper) uses
+    auto = grid.expand_grid(cfg, learner, bases[0], OfflineConfig(dataset=DATASET))
+    assert auto[1].run.preset == "quickstart" and auto[1].learner.network.width == 128  # sample
     assert [p.cell.name for p in plans] == ["online-d4-s0", "offline-d4-s0"]
     one = grid.expand_grid(
         grid.SweepConfig(out="x", depths=(4,), seeds=1, width=32), learner, *bases
@@ -123,7 +125,8 @@ def test_norms_axis_names_cells_reaches_the_network_and_splits_the_report(tmp_pa
     cfg = grid.SweepConfig(
         out="x", regimes=("offline",), depths=(4,), seeds=1, norms=("layernorm", "hyperspherical")
     )
-    plans = grid.expand_grid(cfg, LearnerConfig(), offline=OfflineConfig(dataset=DATASET))
+    offline = OfflineConfig(dataset=DATASET, preset="paper")
+    plans = grid.expand_grid(cfg, LearnerConfig(), offline=offline)
     assert [p.cell.name for p in plans] == [
         "offline-d4-layernorm-s0",
         "offline-d4-hyperspherical-s0",

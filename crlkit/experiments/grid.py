@@ -11,7 +11,7 @@ from typing import Any
 from crlkit.checks import check_depth
 from crlkit.config import NORMS, LearnerConfig, option_field, to_dict
 from crlkit.runs.sinks import TrackingConfig
-from crlkit.train.offline.config import preset_learner
+from crlkit.train.offline.config import choose_preset, preset_learner
 
 REGIMES = ("online", "offline")
 LAUNCHERS = ("auto", "inline", "local", "slurm")
@@ -45,7 +45,7 @@ class SweepConfig:
         None,
         "One width for every cell (no grid axis).",
         auto="each regime's learner width, as crlkit online / crlkit offline use it (online: "
-        "the preset's; offline: the --offline-preset's, 256 for paper)",
+        "the preset's; offline: the --offline-preset's, 128 for quickstart, 256 for paper)",
         minimum=1,
     )
     batch_sizes: tuple[int, ...] = option_field(
@@ -189,6 +189,8 @@ def expand_grid(
         if bases[regime] is None:
             what = "--env" if regime == "online" else "--dataset"
             raise SweepError(f"the {regime} regime needs {what}")
+    if offline is not None:  # the auto preset decided for the dataset, as crlkit offline does
+        bases["offline"] = choose_preset(offline)
     for regime in sweep.regimes:
         _check_tower_depths(sweep, _regime_learner(learner, bases[regime], regime))
     tags = {"width"} if sweep.widths else set()
@@ -218,8 +220,8 @@ def plan_cell(cell: Cell, sweep: SweepConfig, learner: LearnerConfig, base: Any)
     """The cell's configs (validated by their dataclasses).
 
     Online cells train the shared learner with SAC; offline cells the offline preset's agent
-    (`--offline-preset`: paper or ogbench; same-as-online: the shared learner with DDPG+BC), all
-    at the cell's depth and width.
+    (`--offline-preset`: quickstart, paper or ogbench; same-as-online: the shared learner with
+    DDPG+BC), all at the cell's depth and width.
     """
     learner = _regime_learner(learner, base, cell.regime)
     network = dataclasses.replace(
