@@ -78,8 +78,8 @@ def plan_dataset(
       env: the env the user named (--env), else the dataset's.
       goal_space: observation or slice; None: observation where `observation_goals` and OGBench's
         env can build goal observations, else slice.
-      observation_goals: the agent takes OGBench's whole goal observations when it can (the
-        paper and ogbench presets), not the goal slice (same-as-online).
+      observation_goals: the agent takes OGBench's whole goal observations when it can (every
+        preset but same-as-online), not the goal slice (same-as-online).
       alpha, discount, actor_p_random: the user's values; None: OGBench's for this dataset.
     """
     family, kind = dataset_family(ds)
@@ -105,14 +105,15 @@ def plan_dataset(
         env=crlkit_name,
         eval_target=target,
         default_steps=SAMPLE_STEPS if sample else OGBENCH_STEPS,
-        bc_alpha=float(bc_alpha(family, kind) if alpha is None else alpha),
-        discount=(0.995 if giant or family == "humanoidmaze" else 0.99)
-        if discount is None
-        else discount,
-        actor_p_random=goals.ACTOR_P_RANDOM.get(kind, 0.0)
-        if actor_p_random is None
-        else actor_p_random,
+        bc_alpha=float(_auto(alpha, bc_alpha(family, kind))),
+        discount=_auto(discount, 0.995 if giant or family == "humanoidmaze" else 0.99),
+        actor_p_random=_auto(actor_p_random, goals.ACTOR_P_RANDOM.get(kind, 0.0)),
     )
+
+
+def _auto(value: Any, resolved: Any) -> Any:
+    """The user's value, or what its auto (None) resolves to for this dataset."""
+    return resolved if value is None else value
 
 
 def check_fits(ds: Dataset, plan: DatasetPlan) -> None:
@@ -158,8 +159,8 @@ def no_env_message(ds: Dataset) -> str:
 
 def find_eval_target(ds: Dataset, env: str | None = None) -> tuple[str, str] | None:
     """`eval_target`, or None when neither `env` (--env) nor the dataset names an env."""
-    env_id = env or str(ds.metadata.get("ogbench_env_id") or "") or ogbench_env_id(ds.name)
-    recorded_id = ds.metadata.get("ogbench_env_id")
+    recorded_id = str(ds.metadata.get("ogbench_env_id") or "")
+    env_id = env or recorded_id or ogbench_env_id(ds.name)
     minari = not (env or recorded_id) and ds.metadata.get("format") == "minari"
     name = env or str(ds.metadata.get("env") or "")
     if name:

@@ -29,9 +29,9 @@ def make_evaluator(
 ) -> Evaluator:
     """evaluator(nets, actor_params, key) -> OGBench task metrics, in the env `plan` names.
 
-    `plan` is the run's `plan_dataset` (which checked that the data fits crlkit's env) and `ds`
-    has the plan's goal columns. Raises DatasetError/ValueError (one line) when no env is named
-    or OGBench's env does not take the dataset's sizes.
+    `plan` is the run's `plan_dataset` (the run checked with `check_fits` that the data fits
+    crlkit's env) and `ds` has the plan's goal columns. Raises DatasetError/ValueError (one line)
+    when no env is named or OGBench's env does not take the dataset's sizes.
     """
     if tuple(ds.goal_indices) != plan.goal_indices:
         raise ValueError(
