@@ -155,6 +155,34 @@ def test_bad_multi_host_flags_are_one_line_errors():
     assert last.startswith(want), proc.stderr[-2000:]
 
 
+ABORT_WHILE_LEAVING = """
+import os, threading, time
+from crlkit.train import parallel
+parallel._PEERS.coordinator = "localhost:1"
+parallel._exit_peer_lost_on_abort()
+parallel._PEERS.leaving.acquire()  # as exit_peer_lost does, first, for a failed collective
+threading.Thread(target=os.abort).start()  # the coordination client gives up meanwhile
+time.sleep(1.0)
+os.write(2, b"the first handler's line\\n")
+os._exit(69)
+"""
+
+
+def test_an_abort_while_another_thread_reports_the_lost_peer_waits_for_its_line():
+    """When process 0 dies, a collective fails and XLA's coordination client aborts at the same
+    instant: the abort's handler must wait for the line being printed, not return (an abort
+    whose handler returns dumps core: rc -6 and no line, seen once in CI)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", ABORT_WHILE_LEAVING],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=xla_env(devices=1),
+    )
+    assert proc.returncode == 69, (proc.returncode, proc.stderr[-2000:])
+    assert proc.stderr.strip().splitlines() == ["the first handler's line"], proc.stderr[-2000:]
+
+
 @pytest.mark.slow  # two processes compile and train until the first checkpoint: ~1-2 min
 @pytest.mark.parametrize(
     "victim, how",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -342,11 +343,12 @@ class _Peers:
     """What the peer-loss handlers need to know about this run, set by `initialize`."""
 
     coordinator = ""
-    lost = False
+    leaving = threading.Lock()  # held by the one thread that prints the line and exits
     abort_handler: Any = None  # the ctypes SIGABRT handler, kept alive
 
 
 _PEERS = _Peers()
+_SECOND_HANDLER_WAIT_S = 10.0  # how long a second caller of `exit_peer_lost` waits for the first
 _TASK_RE = re.compile(r"task[:_ ]?(\d+)")
 _PEER_SIGNS = (
     "gloo",
@@ -375,12 +377,17 @@ def exit_peer_lost(detail: str = "") -> None:
     (os._exit: JAX's shutdown barrier at exit would wait for the dead process, then abort)."""
     import os
     import sys
+    import time
 
     from crlkit.exit_codes import PEER_LOST
 
-    if _PEERS.lost:  # another handler got there first and exits
-        return
-    _PEERS.lost = True
+    if not _PEERS.leaving.acquire(blocking=False):
+        # Another thread got here first and is printing the line. Returning would let an abort in
+        # progress on this thread dump core before that line is out (the coordinator's death
+        # fails a collective and aborts the coordination client at the same instant): wait for
+        # the other thread's exit instead, and exit here should it never come.
+        time.sleep(_SECOND_HANDLER_WAIT_S)
+        os._exit(PEER_LOST)
     me, count = jax.process_index(), jax.process_count()
     found = sorted({int(n) for n in _TASK_RE.findall(detail.lower())} - {me})
     if found:
