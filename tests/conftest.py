@@ -49,6 +49,14 @@ TINY_ONLINE_FLAGS = (
     "--prefill-steps 0"
 ).split()
 
+# `crlkit sweep`'s tiny online cells: 4 envs x 8 steps per training step, 2 updates of 16
+# transitions each, 64 env steps, no evaluation during training.
+TINY_SWEEP_ONLINE_FLAGS = (
+    "--online-num-envs 4 --online-unroll-length 8 --online-updates-per-step 2 "
+    "--online-replay-steps-per-env 32 --online-steps 64 --online-log-every 32 "
+    "--online-eval-every 0 --online-eval-episodes 2 --online-eval-episodes-per-task 1"
+).split()
+
 
 def random_batch(key: jax.Array, dims: Dims, b: int = 16, squash: Callable = jnp.tanh) -> Batch:
     """A minibatch of `b` Gaussian states whose goals lie near their own goal slice (the first

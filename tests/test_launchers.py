@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import xla_env
+from conftest import TINY_SWEEP_ONLINE_FLAGS, xla_env
 from crlkit.cli.main import cli
 
 from crlkit.experiments import launchers, report, sweep
@@ -30,24 +30,7 @@ TINY = [
     "--width",
     "16",
     "--quiet",
-    "--online-num-envs",
-    "4",
-    "--online-unroll-length",
-    "8",
-    "--online-updates-per-step",
-    "2",
-    "--online-replay-steps-per-env",
-    "32",
-    "--online-steps",
-    "64",
-    "--online-log-every",
-    "32",
-    "--online-eval-every",
-    "0",
-    "--online-eval-episodes",
-    "2",
-    "--online-eval-episodes-per-task",
-    "1",
+    *TINY_SWEEP_ONLINE_FLAGS,
     "--offline-steps",
     "40",
     "--offline-log-every",

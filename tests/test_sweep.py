@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import TINY_SWEEP_ONLINE_FLAGS
 from crlkit.cli.main import cli
 
 from crlkit.config import LearnerConfig, NetworkConfig, to_dict
@@ -37,29 +38,7 @@ TINY_OFFLINE = [
     "1",
     "--quiet",
 ]
-# Tiny online cells: 4 envs x 8 steps per training step, 2 updates of 16 transitions each.
-TINY_ONLINE = [
-    "--env",
-    "pointmaze-medium",
-    "--online-num-envs",
-    "4",
-    "--online-unroll-length",
-    "8",
-    "--online-updates-per-step",
-    "2",
-    "--online-replay-steps-per-env",
-    "32",
-    "--online-steps",
-    "64",
-    "--online-log-every",
-    "32",
-    "--online-eval-every",
-    "0",
-    "--online-eval-episodes",
-    "2",
-    "--online-eval-episodes-per-task",
-    "1",
-]
+TINY_ONLINE = ["--env", "pointmaze-medium", *TINY_SWEEP_ONLINE_FLAGS]
 
 
 def _sweep(args: list[str]):
